@@ -1,0 +1,88 @@
+"""The exception hierarchy of dockermagic.
+
+Every error the package raises on purpose derives from :class:`DockermagicError`,
+so a caller can catch one class. A *user program* that fails (syntax error,
+exception, non-zero exit, timeout) is never an exception: it is a
+:class:`~dockermagic.result.RunResult` whose ``ok`` is false. Exceptions are for
+problems around the program: the engine, the image, the arguments.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DockermagicError",
+    "EngineUnavailableError",
+    "ImageUnavailableError",
+    "InvalidArgumentError",
+    "SandboxError",
+]
+
+
+class DockermagicError(Exception):
+    """Root of every error raised by dockermagic."""
+
+
+class EngineUnavailableError(DockermagicError):
+    """The Docker Engine cannot be reached.
+
+    Attributes:
+        base_url: Where the client looked for the engine, if known.
+        hint: What to do about it, in one sentence.
+    """
+
+    def __init__(self, reason: str, *, base_url: str | None = None) -> None:
+        self.base_url = base_url
+        self.reason = reason
+        self.hint = (
+            "Start it (`sudo systemctl start docker`, or `sudo dockerd &` where there is "
+            "no systemd; `make demo` does this on Debian), or point DOCKER_HOST at a "
+            "running engine."
+        )
+        where = f" at {base_url}" if base_url else ""
+        super().__init__(f"Cannot reach the Docker Engine{where}: {reason}. {self.hint}")
+
+
+class ImageUnavailableError(DockermagicError):
+    """An image is neither present locally nor obtainable from a registry.
+
+    Attributes:
+        image: The image reference that was asked for.
+        reason: Why it could not be obtained (the registry's or engine's words).
+        build_command: A command that builds a usable image offline.
+    """
+
+    def __init__(self, image: str, reason: str, *, build_command: str) -> None:
+        self.image = image
+        self.reason = reason
+        self.build_command = build_command
+        super().__init__(
+            f"Image {image!r} is not available: {reason}. "
+            f"Without registry access, build local images with `{build_command}`."
+        )
+
+
+class InvalidArgumentError(DockermagicError, ValueError):
+    """An argument (a limit, a path, a language, an option) is not acceptable.
+
+    Attributes:
+        argument: The name of the offending argument.
+        value: The value that was rejected.
+    """
+
+    def __init__(self, argument: str, value: object, problem: str) -> None:
+        self.argument = argument
+        self.value = value
+        super().__init__(f"Invalid {argument} {value!r}: {problem}")
+
+
+class SandboxError(DockermagicError):
+    """The container could not be run or vanished in a way the user did not cause.
+
+    Attributes:
+        container: The container's name, when one had been created.
+    """
+
+    def __init__(self, message: str, *, container: str | None = None) -> None:
+        self.container = container
+        suffix = f" (container {container})" if container else ""
+        super().__init__(f"{message}{suffix}")

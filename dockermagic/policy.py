@@ -1,0 +1,212 @@
+"""Sandbox limits and hardening: :class:`SandboxPolicy`.
+
+Every run gets :meth:`SandboxPolicy.default` unless the caller passes a loosened
+copy (``policy.replace(network=True)``). The policy is pure data; the runner
+turns it into ``containers.create()`` keyword arguments with
+:meth:`SandboxPolicy.create_kwargs`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from dockermagic.errors import InvalidArgumentError
+
+__all__ = ["CODE_DIR", "SandboxPolicy", "parse_bytes"]
+
+#: Where the program and its files are copied (a per-container volume, read-only
+#: for the sandbox user). Docker refuses ``put_archive`` into a read-only root
+#: filesystem except inside a volume, and a copy into a tmpfs is hidden by the
+#: mount, so the code lives in a volume and the writable work dir is a tmpfs.
+CODE_DIR = "/code"
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_bytes(value: int | str, *, argument: str = "size") -> int:
+    """Turn ``"256m"``, ``"1g"``, ``"512k"`` or a number of bytes into bytes.
+
+    Args:
+        value: An int (bytes) or a string with an optional k/m/g/t suffix
+            (binary units, as Docker reads them).
+        argument: The argument's name, for the error message.
+
+    Returns:
+        The size in bytes.
+
+    Raises:
+        InvalidArgumentError: When the value is not a positive size.
+    """
+    if isinstance(value, bool):
+        raise InvalidArgumentError(argument, value, "expected a size such as 256m")
+    if isinstance(value, int):
+        size = value
+    else:
+        match = _SIZE_RE.match(str(value))
+        if not match:
+            raise InvalidArgumentError(argument, value, "expected a size such as 256m or 1g")
+        size = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    if size <= 0:
+        raise InvalidArgumentError(argument, value, "must be positive")
+    return size
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+@dataclass(frozen=True)
+class SandboxPolicy:
+    """Limits and hardening applied to every container.
+
+    The defaults are the safe ones; loosen a copy with :meth:`replace`.
+
+    Attributes:
+        network: Give the container a network (default: none at all).
+        user: The uid:gid the program runs as (default: nobody, never root).
+        read_only: Make the root filesystem read-only.
+        workdir: The program's working directory, a size-limited tmpfs.
+        workdir_size: Size of the working-directory tmpfs, in bytes.
+        tmp_size: Size of the ``/tmp`` tmpfs, in bytes.
+        memory: Memory limit in bytes; swap is set equal so none is added.
+        cpus: CPUs the container may use (fractional allowed).
+        pids_limit: Maximum number of processes and threads (stops fork bombs).
+        nofile: Maximum open files per process.
+        timeout: Wall-clock seconds before the container is killed.
+        output_limit: Bytes of stdout+stderr kept before the run is killed.
+    """
+
+    network: bool = False
+    user: str = "65534:65534"
+    read_only: bool = True
+    workdir: str = "/work"
+    workdir_size: int = 64 * 1024**2
+    tmp_size: int = 64 * 1024**2
+    memory: int = 256 * 1024**2
+    cpus: float = 1.0
+    pids_limit: int = 128
+    nofile: int = 1024
+    timeout: float = 30.0
+    output_limit: int = 1024**2
+
+    def __post_init__(self) -> None:
+        # Accept "256m"-style strings for sizes but store bytes, so that equal
+        # policies compare equal and the values read back from inspect() match.
+        for name in ("memory", "workdir_size", "tmp_size", "output_limit"):
+            object.__setattr__(self, name, parse_bytes(getattr(self, name), argument=name))
+        if self.memory < 6 * 1024**2:
+            raise InvalidArgumentError("memory", self.memory, "Docker needs at least 6m")
+        if not (isinstance(self.cpus, (int, float)) and math.isfinite(self.cpus) and self.cpus > 0):
+            raise InvalidArgumentError("cpus", self.cpus, "must be a positive number")
+        if os.cpu_count() and self.cpus > (os.cpu_count() or 1):
+            raise InvalidArgumentError(
+                "cpus", self.cpus, f"this machine has only {os.cpu_count()} CPUs"
+            )
+        if not isinstance(self.pids_limit, int) or self.pids_limit < 8:
+            raise InvalidArgumentError("pids_limit", self.pids_limit, "must be an integer >= 8")
+        if not isinstance(self.nofile, int) or self.nofile < 16:
+            raise InvalidArgumentError("nofile", self.nofile, "must be an integer >= 16")
+        if not (isinstance(self.timeout, (int, float)) and math.isfinite(self.timeout)):
+            raise InvalidArgumentError("timeout", self.timeout, "must be a number of seconds")
+        if self.timeout <= 0:
+            raise InvalidArgumentError("timeout", self.timeout, "must be positive")
+        if not self.workdir.startswith("/") or self.workdir in ("/", "/tmp"):
+            raise InvalidArgumentError("workdir", self.workdir, "must be an absolute path")
+        if self.user.split(":")[0] in ("0", "root"):
+            # Root in the container is one kernel bug away from root on the host.
+            raise InvalidArgumentError("user", self.user, "running as root is not allowed")
+
+    @classmethod
+    def default(cls) -> SandboxPolicy:
+        """The defaults, adjusted by ``DOCKERMAGIC_*`` environment variables.
+
+        Reads ``DOCKERMAGIC_TIMEOUT``, ``DOCKERMAGIC_MEMORY``, ``DOCKERMAGIC_CPUS``,
+        ``DOCKERMAGIC_PIDS_LIMIT`` and ``DOCKERMAGIC_OUTPUT_LIMIT``.
+
+        Returns:
+            A policy.
+
+        Raises:
+            InvalidArgumentError: When a variable holds an unusable value.
+        """
+        changes: dict[str, Any] = {}
+        readers: Mapping[str, tuple[str, type]] = {
+            "DOCKERMAGIC_TIMEOUT": ("timeout", float),
+            "DOCKERMAGIC_MEMORY": ("memory", str),
+            "DOCKERMAGIC_CPUS": ("cpus", float),
+            "DOCKERMAGIC_PIDS_LIMIT": ("pids_limit", int),
+            "DOCKERMAGIC_OUTPUT_LIMIT": ("output_limit", str),
+        }
+        for variable, (field, kind) in readers.items():
+            raw = _env(variable)
+            if raw is None:
+                continue
+            try:
+                changes[field] = kind(raw)
+            except ValueError as exc:
+                raise InvalidArgumentError(variable, raw, f"not a valid {field}") from exc
+        return cls(**changes)
+
+    def replace(self, **changes: Any) -> SandboxPolicy:
+        """Return a copy with some fields changed (validated again).
+
+        Args:
+            **changes: Field names and their new values; ``None`` values are
+                ignored so that optional front-end options can be passed through.
+
+        Returns:
+            The new policy.
+
+        Raises:
+            InvalidArgumentError: When a field does not exist or a value is bad.
+        """
+        known = {f.name for f in dataclasses.fields(self)}
+        for name in changes:
+            if name not in known:
+                raise InvalidArgumentError("policy field", name, f"known fields: {sorted(known)}")
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def create_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``DockerClient.containers.create()``.
+
+        Returns:
+            The hardening and limits as docker-py arguments.
+        """
+        tmpfs_opts = "rw,nosuid,nodev,mode=1777"
+        return {
+            "network_mode": "bridge" if self.network else "none",
+            "network_disabled": not self.network,
+            "user": self.user,
+            "read_only": self.read_only,
+            "working_dir": self.workdir,
+            "tmpfs": {
+                self.workdir: f"{tmpfs_opts},size={self.workdir_size}",
+                "/tmp": f"{tmpfs_opts},size={self.tmp_size}",
+            },
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "pids_limit": self.pids_limit,
+            # Without memswap_limit Docker allows as much swap again (pitfall 10).
+            "mem_limit": self.memory,
+            "memswap_limit": self.memory,
+            "nano_cpus": round(self.cpus * 1e9),
+            "ulimits": [_ulimit("nofile", self.nofile)],
+            # A real init as PID 1 forwards signals and reaps zombies; a bare
+            # program as PID 1 ignores SIGTERM (pitfall 11).
+            "init": True,
+            "ipc_mode": "private",
+        }
+
+
+def _ulimit(name: str, value: int) -> Any:
+    from docker.types import Ulimit
+
+    return Ulimit(name=name, soft=value, hard=value)
