@@ -14,6 +14,7 @@ __all__ = [
     "EngineUnavailableError",
     "ImageUnavailableError",
     "InvalidArgumentError",
+    "LogDirectoryError",
     "SandboxError",
 ]
 
@@ -86,3 +87,15 @@ class SandboxError(DockermagicError):
         self.container = container
         suffix = f" (container {container})" if container else ""
         super().__init__(f"{message}{suffix}")
+
+
+class LogDirectoryError(DockermagicError):
+    """The log directory cannot be created or written.
+
+    Attributes:
+        directory: The directory that was asked for.
+    """
+
+    def __init__(self, directory: str, reason: str) -> None:
+        self.directory = directory
+        super().__init__(f"Cannot write logs to {directory}: {reason}")

@@ -1,0 +1,422 @@
+"""Logging set-up: application and container output in daily-rotated files.
+
+Files in the log directory (default ``logs/`` in the working directory, or
+``DOCKERMAGIC_LOG_DIR``):
+
+* ``dockermagic.log``: the application log (what ran, when, where, outcome,
+  errors), from every ``dockermagic.*`` logger at INFO and above;
+* ``<name>.log``: one per script (or per notebook cell language), every line
+  of the containers' output stamped with time, run id and stream::
+
+      2026-11-24 21:03:07,412 run=5f0c1e2ab3c4 stdout | hello
+
+Every file rotates at local midnight (``TimedRotatingFileHandler``,
+``when="midnight"``): "every 24 hours" aligned to calendar days, so one file
+holds one day and its rotated name (``name.log.2026-11-24``) says which day.
+``backup_days`` rotated files are kept (default 14).
+
+Many processes, one writer: Python's file handlers are not safe when several
+processes write (and rotate) one file (logging cookbook; pitfall 21). So all
+records go through one :class:`multiprocessing.Queue` to a single
+:class:`~logging.handlers.QueueListener` thread in the process that called
+:func:`start_logging`, the only one that opens the files. Worker processes call
+:func:`worker_logging` with the sink's queue (e.g. in a pool initializer).
+
+Only front ends (CLI, extension, panel) call :func:`start_logging`; library
+modules just use ``logging.getLogger(__name__)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import multiprocessing
+import os
+import re
+import secrets
+import tempfile
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dockermagic.errors import LogDirectoryError
+from dockermagic.result import RunResult
+
+__all__ = [
+    "APP_LOG",
+    "DEFAULT_LOG_DIR",
+    "LogSink",
+    "OutputMirror",
+    "log_directory",
+    "log_result",
+    "prepare_log_dir",
+    "start_logging",
+    "worker_logging",
+]
+
+DEFAULT_LOG_DIR = "logs"
+APP_LOG = "dockermagic.log"
+#: Records of this logger carry container output and go to per-name files.
+OUTPUT_LOGGER = "dockermagic.output"
+RUNS_LOGGER = "dockermagic.runs"
+
+APP_FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
+OUTPUT_FORMAT = "%(asctime)s run=%(run_id)s %(stream)s | %(message)s"
+#: Per-name files kept open at once; older ones are closed (and reopened on use).
+MAX_OPEN_FILES = 64
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def log_directory(directory: str | os.PathLike[str] | None = None) -> Path:
+    """The log directory that a front end should use.
+
+    Args:
+        directory: An explicit choice; else ``DOCKERMAGIC_LOG_DIR``; else ``logs``.
+
+    Returns:
+        An absolute path (not created).
+    """
+    chosen = directory or os.environ.get("DOCKERMAGIC_LOG_DIR") or DEFAULT_LOG_DIR
+    return Path(chosen).expanduser().absolute()
+
+
+def prepare_log_dir(directory: str | os.PathLike[str] | None = None) -> Path:
+    """Create the log directory if missing and prove it is writable.
+
+    Call this before any work starts, so that a bad directory is one clear
+    error instead of a traceback halfway through a batch.
+
+    Args:
+        directory: See :func:`log_directory`.
+
+    Returns:
+        The absolute directory.
+
+    Raises:
+        LogDirectoryError: When it cannot be created or written.
+    """
+    path = log_directory(directory)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise LogDirectoryError(str(path), exc.strerror or str(exc)) from exc
+    return path
+
+
+def safe_log_name(name: str) -> str:
+    """A file-name-safe version of a script or log name.
+
+    Args:
+        name: E.g. ``"compress.py"`` or ``"cells python"``.
+
+    Returns:
+        E.g. ``"compress.py"`` or ``"cells_python"``.
+    """
+    cleaned = _SAFE_NAME.sub("_", name).strip("._") or "output"
+    return cleaned[:100]
+
+
+def _daily_handler(path: Path, backup_days: int) -> logging.handlers.TimedRotatingFileHandler:
+    return logging.handlers.TimedRotatingFileHandler(
+        path, when="midnight", backupCount=backup_days, encoding="utf-8", delay=True
+    )
+
+
+class _OutputRouter(logging.Handler):
+    """Writes each output record to ``<log_name>.log``, one rotating file each."""
+
+    def __init__(self, directory: Path, backup_days: int) -> None:
+        super().__init__()
+        self.directory = directory
+        self.backup_days = backup_days
+        self._files: OrderedDict[str, logging.handlers.TimedRotatingFileHandler] = OrderedDict()
+        self._formatter = logging.Formatter(OUTPUT_FORMAT)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return hasattr(record, "log_name")
+
+    def handler_for(self, name: str) -> logging.handlers.TimedRotatingFileHandler:
+        handler = self._files.get(name)
+        if handler is None:
+            handler = _daily_handler(self.directory / f"{name}.log", self.backup_days)
+            handler.setFormatter(self._formatter)
+            self._files[name] = handler
+            if len(self._files) > MAX_OPEN_FILES:
+                _, oldest = self._files.popitem(last=False)
+                oldest.close()
+        else:
+            self._files.move_to_end(name)
+        return handler
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.handler_for(str(record.__dict__["log_name"])).handle(record)
+
+    def close(self) -> None:
+        for handler in self._files.values():
+            handler.close()
+        self._files.clear()
+        super().close()
+
+
+class _NotOutput(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not hasattr(record, "log_name")
+
+
+@dataclass
+class LogSink:
+    """The running log writer of this process; returned by :func:`start_logging`.
+
+    Attributes:
+        directory: The log directory.
+        queue: Where worker processes send their records (see :func:`worker_logging`).
+    """
+
+    directory: Path
+    queue: Any
+    backup_days: int
+    _listener: logging.handlers.QueueListener
+    _router: _OutputRouter
+    _app: logging.Handler
+    _users: int = 1
+    _handlers: list[tuple[logging.Logger, logging.Handler]] = field(default_factory=list)
+
+    def output_path(self, name: str) -> Path:
+        """The file that holds a name's container output.
+
+        Args:
+            name: A script or log name.
+
+        Returns:
+            ``<directory>/<safe name>.log``.
+        """
+        return self.directory / f"{safe_log_name(name)}.log"
+
+    @property
+    def app_log(self) -> Path:
+        """The application log file."""
+        return self.directory / APP_LOG
+
+    def force_rollover(self) -> None:
+        """Rotate every file at the next record, as if midnight had passed."""
+        handlers = [self._app, *self._router._files.values()]
+        for handler in handlers:
+            if isinstance(handler, logging.handlers.TimedRotatingFileHandler):
+                handler.rolloverAt = 0
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every record queued so far (by this process) is written.
+
+        Records of worker processes that have exited are in the queue before
+        the marker this puts there, so they are written too.
+
+        Args:
+            timeout: Seconds to wait at most.
+
+        Returns:
+            True when everything was written in time.
+        """
+        token = secrets.token_hex(8)
+        done = threading.Event()
+        _flushes[token] = done
+        try:
+            self.queue.put_nowait(_flush_marker(token))
+            return done.wait(timeout)
+        finally:
+            _flushes.pop(token, None)
+
+    def stop(self) -> None:
+        """Release this user's hold; the last one writes what is queued and closes."""
+        with _sinks_lock:
+            self._users -= 1
+            if self._users > 0:
+                return
+            _sinks.pop(self.directory, None)
+        for logger, handler in self._handlers:
+            logger.removeHandler(handler)
+        self._listener.stop()
+        self._router.close()
+        self._app.close()
+
+
+#: Flush tokens waiting for the listener; records cross processes pickled, so
+#: the event itself cannot travel with the marker record.
+_flushes: dict[str, threading.Event] = {}
+
+
+def _flush_marker(token: str) -> logging.LogRecord:
+    record = logging.LogRecord("dockermagic.flush", logging.DEBUG, "", 0, "", None, None)
+    record.flush_token = token
+    return record
+
+
+class _Listener(logging.handlers.QueueListener):
+    def handle(self, record: logging.LogRecord) -> None:
+        token = getattr(record, "flush_token", None)
+        if token is not None:
+            event = _flushes.get(token)
+            if event is not None:
+                event.set()
+            return
+        super().handle(record)
+
+
+_sinks_lock = threading.Lock()
+_sinks: dict[Path, LogSink] = {}
+
+
+def start_logging(
+    directory: str | os.PathLike[str] | None = None,
+    *,
+    backup_days: int = 14,
+    level: int = logging.INFO,
+) -> LogSink:
+    """Start writing dockermagic's logs into a directory (idempotent).
+
+    A second call for the same directory returns the same sink (and must be
+    paired with its own :meth:`LogSink.stop`).
+
+    Args:
+        directory: See :func:`log_directory`.
+        backup_days: Rotated files to keep per log.
+        level: Minimum level for the application log.
+
+    Returns:
+        The sink.
+
+    Raises:
+        LogDirectoryError: When the directory is unusable.
+    """
+    path = prepare_log_dir(directory)
+    with _sinks_lock:
+        sink = _sinks.get(path)
+        if sink is not None and sink.queue is not None:
+            sink._users += 1
+            return sink
+        queue: Any = multiprocessing.Queue(-1)
+        app = _daily_handler(path / APP_LOG, backup_days)
+        app.setFormatter(logging.Formatter(APP_FORMAT))
+        app.addFilter(_NotOutput())
+        app.setLevel(level)
+        router = _OutputRouter(path, backup_days)
+        listener = _Listener(queue, app, router, respect_handler_level=True)
+        listener.start()
+        sink = LogSink(path, queue, backup_days, listener, router, app)
+        sink._handlers = _attach(queue, level)
+        _sinks[path] = sink
+        return sink
+
+
+def _attach(queue: Any, level: int) -> list[tuple[logging.Logger, logging.Handler]]:
+    """Send the package's records (application and output) into the queue."""
+    attached: list[tuple[logging.Logger, logging.Handler]] = []
+    app_logger = logging.getLogger("dockermagic")
+    output_logger = logging.getLogger(OUTPUT_LOGGER)
+    for logger, logger_level in ((app_logger, level), (output_logger, logging.INFO)):
+        for old in [h for h in logger.handlers if isinstance(h, logging.handlers.QueueHandler)]:
+            logger.removeHandler(old)
+        handler = logging.handlers.QueueHandler(queue)
+        logger.addHandler(handler)
+        if logger.level == logging.NOTSET or logger.level > logger_level:
+            logger.setLevel(logger_level)
+        attached.append((logger, handler))
+    # Output lines belong in their own files only, not in the root logger's
+    # console handlers (or the application log, via the parent logger).
+    output_logger.propagate = False
+    return attached
+
+
+def worker_logging(queue: Any, level: int = logging.INFO) -> None:
+    """Route this (worker) process's dockermagic records to a parent's sink.
+
+    Call it in a process pool's initializer with :attr:`LogSink.queue`. Safe to
+    call again; replaces any queue handler inherited through fork.
+
+    Args:
+        queue: The parent's :attr:`LogSink.queue`.
+        level: Minimum level for application records.
+    """
+    _attach(queue, level)
+
+
+class OutputMirror:
+    """Mirrors a run's output, line by line, into ``<name>.log``.
+
+    Usable directly as a runner's ``on_output``; chain it with a display::
+
+        mirror = OutputMirror("job.py", run_id)
+        runner.run(code, on_output=lambda s, t: (mirror(s, t), show(s, t)))
+        mirror.close()
+
+    Args:
+        name: The log name (script file name, ``cells-python``...).
+        run_id: Identifies this run in the shared file.
+        language: Recorded with each line, for the application log's readers.
+    """
+
+    def __init__(self, name: str, run_id: str, language: str = "") -> None:
+        self.name = safe_log_name(name)
+        self.run_id = run_id
+        self.language = language
+        self._logger = logging.getLogger(OUTPUT_LOGGER)
+        self._partial: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, stream: str, text: str) -> None:
+        """Take one chunk of output.
+
+        Args:
+            stream: ``"stdout"`` or ``"stderr"``.
+            text: The chunk; complete lines are logged now, the rest later.
+        """
+        with self._lock:
+            pending = self._partial.pop(stream, "") + text
+            *lines, rest = pending.split("\n")
+            if rest:
+                self._partial[stream] = rest
+        for line in lines:
+            self._write(stream, line)
+
+    def close(self) -> None:
+        """Log what remains of unterminated last lines."""
+        with self._lock:
+            partial, self._partial = self._partial, {}
+        for stream, line in partial.items():
+            self._write(stream, line)
+
+    def _write(self, stream: str, line: str) -> None:
+        self._logger.info(
+            "%s",
+            line,
+            extra={"log_name": self.name, "run_id": self.run_id, "stream": stream},
+        )
+
+
+def log_result(name: str, run_id: str, result: RunResult, *, origin: str = "") -> None:
+    """Write one summary line for a finished run into the application log.
+
+    Args:
+        name: The script or log name.
+        run_id: The run's id (matches the output file's lines).
+        result: What happened.
+        origin: Where it ran from (``cli``, ``notebook``, ``panel``...).
+    """
+    logger = logging.getLogger(RUNS_LOGGER)
+    level = logging.INFO if result.ok else logging.WARNING
+    logger.log(
+        level,
+        "%s run=%s %s image=%s status=%s exit=%d duration=%.3fs%s",
+        name,
+        run_id,
+        result.language,
+        result.image,
+        result.status,
+        result.exit_code,
+        result.duration,
+        f" from={origin}" if origin else "",
+    )
