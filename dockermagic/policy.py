@@ -188,7 +188,7 @@ class SandboxPolicy:
             "read_only": self.read_only,
             "working_dir": self.workdir,
             "tmpfs": {
-                self.workdir: f"{tmpfs_opts},size={self.workdir_size}",
+                self.workdir: f"{tmpfs_opts},size={self.workdir_size}{self._owner_opts()}",
                 "/tmp": f"{tmpfs_opts},size={self.tmp_size}",
             },
             "cap_drop": ["ALL"],
@@ -204,6 +204,15 @@ class SandboxPolicy:
             "init": True,
             "ipc_mode": "private",
         }
+
+    def _owner_opts(self) -> str:
+        # Docker 20.10 creates the working directory (0755, root) before the
+        # tmpfs is mounted and copies that mode onto it, overriding mode=1777:
+        # hand the tmpfs to the sandbox user instead so that the cwd is writable.
+        uid, _, gid = self.user.partition(":")
+        if not uid.isdigit():
+            return ""
+        return f",uid={uid},gid={gid if gid.isdigit() else uid}"
 
 
 def _ulimit(name: str, value: int) -> Any:
