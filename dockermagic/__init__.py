@@ -7,6 +7,9 @@ Importing the package makes no Docker calls.
 
 from __future__ import annotations
 
+from typing import Any
+
+from dockermagic.batch import BatchEvent, BatchReport, ScriptResult, run_scripts
 from dockermagic.cleanup import cleanup
 from dockermagic.errors import (
     DockermagicError,
@@ -15,6 +18,7 @@ from dockermagic.errors import (
     InvalidArgumentError,
     SandboxError,
 )
+from dockermagic.inputs import bind_inputs
 from dockermagic.policy import SandboxPolicy
 from dockermagic.result import RunResult
 from dockermagic.runners import (
@@ -25,9 +29,12 @@ from dockermagic.runners import (
     register_runner,
     runner_classes,
 )
+from dockermagic.sessions import Session, SessionManager, SessionRestartedWarning
 
 __all__ = [
     "AbstractDockerCodeRunner",
+    "BatchEvent",
+    "BatchReport",
     "DockermagicError",
     "EngineUnavailableError",
     "ImageUnavailableError",
@@ -37,11 +44,43 @@ __all__ = [
     "RunResult",
     "SandboxError",
     "SandboxPolicy",
+    "ScriptResult",
+    "Session",
+    "SessionManager",
+    "SessionRestartedWarning",
     "__version__",
+    "bind_inputs",
     "cleanup",
     "get_runner",
+    "load_ipython_extension",
     "register_runner",
+    "run_scripts",
     "runner_classes",
+    "unload_ipython_extension",
 ]
 
 __version__ = "0.1.0"
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Add the ``%%docker`` magics to IPython (``%load_ext dockermagic``).
+
+    IPython is imported only here, so ``import dockermagic`` stays light.
+
+    Args:
+        ipython: The running ``InteractiveShell``.
+    """
+    from dockermagic import magics
+
+    magics.load_ipython_extension(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Stop every session and remove the magics (``%unload_ext dockermagic``).
+
+    Args:
+        ipython: The running ``InteractiveShell``.
+    """
+    from dockermagic import magics
+
+    magics.unload_ipython_extension(ipython)

@@ -11,11 +11,17 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
+from rich.console import Console
+
+from dockermagic.batch import discover_scripts, run_scripts
 from dockermagic.cleanup import cleanup, list_containers
 from dockermagic.engine import default_client, engine_version
-from dockermagic.errors import DockermagicError
+from dockermagic.errors import DockermagicError, InvalidArgumentError, LogDirectoryError
 from dockermagic.images import image_present, prepare_images, resolve_image
+from dockermagic.logs import prepare_log_dir
+from dockermagic.progress import ConsoleProgress, summary_table, totals_line
 from dockermagic.runners import runner_classes
 
 __all__ = ["build_parser", "main"]
@@ -64,7 +70,50 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         _echo(f"{cls.language:<11} {image:<32} {state}")
     containers = list_containers(client)
     _echo(f"containers  {len(containers)} dockermagic container(s) exist")
+    try:
+        _echo(f"logs        {prepare_log_dir(args.logs)} is writable")
+    except LogDirectoryError as exc:
+        problems += 1
+        _echo(f"logs        PROBLEM: {exc}")
     return 1 if problems else 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run every script of a folder; 0 only when all succeeded, 130 when cancelled."""
+    parallel = args.parallel is not None
+    workers = None if args.parallel in (None, "auto") else int(args.parallel)
+    console = Console(highlight=False)
+    # Bad input (folder, workers, timeout, log directory) fails here, in one
+    # line, before any container starts.
+    if workers is not None and workers < 1:
+        raise InvalidArgumentError("worker count", workers, "must be at least 1")
+    prepare_log_dir(args.logs)
+    names = [p.name for p in discover_scripts(args.directory).scripts]
+    with ConsoleProgress(console, names) as progress:
+        report = run_scripts(
+            args.directory,
+            mode="parallel" if parallel else "sequential",
+            workers=workers,
+            timeout=args.timeout,
+            fail_fast=args.fail_fast,
+            on_event=progress,
+            log_dir=args.logs,
+            images={"python": args.image_python or "", "javascript": args.image_js or ""},
+        )
+    console.print(summary_table(report))
+    console.print(totals_line(report))
+    if report.ignored:
+        console.print(f"ignored (no runner): {', '.join(report.ignored)}")
+    console.print(f"logs: {report.log_dir}")
+    if args.json:
+        text = report.to_json()
+        if args.json == "-":
+            print(text, flush=True)
+        else:
+            Path(args.json).write_text(text + "\n", encoding="utf-8")
+    if report.cancelled:
+        return 130
+    return 0 if report.ok else 1
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
@@ -72,6 +121,20 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     removed = cleanup(everything=args.all)
     _echo(f"removed {len(removed)} container(s)" + (f": {', '.join(removed)}" if removed else ""))
     return 0
+
+
+def _worker_count(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of workers: {text!r}") from None
+
+
+class _QuietRuns(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.name.startswith("dockermagic.runs")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,8 +160,37 @@ def build_parser() -> argparse.ArgumentParser:
     images.add_argument("--rebuild", action="store_true", help="rebuild offline images that exist")
     images.set_defaults(handler=cmd_images)
 
-    doctor = commands.add_parser("doctor", help="check the engine, images and leftovers")
+    doctor = commands.add_parser("doctor", help="check the engine, images, leftovers and logs")
+    doctor.add_argument("--logs", metavar="DIR", help="the log directory to check")
     doctor.set_defaults(handler=cmd_doctor)
+
+    run = commands.add_parser(
+        "run",
+        help="run every script of a folder, each in its own container",
+        description=(
+            "Run the .py, .js, .mjs and .cjs files of a folder (sorted by name), each in "
+            "a fresh locked-down container; a data/ subfolder is copied next to every "
+            "script. Exit status 0 only when every script succeeded."
+        ),
+    )
+    run.add_argument("directory", nargs="?", default="scripts", metavar="DIR", help="(scripts)")
+    how = run.add_mutually_exclusive_group()
+    how.add_argument("--sequential", action="store_true", help="one script at a time (default)")
+    how.add_argument(
+        "--parallel",
+        nargs="?",
+        const="auto",
+        type=_worker_count,
+        metavar="N",
+        help="N worker processes at once (default: one per CPU)",
+    )
+    run.add_argument("--timeout", type=float, metavar="S", help="seconds per script")
+    run.add_argument("--logs", metavar="DIR", help="log directory (default: logs)")
+    run.add_argument("--json", metavar="FILE", help="write a JSON report ('-': stdout)")
+    run.add_argument("--fail-fast", action="store_true", help="stop after the first failure")
+    run.add_argument("--image-python", metavar="IMG", help="image for Python scripts")
+    run.add_argument("--image-js", metavar="IMG", help="image for JavaScript scripts")
+    run.set_defaults(handler=cmd_run)
 
     clean = commands.add_parser("cleanup", help="remove containers whose owner has exited")
     clean.add_argument("--all", action="store_true", help="also remove live owners' containers")
@@ -120,8 +212,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # A failed script's summary line belongs in the log file; the terminal
+        # already shows the outcome in the summary table.
+        for console in logging.getLogger().handlers:
+            if not any(isinstance(f, _QuietRuns) for f in console.filters):
+                console.addFilter(_QuietRuns())
     handler: Handler = args.handler
     try:
+        if args.command != "cleanup":
+            # Containers of owners that died (killed shells, crashed kernels).
+            cleanup()
         return handler(args)
     except DockermagicError as exc:
         print(f"dockermagic: error: {exc}", file=sys.stderr)
