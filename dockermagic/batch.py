@@ -432,7 +432,7 @@ def _run_task(
         KeyboardInterrupt: Passed on (sequential mode handles it).
     """
     if cancel.is_set():
-        return _skipped(task, "cancelled", "not started: the batch was cancelled")
+        return _skipped(task, "cancelled", "not started: the batch was stopped")
     emit(BatchEvent("start", task.name, task.language, task.index, task.total))
     tail = OutputTail()
     mirror = OutputMirror(task.name, task.run_id, task.language)
@@ -507,13 +507,15 @@ class _WorkerState:
     policy: SandboxPolicy
     client: docker.DockerClient | None
     client_error: str
+    stop: Any
+    fail_fast: bool
     runners: dict[tuple[str, str], AbstractDockerCodeRunner] = field(default_factory=dict)
 
 
 _worker: _WorkerState | None = None
 
 
-def _init_worker(events: Any, stop: Any, policy: SandboxPolicy) -> None:
+def _init_worker(events: Any, stop: Any, policy: SandboxPolicy, fail_fast: bool) -> None:
     """Pool initializer: own client, logging to the parent, cancel bridge."""
     global _worker
     # Ctrl-C reaches the whole process group; only the parent decides what it
@@ -534,7 +536,7 @@ def _init_worker(events: Any, stop: Any, policy: SandboxPolicy) -> None:
         client = default_client()
     except DockermagicError as exc:  # reported per script: an initializer must not raise
         error = str(exc)
-    _worker = _WorkerState(events, cancel, policy, client, error)
+    _worker = _WorkerState(events, cancel, policy, client, error, stop, fail_fast)
 
 
 def _worker_run(task: _Task) -> ScriptResult:
@@ -552,7 +554,12 @@ def _worker_run(task: _Task) -> ScriptResult:
                 task.language, image=task.image, policy=state.policy, client=state.client
             )
             state.runners[key] = runner
-    return _run_task(task, runner, state.queue.put, state.cancel)
+    result = _run_task(task, runner, state.queue.put, state.cancel)
+    if state.fail_fast and result.status not in ("ok", "cancelled"):
+        # Stop here, before this worker takes the next task: waiting for the
+        # parent to notice would let a queued script start.
+        state.stop.set()
+    return result
 
 
 def _with_error(task: _Task, message: str) -> _Task:
@@ -841,7 +848,7 @@ def _run_parallel(
         max_workers=count,
         mp_context=context,
         initializer=_init_worker,
-        initargs=(events, stop, policy),
+        initargs=(events, stop, policy, fail_fast),
     )
     futures = {pool.submit(_worker_run, task): task for task in tasks}
     results: dict[str, ScriptResult] = {}

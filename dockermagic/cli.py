@@ -87,8 +87,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     # line, before any container starts.
     if workers is not None and workers < 1:
         raise InvalidArgumentError("worker count", workers, "must be at least 1")
-    prepare_log_dir(args.logs)
     names = [p.name for p in discover_scripts(args.directory).scripts]
+    prepare_log_dir(args.logs)
     with ConsoleProgress(console, names) as progress:
         report = run_scripts(
             args.directory,

@@ -1,0 +1,232 @@
+"""Pure logic of the batch runner: discovery, status mapping, tails, reports."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from dockermagic.batch import (
+    STATUSES,
+    BatchEvent,
+    BatchReport,
+    OutputTail,
+    ScriptResult,
+    _run_task,
+    _Task,
+    batch_status,
+    default_workers,
+    discover_scripts,
+    run_scripts,
+)
+from dockermagic.cli import build_parser
+from dockermagic.errors import InvalidArgumentError
+from dockermagic.result import RunResult
+
+
+def _touch(folder: Path, *names: str) -> None:
+    for name in names:
+        (folder / name).write_text("x\n")
+
+
+def test_discovery_sorts_scripts_and_reports_other_files(tmp_path: Path) -> None:
+    _touch(tmp_path, "b.py", "a.js", "c.mjs", "d.cjs", "notes.txt", "Makefile", "E.PY")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "inner.py").write_text("x\n")
+    found = discover_scripts(tmp_path)
+    assert [p.name for p in found.scripts] == ["E.PY", "a.js", "b.py", "c.mjs", "d.cjs"]
+    assert found.ignored == ("Makefile", "notes.txt")
+    assert found.data_dir == tmp_path / "data"
+
+
+def test_discovery_without_data_folder(tmp_path: Path) -> None:
+    _touch(tmp_path, "a.py")
+    assert discover_scripts(tmp_path).data_dir is None
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        (lambda p: None, "holds no scripts"),
+        (lambda p: _touch(p, "readme.md", "x.rb"), "holds no runnable script"),
+        (lambda p: (p / "sub").mkdir() or _touch(p / "sub", "a.py"), "holds no scripts"),
+    ],
+)
+def test_discovery_rejects_folders_without_scripts(
+    tmp_path: Path, setup: object, message: str
+) -> None:
+    setup(tmp_path)  # type: ignore[operator]
+    with pytest.raises(InvalidArgumentError, match=message):
+        discover_scripts(tmp_path)
+
+
+def test_discovery_rejects_missing_folder_and_file(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgumentError, match="no such folder"):
+        discover_scripts(tmp_path / "nope")
+    _touch(tmp_path, "a.py")
+    with pytest.raises(InvalidArgumentError, match="is not a folder"):
+        discover_scripts(tmp_path / "a.py")
+
+
+def _result(**changes: object) -> RunResult:
+    fields: dict[str, object] = {
+        "language": "python",
+        "image": "img",
+        "exit_code": 0,
+        "stdout": "",
+        "stderr": "",
+        "duration": 0.1,
+    }
+    fields.update(changes)
+    return RunResult(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("changes", "status"),
+    [
+        ({}, "ok"),
+        ({"exit_code": 1}, "failed"),
+        ({"exit_code": 137, "timed_out": True}, "timed_out"),
+        ({"exit_code": 137, "oom_killed": True}, "oom"),
+        ({"exit_code": 137, "output_truncated": True}, "failed"),
+        ({"exit_code": 137, "cancelled": True, "timed_out": True}, "cancelled"),
+    ],
+)
+def test_status_mapping(changes: dict[str, object], status: str) -> None:
+    assert batch_status(_result(**changes)) == status
+    assert status in STATUSES
+
+
+def test_output_tail_keeps_last_lines_interleaved() -> None:
+    tail = OutputTail(lines=3, chars=1000)
+    for i in range(10):
+        tail.add("stdout" if i % 2 else "stderr", f"line {i}\n")
+    assert tail.text() == "line 7\nline 8\nline 9"
+
+
+def test_output_tail_is_bounded() -> None:
+    tail = OutputTail(lines=5, chars=100)
+    for _ in range(1000):
+        tail.add("stdout", "x" * 30)
+    tail.add("stdout", "y" * 10_000)
+    assert len(tail.text()) <= 100
+    assert tail.text().endswith("y")
+
+
+def _script(name: str, status: str) -> ScriptResult:
+    return ScriptResult(name=name, path=f"/s/{name}", language="python", status=status)
+
+
+def test_report_totals_ok_and_json() -> None:
+    report = BatchReport(
+        directory="/s",
+        mode="parallel",
+        workers=2,
+        run_id="abc",
+        results=(_script("a.py", "ok"), _script("b.py", "failed"), _script("c.py", "cancelled")),
+        ignored=("notes.txt",),
+        wall_time=1.23456,
+    )
+    assert report.totals == {
+        "ok": 1,
+        "failed": 1,
+        "timed_out": 0,
+        "oom": 0,
+        "error": 0,
+        "cancelled": 1,
+    }
+    assert not report.ok
+    assert set(report.by_name()) == {"a.py", "b.py", "c.py"}
+    data = json.loads(report.to_json())
+    assert data["totals"]["failed"] == 1
+    assert data["ok"] is False
+    assert data["wall_time"] == 1.235
+    assert data["ignored"] == ["notes.txt"]
+    assert [r["status"] for r in data["results"]] == ["ok", "failed", "cancelled"]
+
+
+def test_report_of_all_ok_is_ok() -> None:
+    report = BatchReport("/s", "sequential", 1, "x", (_script("a.py", "ok"),))
+    assert report.ok
+    assert not BatchReport("/s", "sequential", 1, "x", ()).ok
+
+
+def test_default_workers_bounds() -> None:
+    assert default_workers(1) == 1
+    assert 1 <= default_workers(100) <= 100
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"mode": "sideways"},
+        {"mode": "parallel", "workers": 0},
+        {"mode": "parallel", "workers": -3},
+        {"timeout": 0},
+        {"timeout": -1.0},
+    ],
+)
+def test_run_scripts_rejects_bad_arguments_before_running(
+    tmp_path: Path, kwargs: dict[str, object]
+) -> None:
+    _touch(tmp_path, "a.py")
+    with pytest.raises(InvalidArgumentError):
+        run_scripts(tmp_path, log_dir=tmp_path / "logs", **kwargs)  # type: ignore[arg-type]
+    assert not (tmp_path / "logs").exists()
+
+
+def test_infrastructure_error_becomes_an_error_result(tmp_path: Path) -> None:
+    task = _Task(
+        index=0,
+        total=1,
+        path=str(tmp_path / "a.py"),
+        name="a.py",
+        language="python",
+        image="missing:image",
+        image_error="Image 'missing:image' is not available",
+        include=(),
+        timeout=None,
+        run_id="r1",
+        log_file="",
+    )
+    events: list[BatchEvent] = []
+    result = _run_task(task, None, events.append, threading.Event())
+    assert result.status == "error"
+    assert "not available" in result.message
+    assert result.exit_code is None
+    assert [e.kind for e in events] == ["start", "finish"]
+    assert events[-1].result == result
+
+
+def test_cancelled_task_is_not_started(tmp_path: Path) -> None:
+    task = _Task(0, 1, str(tmp_path / "a.py"), "a.py", "python", "img", "", (), None, "r", "")
+    cancel = threading.Event()
+    cancel.set()
+    events: list[BatchEvent] = []
+    result = _run_task(task, None, events.append, cancel)
+    assert result.status == "cancelled"
+    assert events == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "parallel"),
+    [
+        (["run"], None),
+        (["run", "d", "--parallel"], "auto"),
+        (["run", "d", "--parallel", "3"], 3),
+        (["run", "d", "--parallel", "0"], 0),
+        (["run", "--sequential", "d"], None),
+    ],
+)
+def test_cli_run_arguments(argv: list[str], parallel: object) -> None:
+    args = build_parser().parse_args(argv)
+    assert args.parallel == parallel
+    assert args.directory in ("d", "scripts")
+
+
+def test_cli_sequential_and_parallel_exclude_each_other() -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--sequential", "--parallel"])
