@@ -133,6 +133,14 @@ class AbstractDockerCodeRunner(abc.ABC):
             Variable names and values.
         """
 
+    def support_files(self) -> dict[str, bytes]:
+        """Files the language needs next to every program (e.g. a preload).
+
+        Returns:
+            Relative path (under the code directory) -> content; none by default.
+        """
+        return {}
+
     # -- public API -------------------------------------------------------------------
 
     @property
@@ -197,7 +205,7 @@ class AbstractDockerCodeRunner(abc.ABC):
         """
         source = code.encode("utf-8") if isinstance(code, str) else code
         name = filename or self.filename
-        program = {name: source}
+        program = {**self.support_files(), name: source}
         for rel, content in (files or {}).items():
             program[rel] = content.encode("utf-8") if isinstance(content, str) else content
         return self._execute(
@@ -305,6 +313,11 @@ class AbstractDockerCodeRunner(abc.ABC):
             collector = OutputCollector(self.policy.output_limit, on_output)
             cancelled = self._drain(raw, collector, watchdog, cancel, started + limit)
             duration = time.monotonic() - started
+            # Close now, not in finally: after a flood or a cancel the engine
+            # would otherwise block writing to a socket nobody reads, and the
+            # container's exit (and our inspect) would wait for it.
+            _close_quietly(sock)
+            sock = None
             watchdog.cancel()
             collector.finish()
             state = self._final_state(container)
@@ -344,7 +357,10 @@ class AbstractDockerCodeRunner(abc.ABC):
         entry: str,
         with_stdin: bool,
         labels: Mapping[str, str] | None,
+        overrides: Mapping[str, Any] | None = None,
     ) -> Any:
+        # ``overrides`` replaces create() arguments last: a session's warm
+        # container (dockermagic.sessions) has its own command and user.
         path = str(PurePosixPath(CODE_DIR) / entry)
         kwargs: dict[str, Any] = {
             "command": self.command(path),
@@ -357,6 +373,7 @@ class AbstractDockerCodeRunner(abc.ABC):
             # read-only for the sandbox user. Removed with the container (v=True).
             "mounts": [Mount(CODE_DIR, None, type="volume")],
             **self.policy.create_kwargs(),
+            **dict(overrides or {}),
         }
         for attempt in (1, 2):
             ensure_image(self.client, image, on_progress=self.on_progress)
@@ -409,7 +426,7 @@ class AbstractDockerCodeRunner(abc.ABC):
                 if not collector.add(stream, payload):
                     # Output flood: stop the program and stop reading, so the
                     # parent's memory stays bounded (pitfall 7).
-                    watchdog.kill_now()
+                    watchdog.overflow(raw)
                     return False
 
     def _final_state(self, container: Any) -> dict[str, Any]:
@@ -441,6 +458,14 @@ class _Watchdog:
 
     def _expire(self) -> None:
         self.fired = True
+        self.kill_now()
+
+    def overflow(self, raw: Any) -> None:
+        """Stop a program whose output exceeded the cap; ``raw`` is its stream."""
+        # Close the stream first: the engine does not finish a kill while
+        # output it still holds waits for a reader, and kill() would hang
+        # until the HTTP timeout.
+        _close_quietly(raw)
         self.kill_now()
 
     def kill_now(self) -> None:
@@ -666,6 +691,16 @@ class PythonDockerRunner(AbstractDockerCodeRunner):
         }
 
 
+_NODE_PRELOAD = ".dockermagic/stdio.js"
+_NODE_STDIO_PRELOAD = b"""\
+for (const stream of [process.stdout, process.stderr]) {
+  if (stream._handle && typeof stream._handle.setBlocking === "function") {
+    stream._handle.setBlocking(true);
+  }
+}
+"""
+
+
 @register_runner
 class JavaScriptDockerRunner(AbstractDockerCodeRunner):
     """Runs JavaScript with Node.js (``.mjs`` as an ES module, ``.cjs``/``.js`` as CommonJS)."""
@@ -683,8 +718,17 @@ class JavaScriptDockerRunner(AbstractDockerCodeRunner):
     )
 
     def command(self, path: str) -> list[str]:
-        """Run the file with ``node``."""
-        return ["node", path]
+        """Run the file with ``node``, after the stdio preload."""
+        return ["node", "--require", f"{CODE_DIR}/{_NODE_PRELOAD}", path]
+
+    def support_files(self) -> dict[str, bytes]:
+        """A preload that makes stdout/stderr blocking.
+
+        Node writes to pipes asynchronously here, so ``process.exit()`` right
+        after a large write dropped everything past the first 64 KiB (pitfall
+        12). Blocking writes keep it all.
+        """
+        return {_NODE_PRELOAD: _NODE_STDIO_PRELOAD}
 
     def environment(self) -> dict[str, str]:
         """No colour codes in captured output, HOME in the work dir."""
