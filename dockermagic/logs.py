@@ -298,7 +298,9 @@ def start_logging(
         if sink is not None and sink.queue is not None:
             sink._users += 1
             return sink
-        queue: Any = multiprocessing.Queue(-1)
+        # A spawn-context queue can be handed to workers of any start method
+        # (a fork-context one refuses spawn and forkserver children).
+        queue: Any = multiprocessing.get_context("spawn").Queue(-1)
         app = _daily_handler(path / APP_LOG, backup_days)
         app.setFormatter(logging.Formatter(APP_FORMAT))
         app.addFilter(_NotOutput())
