@@ -24,12 +24,13 @@ import socket
 import tarfile
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
 import docker
 import docker.errors
+import docker.models.containers
 from docker.types import Mount
 
 from dockermagic.cleanup import container_labels, new_container_name
@@ -288,15 +289,15 @@ class AbstractDockerCodeRunner(abc.ABC):
         stdin_bytes = stdin.encode("utf-8") if isinstance(stdin, str) else stdin
         name = new_container_name()
         image = self.image
-        container: Any = None
+        container: str | None = None  # the container's id once created
         watchdog: _Watchdog | None = None
         sock: Any = None
         try:
             container = self._create(image, name, entry, stdin_bytes is not None, labels)
             with engine_errors():
-                container.put_archive(CODE_DIR, archive)
+                self.client.api.put_archive(container, CODE_DIR, archive)
                 sock = self.client.api.attach_socket(
-                    container.id,
+                    container,
                     params={
                         "stdin": int(stdin_bytes is not None),
                         "stdout": 1,
@@ -305,9 +306,9 @@ class AbstractDockerCodeRunner(abc.ABC):
                     },
                 )
                 raw = _raw_socket(sock)
-                container.start()
+                self.client.api.start(container)
             started = time.monotonic()
-            watchdog = _Watchdog(self.client, container.id, limit)
+            watchdog = _Watchdog(self.client, container, limit)
             if stdin_bytes is not None:
                 _feed_stdin(raw, stdin_bytes)
             collector = OutputCollector(self.policy.output_limit, on_output)
@@ -320,7 +321,7 @@ class AbstractDockerCodeRunner(abc.ABC):
             sock = None
             watchdog.cancel()
             collector.finish()
-            state = self._final_state(container)
+            state = self._final_state(container, name)
             result = RunResult(
                 language=self.language,
                 image=image,
@@ -348,7 +349,7 @@ class AbstractDockerCodeRunner(abc.ABC):
             if sock is not None:
                 _close_quietly(sock)
             if container is not None:
-                _remove(self.client, container.id)
+                _remove(self.client, container)
 
     def _create(
         self,
@@ -375,11 +376,15 @@ class AbstractDockerCodeRunner(abc.ABC):
             **self.policy.create_kwargs(),
             **dict(overrides or {}),
         }
+        # The low-level call skips the inspect that containers.create() makes
+        # to build a model object we do not need (one round trip per run).
+        create_args = _create_container_args({"image": image, **kwargs})
         for attempt in (1, 2):
             ensure_image(self.client, image, on_progress=self.on_progress)
             try:
                 with engine_errors():
-                    return self.client.containers.create(image, **kwargs)
+                    created = self.client.api.create_container(**create_args)
+                return str(created["Id"])
             except docker.errors.ImageNotFound:
                 # Deleted behind our back since it was cached: pull once more.
                 forget_image(self.client, image)
@@ -429,18 +434,18 @@ class AbstractDockerCodeRunner(abc.ABC):
                     watchdog.overflow(raw)
                     return False
 
-    def _final_state(self, container: Any) -> dict[str, Any]:
+    def _final_state(self, container: str, name: str) -> dict[str, Any]:
         # The stream can end before the engine records the exit, and a dropped
         # connection also looks like an end of stream (pitfall 9): confirm.
         try:
             with engine_errors():
-                state: dict[str, Any] = self.client.api.inspect_container(container.id)["State"]
+                state: dict[str, Any] = self.client.api.inspect_container(container)["State"]
                 if state.get("Running"):
-                    self.client.api.wait(container.id, timeout=30)
-                    state = self.client.api.inspect_container(container.id)["State"]
+                    self.client.api.wait(container, timeout=30)
+                    state = self.client.api.inspect_container(container)["State"]
         except docker.errors.NotFound as exc:
             raise SandboxError(
-                "The container disappeared while running", container=container.name
+                "The container disappeared while running", container=name
             ) from exc
         return state
 
@@ -573,6 +578,12 @@ def _remove(client: docker.DockerClient, container_id: str) -> None:
 
 # -- languages ---------------------------------------------------------------------------
 
+
+#: docker-py's own split of ``containers.create()`` keywords into the config and
+#: host config of the low-level call (private, but unchanged since docker-py 2).
+_create_container_args: Callable[[dict[str, Any]], dict[str, Any]] = (
+    docker.models.containers._create_container_args  # type: ignore[attr-defined]
+)
 
 _registry: dict[str, type[AbstractDockerCodeRunner]] = {}
 
