@@ -12,7 +12,7 @@ import logging
 import os
 import secrets
 import socket
-from typing import Any
+from dataclasses import dataclass
 
 import docker
 import docker.errors
@@ -21,6 +21,7 @@ from dockermagic.engine import default_client, engine_errors
 
 __all__ = [
     "LABEL",
+    "ContainerSummary",
     "cleanup",
     "container_labels",
     "list_containers",
@@ -38,6 +39,23 @@ LABEL_STARTED = "dockermagic.started"
 #: Free-form tag from ``DOCKERMAGIC_TAG`` (tests use it to tell runs apart).
 LABEL_TAG = "dockermagic.tag"
 LABEL_LANGUAGE = "dockermagic.language"
+
+
+@dataclass(frozen=True)
+class ContainerSummary:
+    """What the engine's container list says about one dockermagic container.
+
+    Attributes:
+        id: The container id.
+        name: The container name (``dockermagic-...``).
+        labels: Its labels (owner, language, session...).
+        status: ``"running"``, ``"exited"``, ``"created"``... (as docker-py names it)
+    """
+
+    id: str
+    name: str
+    labels: dict[str, str]
+    status: str
 
 
 def new_container_name() -> str:
@@ -115,21 +133,32 @@ def owner_alive(labels: dict[str, str]) -> bool:
 
 def list_containers(
     client: docker.DockerClient | None = None, *, tag: str | None = None
-) -> list[Any]:
+) -> list[ContainerSummary]:
     """All dockermagic containers, running or not.
+
+    Uses the engine's list endpoint only: docker-py's ``containers.list()``
+    inspects every container, and an inspect waits while a container is being
+    killed, so one stuck container would stall every listing.
 
     Args:
         client: The client; the default client when None.
         tag: Only containers carrying this ``DOCKERMAGIC_TAG``.
 
     Returns:
-        docker-py ``Container`` objects.
+        One summary (id, name, labels, state) per container.
     """
     filters = [LABEL] + ([f"{LABEL_TAG}={tag}"] if tag else [])
     with engine_errors():
-        return list(
-            (client or default_client()).containers.list(all=True, filters={"label": filters})
+        rows = (client or default_client()).api.containers(all=True, filters={"label": filters})
+    return [
+        ContainerSummary(
+            id=row["Id"],
+            name=(row.get("Names") or ["/" + row["Id"][:12]])[0].lstrip("/"),
+            labels=row.get("Labels") or {},
+            status=row.get("State", ""),
         )
+        for row in rows
+    ]
 
 
 def cleanup(client: docker.DockerClient | None = None, *, everything: bool = False) -> list[str]:
@@ -142,12 +171,14 @@ def cleanup(client: docker.DockerClient | None = None, *, everything: bool = Fal
     Returns:
         The names of the removed containers.
     """
+    client = client or default_client()
     removed = []
     for container in list_containers(client):
         if not everything and owner_alive(container.labels):
             continue
         try:
-            container.remove(force=True, v=True)
+            with engine_errors():
+                client.api.remove_container(container.id, force=True, v=True)
         except docker.errors.NotFound:
             continue
         except docker.errors.APIError as exc:

@@ -378,7 +378,9 @@ class AbstractDockerCodeRunner(abc.ABC):
         }
         # The low-level call skips the inspect that containers.create() makes
         # to build a model object we do not need (one round trip per run).
-        create_args = _create_container_args({"image": image, **kwargs})
+        create_args = _create_container_args(
+            {"image": image, "version": self.client.api.api_version, **kwargs}
+        )
         for attempt in (1, 2):
             ensure_image(self.client, image, on_progress=self.on_progress)
             try:

@@ -53,5 +53,5 @@ def no_leftover_containers(request: pytest.FixtureRequest) -> Iterator[None]:
         time.sleep(0.1)
     if left:
         for container in list_containers(client, tag=TAG):
-            container.remove(force=True, v=True)
+            client.api.remove_container(container.id, force=True, v=True)
         pytest.fail(f"test left containers behind: {left}")
