@@ -315,7 +315,7 @@ class Session:
     def _create(self) -> None:
         name = new_container_name()
         image = self.runner.image
-        container: Any = self.runner._create(
+        created: Any = self.runner._create(
             image,
             name,
             self.runner.filename,
@@ -323,18 +323,25 @@ class Session:
             {LABEL_SESSION: self.name},
             overrides={"command": list(KEEPER_COMMAND), "user": _keeper_user(self.policy.user)},
         )
+        # The runner returns the new container's id (a model object in older versions).
+        container_id = created if isinstance(created, str) else str(created.id)
         try:
             with engine_errors():
-                container.start()
+                self.client.api.start(container_id)
+                support = self.runner.support_files()
+                if support:
+                    # Shared by every run (e.g. Node's stdio preload), under
+                    # the code directory where the language's command expects them.
+                    self.client.api.put_archive(container_id, CODE_DIR, _tar(support))
         except docker.errors.APIError as exc:
-            _remove(self.client, container.id)
+            _remove(self.client, container_id)
             raise SandboxError(
                 f"Could not start session {self.name!r}: {exc.explanation}", container=name
             ) from exc
         except BaseException:
-            _remove(self.client, container.id)
+            _remove(self.client, container_id)
             raise
-        self.container_id = container.id
+        self.container_id = container_id
         self.container_name = name
         self.created_at = time.time()
         self._oom_kills = 0
