@@ -415,14 +415,16 @@ class AbstractDockerCodeRunner(abc.ABC):
             except TimeoutError:
                 # Waking up here lets Ctrl-C (raised between bytecodes) through
                 # even when the program prints nothing.
+                # We stop reading from here on, so close the stream before the
+                # kill (see _Watchdog.overflow).
                 if cancel is not None and cancel.is_set():
-                    watchdog.kill_now()
+                    watchdog.overflow(raw)
                     return True
                 if time.monotonic() > deadline + _DEADLINE_GRACE:
                     # The watchdog fired but the stream did not end (engine
                     # stuck): stop reading; the container is removed anyway.
-                    watchdog.kill_now()
                     watchdog.fired = True
+                    watchdog.overflow(raw)
                     return False
                 continue
             except OSError:
