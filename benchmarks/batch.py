@@ -1,0 +1,99 @@
+"""Batch runner throughput: sequential versus parallel, CPU-bound and sleep-bound scripts.
+
+Usage::
+
+    .venv/bin/python benchmarks/batch.py                    # the full run
+    .venv/bin/python benchmarks/batch.py --cpu 4 --sleep 8  # quicker
+
+Each scenario writes N copies of one script into a temporary folder and runs
+the folder with :func:`dockermagic.run_scripts`, sequentially and in parallel
+with several worker counts, printing wall time, scripts per second and the
+speed-up over sequential. Targets on a 2-core machine: >= 1.8x for CPU-bound
+work with 2 workers, >= 5x for sleep-bound work with 8 workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from dockermagic import cleanup, run_scripts
+
+# A pure-Python loop: one container keeps its one CPU busy for about 2 s.
+CPU_SCRIPT = """\
+total = 0
+for i in range({n}):
+    total += i * i % 7
+print(total)
+"""
+
+SLEEP_SCRIPT = """\
+import time
+time.sleep({seconds})
+print("slept")
+"""
+
+
+def make_folder(root: Path, count: int, code: str) -> Path:
+    root.mkdir(parents=True)
+    for i in range(count):
+        (root / f"job_{i:02d}.py").write_text(code)
+    return root
+
+
+def scenario(
+    name: str, folder: Path, logs: Path, workers: list[int], timeout: float
+) -> list[tuple[str, str, float, float, float]]:
+    rows = []
+    sequential = run_scripts(folder, mode="sequential", timeout=timeout, log_dir=logs)
+    assert sequential.ok, sequential.totals
+    count = len(sequential.results)
+    base = sequential.wall_time
+    rows.append((name, "sequential", base, count / base, 1.0))
+    for n in workers:
+        report = run_scripts(folder, mode="parallel", workers=n, timeout=timeout, log_dir=logs)
+        assert report.ok, report.totals
+        rows.append(
+            (
+                name,
+                f"parallel {n}",
+                report.wall_time,
+                count / report.wall_time,
+                base / report.wall_time,
+            )
+        )
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cpu", type=int, default=8, help="CPU-bound scripts (8)")
+    parser.add_argument("--sleep", type=int, default=16, help="sleep-bound scripts (16)")
+    parser.add_argument("--loop", type=int, default=25_000_000, help="loop length of a CPU script")
+    parser.add_argument("--seconds", type=float, default=2.0, help="sleep of a sleep script (2)")
+    args = parser.parse_args()
+    cleanup()
+    print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="dockermagic-bench-") as tmp:
+        root = Path(tmp)
+        logs = root / "logs"
+        if args.cpu:
+            cpu = make_folder(root / "cpu", args.cpu, CPU_SCRIPT.format(n=args.loop))
+            rows += scenario(f"cpu x{args.cpu}", cpu, logs, [2, 4], timeout=300)
+        if args.sleep:
+            sleep = make_folder(
+                root / "sleep", args.sleep, SLEEP_SCRIPT.format(seconds=args.seconds)
+            )
+            rows += scenario(f"sleep x{args.sleep}", sleep, logs, [2, 4, 8], timeout=300)
+    print(f"{'scenario':<12} {'mode':<12} {'wall s':>8} {'scripts/s':>10} {'speed-up':>9}")
+    for name, mode, wall, rate, speedup in rows:
+        print(f"{name:<12} {mode:<12} {wall:>8.2f} {rate:>10.2f} {speedup:>8.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
