@@ -437,11 +437,9 @@ class DockerMagics(Magics):
         def on_output(stream: str, text: str) -> None:
             mirror(stream, text)
             if stream == "stdout" and show_out:
-                sys.stdout.write(text)
-                sys.stdout.flush()
+                _show(sys.stdout, text)
             elif stream == "stderr" and show_err:
-                sys.stderr.write(text)
-                sys.stderr.flush()
+                _show(sys.stderr, text)
 
         def on_progress(message: str) -> None:
             if not quiet:
@@ -502,6 +500,16 @@ class DockerMagics(Magics):
                 raise UsageError(f"--in {name}: no variable {name!r} in the notebook")
             values[name] = namespace[name]
         return values
+
+
+def _show(stream: Any, text: str) -> None:
+    stream.write(text)
+    # ipykernel's streams send what was written every flush_interval (0.2 s)
+    # by themselves; flushing each chunk would make one output per chunk
+    # (a traceback arrives in many small pieces). Other streams need a flush
+    # for a line to show while the program still runs.
+    if not hasattr(stream, "flush_interval"):
+        stream.flush()
 
 
 def _magic_names(cls: RunnerClass) -> list[str]:
