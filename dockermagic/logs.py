@@ -28,6 +28,7 @@ modules just use ``logging.getLogger(__name__)``.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import logging.handlers
 import multiprocessing
@@ -185,6 +186,7 @@ class LogSink:
     _app: logging.Handler
     _users: int = 1
     _handlers: list[tuple[logging.Logger, logging.Handler]] = field(default_factory=list)
+    _propagate: bool = True
 
     def output_path(self, name: str) -> Path:
         """The file that holds a name's container output.
@@ -230,6 +232,11 @@ class LogSink:
         finally:
             _flushes.pop(token, None)
 
+    def _close_at_exit(self) -> None:
+        with _sinks_lock:
+            self._users = 1
+        self.stop()
+
     def stop(self) -> None:
         """Release this user's hold; the last one writes what is queued and closes."""
         with _sinks_lock:
@@ -239,6 +246,8 @@ class LogSink:
             _sinks.pop(self.directory, None)
         for logger, handler in self._handlers:
             logger.removeHandler(handler)
+        logging.getLogger("dockermagic").propagate = self._propagate
+        atexit.unregister(self._close_at_exit)
         self._listener.stop()
         self._router.close()
         self._app.close()
@@ -309,7 +318,13 @@ def start_logging(
         listener = _Listener(queue, app, router, respect_handler_level=True)
         listener.start()
         sink = LogSink(path, queue, backup_days, listener, router, app)
+        sink._propagate = logging.getLogger("dockermagic").propagate
         sink._handlers = _attach(queue, level)
+        # While the files take the package's records, keep them out of the root
+        # logger's handlers too: in a notebook those print into the cell.
+        logging.getLogger("dockermagic").propagate = False
+        # A listener still running at interpreter exit dies mid-write; stop it first.
+        atexit.register(sink._close_at_exit)
         _sinks[path] = sink
         return sink
 
