@@ -19,8 +19,9 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from dockermagic import cleanup, run_scripts
+from dockermagic import BatchReport, cleanup, run_scripts
 
 # A pure-Python loop: one container keeps its one CPU busy for about 2 s.
 CPU_SCRIPT = """\
@@ -44,27 +45,30 @@ def make_folder(root: Path, count: int, code: str) -> Path:
     return root
 
 
+def best_of(repeat: int, folder: Path, logs: Path, timeout: float, **kwargs: Any) -> BatchReport:
+    """The fastest of ``repeat`` runs: other work on a shared machine only ever adds time."""
+    best: BatchReport | None = None
+    for _ in range(repeat):
+        report = run_scripts(folder, timeout=timeout, log_dir=logs, **kwargs)
+        assert report.ok, report.totals
+        if best is None or report.wall_time < best.wall_time:
+            best = report
+    assert best is not None
+    return best
+
+
 def scenario(
-    name: str, folder: Path, logs: Path, workers: list[int], timeout: float
+    name: str, folder: Path, logs: Path, workers: list[int], repeat: int, timeout: float = 300
 ) -> list[tuple[str, str, float, float, float]]:
     rows = []
-    sequential = run_scripts(folder, mode="sequential", timeout=timeout, log_dir=logs)
-    assert sequential.ok, sequential.totals
+    sequential = best_of(repeat, folder, logs, timeout, mode="sequential")
     count = len(sequential.results)
     base = sequential.wall_time
     rows.append((name, "sequential", base, count / base, 1.0))
     for n in workers:
-        report = run_scripts(folder, mode="parallel", workers=n, timeout=timeout, log_dir=logs)
-        assert report.ok, report.totals
-        rows.append(
-            (
-                name,
-                f"parallel {n}",
-                report.wall_time,
-                count / report.wall_time,
-                base / report.wall_time,
-            )
-        )
+        report = best_of(repeat, folder, logs, timeout, mode="parallel", workers=n)
+        wall = report.wall_time
+        rows.append((name, f"parallel {n}", wall, count / wall, base / wall))
     return rows
 
 
@@ -74,21 +78,23 @@ def main() -> int:
     parser.add_argument("--sleep", type=int, default=16, help="sleep-bound scripts (16)")
     parser.add_argument("--loop", type=int, default=25_000_000, help="loop length of a CPU script")
     parser.add_argument("--seconds", type=float, default=2.0, help="sleep of a sleep script (2)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per mode; the fastest counts")
     args = parser.parse_args()
     cleanup()
-    print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    load = Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "?"
+    print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, load average {load}")
     rows = []
     with tempfile.TemporaryDirectory(prefix="dockermagic-bench-") as tmp:
         root = Path(tmp)
         logs = root / "logs"
         if args.cpu:
             cpu = make_folder(root / "cpu", args.cpu, CPU_SCRIPT.format(n=args.loop))
-            rows += scenario(f"cpu x{args.cpu}", cpu, logs, [2, 4], timeout=300)
+            rows += scenario(f"cpu x{args.cpu}", cpu, logs, [2, 4], args.repeat)
         if args.sleep:
             sleep = make_folder(
                 root / "sleep", args.sleep, SLEEP_SCRIPT.format(seconds=args.seconds)
             )
-            rows += scenario(f"sleep x{args.sleep}", sleep, logs, [2, 4, 8], timeout=300)
+            rows += scenario(f"sleep x{args.sleep}", sleep, logs, [2, 4, 8], args.repeat)
     print(f"{'scenario':<12} {'mode':<12} {'wall s':>8} {'scripts/s':>10} {'speed-up':>9}")
     for name, mode, wall, rate, speedup in rows:
         print(f"{name:<12} {mode:<12} {wall:>8.2f} {rate:>10.2f} {speedup:>8.2f}x")

@@ -234,3 +234,13 @@ def test_missing_image_is_an_error_for_its_scripts_only(tmp_path: Path) -> None:
     assert results["a.py"].status == "error"
     assert "no-such-image" in results["a.py"].message
     assert results["b.js"].status == "ok"
+
+
+def test_shipped_example_scripts_all_succeed(tmp_path: Path) -> None:
+    scripts = Path(__file__).resolve().parents[2] / "scripts"
+    report = run_scripts(scripts, mode="parallel", log_dir=tmp_path / "logs")
+    assert {r.name: r.status for r in report.results} == {r.name: "ok" for r in report.results}
+    names = {r.name for r in report.results}
+    assert {"primes.py", "compress_logs.py", "word_count.py", "subprocess_demo.py"} <= names
+    assert {".js", ".mjs"} <= {Path(n).suffix for n in names}
+    assert "verified 4 files" in report.by_name()["compress_logs.py"].output_tail
