@@ -636,6 +636,18 @@ def _prepare_images(
     return prepared
 
 
+def _select(discovery: Discovery, only: Iterable[str]) -> Discovery:
+    wanted = set(only)
+    known = {path.name for path in discovery.scripts}
+    unknown = sorted(wanted - known)
+    if unknown:
+        raise InvalidArgumentError("script", ", ".join(unknown), "not a script of the folder")
+    if not wanted:
+        raise InvalidArgumentError("only", [], "select at least one script")
+    scripts = tuple(p for p in discovery.scripts if p.name in wanted)
+    return dataclasses.replace(discovery, scripts=scripts)
+
+
 def _normalise_images(images: Mapping[str, str] | None) -> dict[str, str]:
     normalised: dict[str, str] = {}
     for key, image in (images or {}).items():
@@ -690,6 +702,7 @@ def run_scripts(
     log_dir: str | os.PathLike[str] | None = None,
     images: Mapping[str, str] | None = None,
     policy: SandboxPolicy | None = None,
+    only: Iterable[str] | None = None,
 ) -> BatchReport:
     """Run every script of a folder, each in its own container.
 
@@ -709,6 +722,7 @@ def run_scripts(
         images: Image per language (``{"python": "python:3.12"}``); names or
             aliases as keys. The runners' usual choice for the others.
         policy: The sandbox policy; :meth:`SandboxPolicy.default` when None.
+        only: Run just these scripts (file names); the whole folder when None.
 
     Returns:
         The :class:`BatchReport`.
@@ -722,6 +736,8 @@ def run_scripts(
     """
     _validate(mode, workers, timeout)
     discovery = discover_scripts(directory)
+    if only is not None:
+        discovery = _select(discovery, only)
     chosen_images = _normalise_images(images)
     policy = policy if policy is not None else SandboxPolicy.default()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -180,6 +180,14 @@ def test_fail_fast_parallel_kills_the_rest(tmp_path: Path) -> None:
     }
 
 
+def test_only_runs_the_chosen_scripts(tmp_path: Path) -> None:
+    folder = make_folder(
+        tmp_path / "scripts", {"a.py": "print(1)\n", "b.py": "print(2)\n", "c.js": "x(\n"}
+    )
+    report = run_scripts(folder, only=["b.py"], log_dir=tmp_path / "logs")
+    assert [(r.name, r.status) for r in report.results] == [("b.py", "ok")]
+
+
 def test_fail_fast_sequential_starts_nothing_more(tmp_path: Path) -> None:
     folder = make_folder(
         tmp_path / "scripts",

@@ -230,3 +230,12 @@ def test_cli_run_arguments(argv: list[str], parallel: object) -> None:
 def test_cli_sequential_and_parallel_exclude_each_other() -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["run", "--sequential", "--parallel"])
+
+
+def test_only_rejects_unknown_or_empty_selection(tmp_path: Path) -> None:
+    _touch(tmp_path, "a.py", "b.js")
+    with pytest.raises(InvalidArgumentError, match=r"c\.py"):
+        run_scripts(tmp_path, only=["a.py", "c.py"], log_dir=tmp_path / "logs")
+    with pytest.raises(InvalidArgumentError, match="at least one"):
+        run_scripts(tmp_path, only=[], log_dir=tmp_path / "logs")
+    assert not (tmp_path / "logs").exists()
