@@ -543,6 +543,10 @@ def _worker_run(task: _Task) -> ScriptResult:
     state = _worker
     if state is None:  # pragma: no cover - the initializer always runs first
         raise RuntimeError("worker not initialised")
+    if state.stop.is_set():
+        # The bridge thread may not have woken up yet (e.g. this very worker
+        # just stopped the batch for fail-fast): never start a script late.
+        state.cancel.set()
     runner: AbstractDockerCodeRunner | None = None
     if state.client is None:
         task = _with_error(task, state.client_error)
