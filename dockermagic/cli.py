@@ -82,7 +82,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run every script of a folder; 0 only when all succeeded, 130 when cancelled."""
     parallel = args.parallel is not None
     workers = None if args.parallel in (None, "auto") else int(args.parallel)
-    console = Console(highlight=False)
+    # With the JSON report on stdout, the human-readable display goes to stderr.
+    console = Console(highlight=False, stderr=args.json == "-")
     # Bad input (folder, workers, timeout, log directory) fails here, in one
     # line, before any container starts.
     if workers is not None and workers < 1:
@@ -186,7 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--timeout", type=float, metavar="S", help="seconds per script")
     run.add_argument("--logs", metavar="DIR", help="log directory (default: logs)")
-    run.add_argument("--json", metavar="FILE", help="write a JSON report ('-': stdout)")
+    run.add_argument(
+        "--json", metavar="FILE", help="write a JSON report ('-': stdout, display on stderr)"
+    )
     run.add_argument("--fail-fast", action="store_true", help="stop after the first failure")
     run.add_argument("--image-python", metavar="IMG", help="image for Python scripts")
     run.add_argument("--image-js", metavar="IMG", help="image for JavaScript scripts")

@@ -9,6 +9,7 @@ elsewhere (a pipe, CI, a test) it prints one plain line per finished script.
 
 from __future__ import annotations
 
+import re
 import time
 from types import TracebackType
 
@@ -20,7 +21,7 @@ from rich.text import Text
 
 from dockermagic.batch import STATUSES, BatchEvent, BatchReport, ScriptResult
 
-__all__ = ["STATUS_STYLES", "ConsoleProgress", "summary_table", "totals_line"]
+__all__ = ["STATUS_STYLES", "ConsoleProgress", "key_line", "summary_table", "totals_line"]
 
 STATUS_STYLES = {
     "ok": "green",
@@ -33,6 +34,8 @@ STATUS_STYLES = {
     "queued": "dim",
 }
 
+#: A line that names an error: "ValueError: ...", "Error: boom", "SyntaxError: ...".
+_ERROR_LINE = re.compile(r"^(?:Uncaught )?[A-Za-z_.]*(?:Error|Exception)\b.*:")
 #: Characters of the running scripts' last output line shown in the live table.
 _LINE_WIDTH = 60
 
@@ -145,8 +148,10 @@ def summary_table(report: BatchReport) -> Table:
     table.add_column("detail", overflow="fold")
     for result in report.results:
         detail = "" if result.ok else result.message
-        if result.status in ("failed", "error", "timed_out", "oom") and result.output_tail:
-            detail += "\n" + "\n".join(result.output_tail.splitlines()[-3:])
+        if result.status in ("failed", "error", "timed_out", "oom"):
+            line = key_line(result.output_tail)
+            if line:
+                detail += "\n" + line
         table.add_row(
             escape(result.name),
             result.language,
@@ -156,6 +161,26 @@ def summary_table(report: BatchReport) -> Table:
             escape(detail),
         )
     return table
+
+
+def key_line(tail: str) -> str:
+    """The most telling line of a failed script's output.
+
+    Python ends a traceback with the error line; Node prints it first and a
+    stack and its version after, so the last line naming an error wins, and
+    the last line otherwise.
+
+    Args:
+        tail: The script's output tail.
+
+    Returns:
+        One line, stripped ('' for no output).
+    """
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if _ERROR_LINE.search(line):
+            return line
+    return lines[-1] if lines else ""
 
 
 def totals_line(report: BatchReport) -> str:

@@ -54,11 +54,11 @@ def test_run_with_a_failure_exits_one(tmp_path: Path, capsys: pytest.CaptureFixt
         {"a.py": "print('fine')\n", "b.py": "def broken(:\n", "c.js": "throw new Error('boom');\n"},
     )
     status = main(["run", str(folder), "--logs", str(tmp_path / "logs"), "--json", "-"])
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
     assert status == 1
-    assert "SyntaxError" in out
-    assert "boom" in out
-    report = json.loads(out[out.index("{\n") :])
+    assert "SyntaxError" in captured.err
+    assert "boom" in captured.err
+    report = json.loads(captured.out)  # stdout holds the JSON report only
     assert report["totals"]["ok"] == 1
     assert report["totals"]["failed"] == 2
 
@@ -146,10 +146,10 @@ def test_subprocess_run_with_json_on_stdout(tmp_path: Path) -> None:
     proc = _cli("run", str(folder), "--parallel", "--json", "-", cwd=tmp_path)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
-    report = json.loads(out[out.index("{\n") :])
+    report = json.loads(out)
     assert report["results"][0]["status"] == "ok"
     assert report["ignored"] == ["b.txt"]
-    assert "ignored (no runner): b.txt" in out
+    assert "ignored (no runner): b.txt" in err
     # The default log directory is ./logs.
     assert "hi" in (tmp_path / "logs" / "a.py.log").read_text()
 

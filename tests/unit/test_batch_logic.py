@@ -23,6 +23,7 @@ from dockermagic.batch import (
 )
 from dockermagic.cli import build_parser
 from dockermagic.errors import InvalidArgumentError
+from dockermagic.progress import key_line
 from dockermagic.result import RunResult
 
 
@@ -239,3 +240,23 @@ def test_only_rejects_unknown_or_empty_selection(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgumentError, match="at least one"):
         run_scripts(tmp_path, only=[], log_dir=tmp_path / "logs")
     assert not (tmp_path / "logs").exists()
+
+
+@pytest.mark.parametrize(
+    ("tail", "line"),
+    [
+        (
+            "Traceback (most recent call last):\n  File x\nValueError: bad value",
+            "ValueError: bad value",
+        ),
+        (
+            "/code/c.js:1\nthrow new Error('boom');\n^\n\nError: boom\n    at Object.<anonymous>\n"
+            "\nNode.js v18.20.4",
+            "Error: boom",
+        ),
+        ("just some output\nlast words\n", "last words"),
+        ("", ""),
+    ],
+)
+def test_key_line_of_a_failure(tail: str, line: str) -> None:
+    assert key_line(tail) == line
