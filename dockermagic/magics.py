@@ -4,8 +4,11 @@ Cell magics are generated from the runner registry: ``%%docker LANGUAGE`` for
 any registered language, plus ``%%docker_<language>`` and
 ``%%docker_<first alias>`` for each (``%%docker_python``, ``%%docker_py``,
 ``%%docker_javascript``, ``%%docker_js``). A runner subclass registered before
-the extension loads gets its magics for free. Line magics: ``%docker_status``
-and ``%docker_session``.
+the extension loads gets its magics for free. Line magics: ``%docker_status``,
+``%docker_session`` and ``%docker_reset`` (restart a session's interpreter).
+
+With ``--session NAME`` a cell runs in a warm interpreter that keeps its
+variables between cells, like a kernel (:mod:`dockermagic.sessions`).
 
 Output streams into the cell while the program runs. A failed program raises
 :class:`CellFailedError`, shown as one line (the program's own traceback has
@@ -22,6 +25,7 @@ This is the only module that imports IPython; the core stays usable without it.
 from __future__ import annotations
 
 import atexit
+import json
 import secrets
 import sys
 import threading
@@ -40,7 +44,7 @@ from dockermagic.cleanup import cleanup
 from dockermagic.engine import default_client, engine_version
 from dockermagic.errors import DockermagicError, InvalidArgumentError
 from dockermagic.images import image_present, resolve_image
-from dockermagic.inputs import bind_inputs
+from dockermagic.inputs import INPUTS_FILE, bind_inputs
 from dockermagic.logs import (
     LogSink,
     OutputMirror,
@@ -366,6 +370,25 @@ class DockerMagics(Magics):
         for session in sessions:
             print(_describe_session(session))
 
+    @_magic_arguments
+    @_argument("name", nargs="?", help="the session to restart (default: every session)")
+    @_argument("--language", metavar="LANG", help="only this language's interpreter")
+    @_line_magic
+    def docker_reset(self, line: str) -> None:
+        """Restart a session's interpreters: its variables and files are gone."""
+        args = _parse(self.docker_reset, line)
+        try:
+            with _warnings_to_stderr():
+                reset = self.sessions.reset(args.name, args.language)
+        except InvalidArgumentError as exc:
+            raise UsageError(str(exc)) from exc
+        except DockermagicError as exc:
+            raise CellError(str(exc), title=type(exc).__name__) from exc
+        if not reset:
+            raise UsageError(f"no session named {args.name!r}" if args.name else "no sessions")
+        for session in reset:
+            print(f"restarted session {session.name!r} ({session.language})")
+
     @_line_magic
     def docker_status(self, line: str) -> None:
         """Show the engine, the images, the live sessions and where the logs are."""
@@ -425,6 +448,9 @@ class DockerMagics(Magics):
             )
         except InvalidArgumentError as exc:
             raise UsageError(str(exc)) from exc
+        # A session's interpreter defines the (validated) values itself, so the
+        # cell runs as it is and keeps its state; no bootstrap file needed.
+        session_inputs = json.loads(bound.files[INPUTS_FILE]) if INPUTS_FILE in bound.files else {}
 
         log_name = f"cells-{cls.language}"
         run_id = secrets.token_hex(6)
@@ -452,12 +478,7 @@ class DockerMagics(Magics):
                         args.session, cls.language, image=image, policy=policy
                     )
                     session.runner.on_progress = on_progress
-                    result = session.run(
-                        bound.code,
-                        on_output=on_output,
-                        files=bound.files,
-                        filename=bound.filename,
-                    )
+                    result = session.run(cell, on_output=on_output, inputs=session_inputs)
                 else:
                     runner = cls(image=image, policy=policy, on_progress=on_progress)
                     result = runner.run(
@@ -468,11 +489,11 @@ class DockerMagics(Magics):
                     )
         except KeyboardInterrupt:
             mirror.close()
-            where = "its session's programs were" if args.session else "its container was"
-            raise CellInterrupted(
-                f"{cls.language} cell interrupted; {where} killed"
-                + ("" if args.session else " and removed")
-            ) from None
+            if args.session:
+                message = f"{cls.language} cell interrupted; its session {args.session!r} stays"
+            else:
+                message = f"{cls.language} cell interrupted; its container was killed and removed"
+            raise CellInterrupted(message) from None
         except InvalidArgumentError as exc:
             mirror.close()
             raise UsageError(str(exc)) from exc
