@@ -45,6 +45,7 @@ __all__ = [
     "SandboxError",
     "SandboxPolicy",
     "ScriptResult",
+    "ScriptsPanel",
     "Session",
     "SessionManager",
     "SessionRestartedWarning",
@@ -84,3 +85,22 @@ def unload_ipython_extension(ipython: Any) -> None:
     from dockermagic import magics
 
     magics.unload_ipython_extension(ipython)
+
+
+def __getattr__(name: str) -> Any:
+    """Import the widget panel on first use, so ``import dockermagic`` needs no ipywidgets.
+
+    Args:
+        name: The attribute asked for.
+
+    Returns:
+        :class:`~dockermagic.panel.ScriptsPanel` for ``"ScriptsPanel"``.
+
+    Raises:
+        AttributeError: For any other missing name.
+    """
+    if name == "ScriptsPanel":
+        from dockermagic.panel import ScriptsPanel
+
+        return ScriptsPanel
+    raise AttributeError(f"module 'dockermagic' has no attribute {name!r}")

@@ -436,6 +436,23 @@ class DockerMagics(Magics):
             f"network {'on' if policy.network else 'off'}"
         )
 
+    @_magic_arguments
+    @_argument("directory", nargs="?", default="scripts", help="the scripts folder")
+    @_argument("--sequential", action="store_true", help="start in sequential mode")
+    @_line_magic
+    def docker_panel(self, line: str) -> Any:
+        """Show the scripts panel: tick scripts, run them in containers, watch, cancel."""
+        args = _parse(self.docker_panel, line)
+        from dockermagic.panel import ScriptsPanel
+
+        sink = self._sink
+        return ScriptsPanel(
+            args.directory,
+            log_dir=sink.directory if sink is not None else log_directory(self.log_dir),
+            timeout=self.policy().timeout,
+            mode="sequential" if args.sequential else "parallel",
+        )
+
     # -- running a cell ------------------------------------------------------------------
 
     def _run(self, cls: RunnerClass, args: Any, cell: str) -> None:

@@ -1,0 +1,563 @@
+"""An ipywidgets panel over a scripts folder: pick, run, watch, cancel.
+
+``ScriptsPanel("scripts")`` (or ``%docker_panel scripts``) shows the folder's
+scripts with checkboxes, a sequential/parallel toggle with a worker count, a
+timeout, Run and Cancel, an overall progress bar, a row per script with its
+status and duration, and the selected script's stdout and stderr while it runs.
+
+How it stays responsive and correct (pitfalls 17-20):
+
+* The batch runs in a background thread through :func:`~dockermagic.batch.run_scripts`
+  (a process pool in parallel mode), so the kernel keeps answering and Cancel
+  works while a batch runs; Run is disabled meanwhile.
+* Event callbacks only update plain state under a lock. Widgets are written in
+  one method, :meth:`ScriptsPanel.render`, at most ``RENDER_HZ`` times a second
+  and once more at the end; nothing is ever printed from a thread.
+* Output kept per script is bounded (``OUTPUT_CHARS`` per stream) and shown in
+  an ``HTML`` widget, not an ``Output`` widget whose appends grow quadratically.
+* ``repr(panel)`` is a text table, for places where widgets do not render.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as widgets
+
+from dockermagic.batch import (
+    BatchEvent,
+    BatchReport,
+    default_workers,
+    discover_scripts,
+    run_scripts,
+)
+from dockermagic.cleanup import cleanup
+from dockermagic.errors import DockermagicError
+from dockermagic.logs import log_directory, safe_log_name
+
+__all__ = ["ScriptsPanel"]
+
+logger = logging.getLogger(__name__)
+
+#: Widget refreshes per second at most while a batch runs.
+RENDER_HZ = 6
+#: Characters of each stream kept per script (the log file has everything).
+OUTPUT_CHARS = 20_000
+
+_STATUS_LABELS = {
+    "idle": "",
+    "queued": "queued",
+    "running": "running",
+    "ok": "ok",
+    "failed": "failed",
+    "timed_out": "timed out",
+    "oom": "out of memory",
+    "error": "error",
+    "cancelled": "cancelled",
+}
+_STATUS_COLOURS = {
+    "queued": "#6b7280",
+    "running": "#2563eb",
+    "ok": "#15803d",
+    "failed": "#b91c1c",
+    "timed_out": "#b45309",
+    "oom": "#b45309",
+    "error": "#7c2d12",
+    "cancelled": "#6b7280",
+}
+
+
+@dataclass
+class _ScriptState:
+    """What the panel knows about one script (plain data, guarded by the lock)."""
+
+    name: str
+    language: str
+    status: str = "idle"
+    started: float | None = None
+    duration: float | None = None
+    stdout: str = ""
+    stderr: str = ""
+    dropped: dict[str, int] = field(default_factory=lambda: {"stdout": 0, "stderr": 0})
+    log_file: str = ""
+    message: str = ""
+
+    def append(self, stream: str, text: str) -> None:
+        kept = (self.stdout if stream == "stdout" else self.stderr) + text
+        if len(kept) > OUTPUT_CHARS:
+            self.dropped[stream] += len(kept) - OUTPUT_CHARS
+            kept = kept[-OUTPUT_CHARS:]
+        if stream == "stdout":
+            self.stdout = kept
+        else:
+            self.stderr = kept
+
+
+class ScriptsPanel:
+    """A widget panel that runs a folder's scripts in containers.
+
+    Args:
+        directory: The scripts folder.
+        log_dir: Where logs go (see :func:`dockermagic.logs.log_directory`).
+        timeout: Initial per-script timeout in seconds.
+        mode: Initial mode, ``"sequential"`` or ``"parallel"``.
+        workers: Initial worker count for parallel mode.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str] = "scripts",
+        *,
+        log_dir: str | os.PathLike[str] | None = None,
+        timeout: float = 30.0,
+        mode: str = "parallel",
+        workers: int | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        self.log_dir = log_directory(log_dir)
+        self.report: BatchReport | None = None
+        self.error: str = ""
+        self._lock = threading.RLock()
+        self._scripts: dict[str, _ScriptState] = {}
+        self._ignored: tuple[str, ...] = ()
+        self._thread: threading.Thread | None = None
+        self._cancel = threading.Event()
+        self._last_render = 0.0
+        self._pending: threading.Timer | None = None
+        self._started = 0.0
+        self._follow = True
+        self._build(timeout, mode, workers)
+        with self._lock:
+            self.refresh()
+        # Front ends clear leftovers of dead owners at start-up.
+        try:
+            cleanup()
+        except DockermagicError as exc:
+            self.error = str(exc)
+            self.render(force=True)
+
+    # -- building the widgets ----------------------------------------------------------
+
+    def _build(self, timeout: float, mode: str, workers: int | None) -> None:
+        self.title = widgets.HTML()
+        self.refresh_button = widgets.Button(
+            description="Refresh",
+            icon="refresh",
+            tooltip="Rescan the folder",
+            layout=widgets.Layout(width="110px"),
+        )
+        self.mode = widgets.ToggleButtons(
+            options=[("sequential", "sequential"), ("parallel", "parallel")],
+            value=mode,
+            tooltips=["One script after another", "Scripts in a process pool"],
+            style={"button_width": "90px"},
+        )
+        self.workers = widgets.BoundedIntText(
+            value=workers or default_workers(8),
+            min=1,
+            max=64,
+            description="workers",
+            layout=widgets.Layout(width="150px"),
+        )
+        self.timeout = widgets.BoundedFloatText(
+            value=timeout,
+            min=0.5,
+            max=3600,
+            step=1,
+            description="timeout (s)",
+            layout=widgets.Layout(width="190px"),
+        )
+        self.run_button = widgets.Button(
+            description="Run",
+            icon="play",
+            button_style="success",
+            layout=widgets.Layout(width="100px"),
+        )
+        self.cancel_button = widgets.Button(
+            description="Cancel",
+            icon="stop",
+            button_style="danger",
+            disabled=True,
+            layout=widgets.Layout(width="100px"),
+        )
+        self.progress = widgets.IntProgress(
+            value=0, min=0, max=1, layout=widgets.Layout(width="240px")
+        )
+        self.counts = widgets.HTML()
+        self.rows_box = widgets.VBox()
+        self.selected = widgets.Dropdown(
+            description="output of", layout=widgets.Layout(width="45%")
+        )
+        self.log_path = widgets.HTML()
+        self.stdout_view = widgets.HTML()
+        self.stderr_view = widgets.HTML()
+        self.message = widgets.HTML()
+        self._checkboxes: dict[str, widgets.Checkbox] = {}
+        self._status_cells: dict[str, widgets.HTML] = {}
+        self._duration_cells: dict[str, widgets.HTML] = {}
+
+        self.refresh_button.on_click(lambda _: self.refresh())
+        self.run_button.on_click(lambda _: self.run())
+        self.cancel_button.on_click(lambda _: self.cancel())
+        self.selected.observe(self._on_select, names="value")
+        self.mode.observe(lambda _: self._sync_controls(), names="value")
+
+        self.widget = widgets.VBox(
+            [
+                widgets.HBox(
+                    [self.title, self.refresh_button],
+                    layout=widgets.Layout(justify_content="space-between"),
+                ),
+                widgets.HBox([self.mode, self.workers, self.timeout]),
+                widgets.HBox([self.run_button, self.cancel_button, self.progress, self.counts]),
+                self.message,
+                self.rows_box,
+                widgets.HBox([self.selected, self.log_path]),
+                widgets.HTML("<b>stdout</b>"),
+                self.stdout_view,
+                widgets.HTML("<b>stderr</b>"),
+                self.stderr_view,
+            ],
+            layout=widgets.Layout(border="1px solid #d1d5db", padding="8px"),
+        )
+        self.widget.add_class("dockermagic-panel")
+        self._sync_controls()
+
+    # -- actions -----------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """True while a batch runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def refresh(self) -> None:
+        """Rescan the folder (keeps the checkbox choices of known scripts)."""
+        if self.running:
+            return
+        try:
+            found = discover_scripts(self.directory)
+            scripts, self._ignored = found.scripts, tuple(found.ignored)
+            self.error = ""
+        except DockermagicError as exc:
+            scripts, self._ignored = (), ()
+            self.error = str(exc)
+        with self._lock:
+            chosen = {name: box.value for name, box in self._checkboxes.items()}
+            self._scripts = {
+                path.name: _ScriptState(path.name, runner_language(path)) for path in scripts
+            }
+            self._checkboxes = {
+                name: widgets.Checkbox(
+                    value=chosen.get(name, True),
+                    description=name,
+                    indent=False,
+                    layout=widgets.Layout(width="260px"),
+                )
+                for name in self._scripts
+            }
+            self._status_cells = {
+                name: widgets.HTML(layout=widgets.Layout(width="130px")) for name in self._scripts
+            }
+            self._duration_cells = {
+                name: widgets.HTML(layout=widgets.Layout(width="80px")) for name in self._scripts
+            }
+            rows = [
+                widgets.HBox(
+                    [
+                        self._checkboxes[name],
+                        widgets.HTML(
+                            f"<code>{state.language}</code>", layout=widgets.Layout(width="110px")
+                        ),
+                        self._status_cells[name],
+                        self._duration_cells[name],
+                    ],
+                )
+                for name, state in self._scripts.items()
+            ]
+            self.rows_box.children = rows
+            names = list(self._scripts)
+            self.selected.options = names
+            self.selected.value = names[0] if names else None
+            self._follow = True
+        self.render(force=True)
+
+    def run(self) -> None:
+        """Start a batch of the checked scripts in a background thread."""
+        if self.running:
+            return
+        chosen = [name for name, box in self._checkboxes.items() if box.value]
+        if not chosen:
+            self.error = "Tick at least one script."
+            self.render(force=True)
+            return
+        self.error = ""
+        self.report = None
+        self._cancel = threading.Event()
+        with self._lock:
+            for name, state in self._scripts.items():
+                fresh = _ScriptState(name, state.language)
+                fresh.status = "queued" if name in chosen else "idle"
+                self._scripts[name] = fresh
+            self._follow = True
+            self._started = time.monotonic()
+        mode = self.mode.value
+        workers = self.workers.value if mode == "parallel" else None
+        timeout = float(self.timeout.value)
+        self._thread = threading.Thread(
+            target=self._run_batch,
+            args=(chosen, mode, workers, timeout),
+            name="dockermagic-panel",
+            daemon=True,
+        )
+        self._thread.start()
+        self.render(force=True)
+
+    def cancel(self) -> None:
+        """Cancel the running batch: no new script starts; running ones are killed."""
+        if self.running:
+            self._cancel.set()
+            self.render(force=True)
+
+    def wait(self, timeout: float | None = None) -> BatchReport | None:
+        """Block until the running batch (if any) is done; for scripts and tests.
+
+        Args:
+            timeout: Seconds to wait at most.
+
+        Returns:
+            The batch's report (None when it failed to start or is still running).
+        """
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.report
+
+    def _run_batch(self, chosen: list[str], mode: str, workers: int | None, timeout: float) -> None:
+        try:
+            self.report = run_scripts(
+                self.directory,
+                mode="parallel" if mode == "parallel" else "sequential",
+                workers=workers,
+                timeout=timeout,
+                only=chosen,
+                on_event=self._on_event,
+                cancel=self._cancel,
+                log_dir=self.log_dir,
+            )
+            with self._lock:
+                for result in self.report.results:
+                    state = self._scripts.get(result.name)
+                    if state is not None:
+                        state.status = result.status
+                        state.duration = result.duration
+                        state.log_file = result.log_file or state.log_file
+                        state.message = result.message
+        except DockermagicError as exc:
+            self.error = str(exc)
+            with self._lock:
+                for state in self._scripts.values():
+                    if state.status in ("queued", "running"):
+                        state.status = "error"
+        except Exception as exc:  # never let a bug kill the thread silently
+            logger.exception("panel batch failed")
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.render(force=True, finished=True)
+
+    def _on_event(self, event: BatchEvent) -> None:
+        with self._lock:
+            state = self._scripts.get(event.script)
+            if state is None:
+                return
+            if event.kind == "start":
+                state.status = "running"
+                state.started = time.monotonic()
+                state.log_file = str(self.log_dir / f"{safe_log_name(event.script)}.log")
+                if self._follow:
+                    self._select_quietly(event.script)
+            elif event.kind == "output":
+                state.append(event.stream, event.text)
+            elif event.kind == "finish" and event.result is not None:
+                state.status = event.result.status
+                state.duration = event.result.duration
+                state.log_file = event.result.log_file or state.log_file
+                state.message = event.result.message
+        self.render()
+
+    def _on_select(self, change: dict[str, Any]) -> None:
+        if not getattr(self, "_selecting", False):
+            self._follow = False  # the user chose: stop following the running script
+        self.render(force=True)
+
+    def _select_quietly(self, name: str) -> None:
+        self._selecting = True
+        try:
+            self.selected.value = name
+        finally:
+            self._selecting = False
+
+    def _sync_controls(self) -> None:
+        busy = self.running
+        self.run_button.disabled = busy
+        self.cancel_button.disabled = not busy or self._cancel.is_set()
+        self.refresh_button.disabled = busy
+        self.mode.disabled = busy
+        self.timeout.disabled = busy
+        self.workers.disabled = busy or self.mode.value != "parallel"
+        for box in self._checkboxes.values():
+            box.disabled = busy
+
+    # -- the one place that writes widgets ---------------------------------------------
+
+    def render(self, *, force: bool = False, finished: bool = False) -> None:
+        """Copy the current state into the widgets (throttled unless forced).
+
+        Args:
+            force: Render even if the last render was very recent.
+            finished: The batch thread is ending (controls are re-enabled).
+        """
+        now = time.monotonic()
+        with self._lock:
+            wait = 1 / RENDER_HZ - (now - self._last_render)
+            if not force and wait > 0:
+                # Trailing edge: what changed now is shown at the next slot
+                # even when no further event arrives to trigger a render.
+                if self._pending is None:
+                    self._pending = threading.Timer(wait, self._render_pending)
+                    self._pending.daemon = True
+                    self._pending.start()
+                return
+            self._last_render = now
+            if finished:
+                self._thread = None  # still alive for a moment; it is done
+            states = list(self._scripts.values())
+            active = [s for s in states if s.status != "idle"]
+            done = [s for s in active if s.status not in ("queued", "running")]
+            folder = html.escape(str(self.directory))
+            ignored = f" · {len(self._ignored)} other file(s) ignored" if self._ignored else ""
+            self.title.value = (
+                f"<b>Scripts in</b> <code>{folder}</code> · {len(states)} script(s){ignored}"
+            )
+            self.progress.max = max(len(active), 1)
+            self.progress.value = len(done)
+            self.progress.bar_style = (
+                "danger"
+                if any(s.status not in ("ok", "queued", "running") for s in done)
+                else "success"
+                if done and len(done) == len(active)
+                else "info"
+            )
+            tally: dict[str, int] = {}
+            for s in done:
+                tally[s.status] = tally.get(s.status, 0) + 1
+            parts = [f"{len(done)}/{len(active)} done"] if active else ["ready"]
+            parts += [f"{n} {_STATUS_LABELS[k]}" for k, n in sorted(tally.items())]
+            if self.running:
+                parts.append(f"{now - self._started:.1f} s")
+            elif self.report is not None:
+                parts.append(f"wall time {self.report.wall_time:.1f} s")
+            self.counts.value = " · ".join(parts)
+            for s in states:
+                cell = self._status_cells.get(s.name)
+                if cell is not None:
+                    cell.value = _badge(s.status)
+                duration = self._duration_cells.get(s.name)
+                if duration is not None:
+                    seconds = (
+                        s.duration
+                        if s.duration is not None
+                        else now - s.started
+                        if s.started is not None
+                        else None
+                    )
+                    duration.value = "" if seconds is None else f"{seconds:.1f} s"
+            self.message.value = (
+                f"<span style='color:#b91c1c'>{html.escape(self.error)}</span>"
+                if self.error
+                else ""
+            )
+            chosen = self._scripts.get(self.selected.value or "")
+            if chosen is None:
+                self.stdout_view.value = self.stderr_view.value = _pre("")
+                self.log_path.value = ""
+            else:
+                self.stdout_view.value = _pre(chosen.stdout, chosen.dropped["stdout"])
+                self.stderr_view.value = _pre(chosen.stderr, chosen.dropped["stderr"])
+                note = f" — {html.escape(chosen.message)}" if chosen.message else ""
+                self.log_path.value = (
+                    f"log: <code>{html.escape(chosen.log_file)}</code>{note}"
+                    if chosen.log_file
+                    else note
+                )
+            self._sync_controls()
+
+    def _render_pending(self) -> None:
+        with self._lock:
+            self._pending = None
+        self.render(force=True)
+
+    # -- display -----------------------------------------------------------------------
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)  # type: ignore[no-untyped-call]
+
+    def __repr__(self) -> str:
+        with self._lock:
+            lines = [
+                f"ScriptsPanel({str(self.directory)!r}): {len(self._scripts)} script(s)"
+                + (", running" if self.running else "")
+            ]
+            for s in self._scripts.values():
+                seconds = f"{s.duration:.1f} s" if s.duration is not None else ""
+                status = _STATUS_LABELS.get(s.status, s.status) or "-"
+                lines.append(f"  {s.name:<28} {s.language:<11} {status:<14} {seconds}")
+            if self.error:
+                lines.append(f"  error: {self.error}")
+            return "\n".join(lines)
+
+
+def runner_language(path: Path) -> str:
+    """The language of the runner that runs a script file.
+
+    Args:
+        path: The script.
+
+    Returns:
+        The language name.
+    """
+    from dockermagic.runners import runner_class_for
+
+    return runner_class_for(path).language
+
+
+def _badge(status: str) -> str:
+    label = _STATUS_LABELS.get(status, status)
+    if not label:
+        return ""
+    colour = _STATUS_COLOURS.get(status, "#374151")
+    return (
+        f"<span class='dockermagic-status dockermagic-status-{status}' "
+        f"style='color:white;background:{colour};padding:1px 8px;border-radius:8px'>"
+        f"{html.escape(label)}</span>"
+    )
+
+
+def _pre(text: str, dropped: int = 0) -> str:
+    note = (
+        f"<div style='color:#6b7280'>… {dropped} earlier characters are in the log file</div>"
+        if dropped
+        else ""
+    )
+    body = html.escape(text) if text else "<span style='color:#9ca3af'>(nothing yet)</span>"
+    return (
+        f"{note}<pre style='max-height:16em;overflow:auto;margin:0;padding:4px;"
+        f"background:#f9fafb;border:1px solid #e5e7eb'>{body}</pre>"
+    )
