@@ -6,9 +6,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-SYSTEM_EXTRAS ?=
+# Debian's Chromium drives the browser test of the widget panel.
+TEST_SYSTEM_EXTRAS := chromium
+LINT_PATHS := dockermagic tests benchmarks tools scripts notebooks/exercise_checks notebooks/solutions
 
-.PHONY: all setup venv system images demo test lint typecheck unit cleanup bench
+.PHONY: all setup venv system system-test images demo test lint unit cleanup bench
 
 all: test
 
@@ -23,7 +25,10 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 system: venv
-	@bash tools/ensure-system.sh $(BIN)/python $(SYSTEM_EXTRAS)
+	@bash tools/ensure-system.sh $(BIN)/python
+
+system-test: venv
+	@bash tools/ensure-system.sh $(BIN)/python $(TEST_SYSTEM_EXTRAS)
 
 # Present images are kept; missing ones are pulled, or built offline when no
 # registry answers.
@@ -32,15 +37,20 @@ images: system
 
 setup: images
 
+# The main job: two snippets, every script of scripts/ in parallel, and the
+# tour notebook executed headless (its executed copy goes to build/).
 demo: setup
 	@$(BIN)/python tools/demo.py
+	@$(BIN)/dockermagic run scripts --parallel --logs logs
+	@$(BIN)/python tools/run_notebook.py notebooks/00-dockermagic-tour.ipynb build/00-dockermagic-tour.executed.ipynb
+	@echo "[demo] logs are in $(CURDIR)/logs"
 
 lint: venv
-	@$(BIN)/ruff check dockermagic tests benchmarks tools
-	@$(BIN)/ruff format --check dockermagic tests benchmarks tools
+	@$(BIN)/ruff check $(LINT_PATHS)
+	@$(BIN)/ruff format --check $(LINT_PATHS)
 	@$(BIN)/mypy
 
-test: setup lint
+test: setup system-test lint
 	@$(BIN)/pytest
 
 unit: venv
@@ -51,3 +61,4 @@ cleanup: venv
 
 bench: setup
 	@$(BIN)/python benchmarks/latency.py
+	@$(BIN)/python benchmarks/batch.py --repeat 2

@@ -36,7 +36,7 @@ if __name__ == "__main__":
     with Pool(2) as pool:
         sizes = pool.map(compress, files)
         checks = pool.map(verify, files)
-    for (name, before, after), ok in zip(sizes, checks):
+    for (name, before, after), ok in zip(sizes, checks, strict=True):
         print(f"{name:<16} {before:>7} -> {after:>5} bytes  {'verified' if ok else 'CORRUPT'}")
     if not all(checks):
         raise SystemExit("a compressed file does not decompress to its original")

@@ -41,7 +41,9 @@ def check_add_tag(add_tag: Callable[[Any, str, str], None]) -> Verdict:
                 "does not send anything to the manager",
             )
         if not report["right"]:
-            return Verdict(False, "the lists are not right: append the tag at the end, keep the others")
+            return Verdict(
+                False, "the lists are not right: append the tag at the end, keep the others"
+            )
         return Verdict(True)
 
     return check_in_container({"add_tag": add_tag}, _ADD_TAG, judge)
@@ -71,7 +73,9 @@ def check_squares(squares: Callable[[list[int]], Any]) -> Verdict:
         if report["type"] != "dict":
             return Verdict(False, f"return a dict (you returned a {report['type']})")
         if not report["right"]:
-            return Verdict(False, "the dict is not right: one entry per number, number -> its square")
+            return Verdict(
+                False, "the dict is not right: one entry per number, number -> its square"
+            )
         return Verdict(True)
 
     return check_in_container({"squares": squares}, _SQUARES, judge)

@@ -27,7 +27,9 @@ def _make_files(folder, count):
     return paths
 """
 
-_COMPRESS_FILE = _MAKE_FILES + """
+_COMPRESS_FILE = (
+    _MAKE_FILES
+    + """
 from multiprocessing import Pool
 
 
@@ -47,6 +49,7 @@ def _check():
             report["round_trip"] = False
     return report
 """
+)
 
 
 def check_compress_file(compress_file: Callable[[str], Any]) -> Verdict:
@@ -64,7 +67,9 @@ def check_compress_file(compress_file: Callable[[str], Any]) -> Verdict:
     return check_in_container({"compress_file": compress_file}, _COMPRESS_FILE, judge)
 
 
-_VERIFY = _MAKE_FILES + """
+_VERIFY = (
+    _MAKE_FILES
+    + """
 def _check():
     first, second = _make_files("/work/check", 2)
     good = first + ".gz"
@@ -89,6 +94,7 @@ def _check():
         report[name] = "ok" if answer is expected else "wrong"
     return report
 """
+)
 
 _CASE_HINTS = {
     "good": "a correct archive",

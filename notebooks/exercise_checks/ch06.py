@@ -22,7 +22,9 @@ def _pytest(folder):
     return done.returncode, done.stdout + done.stderr
 """
 
-_RUN = _PYTEST + """
+_RUN = (
+    _PYTEST
+    + """
 def _check():
     folder = Path("/work/tests")
     folder.mkdir()
@@ -30,6 +32,7 @@ def _check():
     code, output = _pytest(folder)
     return {"code": code, "output": output}
 """
+)
 
 
 def run_pytest(*objects: Callable[..., Any]) -> None:
@@ -50,7 +53,7 @@ def run_pytest(*objects: Callable[..., Any]) -> None:
 
 
 _IMPLEMENTATIONS = {
-    "right": '''
+    "right": """
 from multiprocessing import Pool
 
 
@@ -61,8 +64,8 @@ def parallel_sum(numbers, workers=2):
     chunks = [numbers[i : i + size] for i in range(0, len(numbers), size)]
     with Pool(workers) as pool:
         return sum(pool.map(sum, chunks))
-''',
-    "loses the tail": '''
+""",
+    "loses the tail": """
 from multiprocessing import Pool
 
 
@@ -71,8 +74,8 @@ def parallel_sum(numbers, workers=2):
     chunks = [numbers[i * size : (i + 1) * size] for i in range(workers)]
     with Pool(workers) as pool:
         return sum(pool.map(sum, chunks))
-''',
-    "breaks on empty input": '''
+""",
+    "breaks on empty input": """
 from multiprocessing import Pool
 
 
@@ -81,10 +84,12 @@ def parallel_sum(numbers, workers=2):
     chunks = [numbers[i : i + size] for i in range(0, len(numbers), size)]
     with Pool(workers) as pool:
         return sum(pool.map(sum, chunks))
-''',
+""",
 }
 
-_MUTANTS = _PYTEST + """
+_MUTANTS = (
+    _PYTEST
+    + """
 def _check():
     report = {}
     for number, (name, implementation) in enumerate(IMPLEMENTATIONS.items()):
@@ -96,6 +101,7 @@ def _check():
         report[name] = {"code": code, "tail": output.strip().splitlines()[-1:]}
     return report
 """
+)
 
 _MUTANT_HINTS = {
     "loses the tail": "loses the last numbers when the list does not split evenly between the workers",
@@ -115,7 +121,9 @@ def check_test_finds_bugs(test: Callable[[], None]) -> Verdict:
         if right["code"] == 5:
             return Verdict(False, "pytest found no test: the test's name must start with test_")
         if right["code"] != 0:
-            return Verdict(False, "your test fails on a correct parallel_sum; check what it asserts")
+            return Verdict(
+                False, "your test fails on a correct parallel_sum; check what it asserts"
+            )
         for name, hint in _MUTANT_HINTS.items():
             if report[name]["code"] == 0:
                 return Verdict(False, f"your test passes on a parallel_sum that {hint}")

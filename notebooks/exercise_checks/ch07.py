@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from dockermagic import PythonDockerRunner, RunResult, SandboxPolicy
-
 from exercise_checks import STUB_HINT, Verdict
 
 
@@ -28,7 +26,8 @@ def check_shell_runner(runner_class: type) -> Verdict:
         return Verdict(False, "environment() must return a dict of variable names to values")
     if len(env) > 5:
         return Verdict(
-            False, "environment() should give only what the language needs, not the host's variables"
+            False,
+            "environment() should give only what the language needs, not the host's variables",
         )
     result = runner.run('echo "$((6 * 7))"; echo oops >&2; exit 3', timeout=20)
     if result.stdout != "42\n" or result.stderr != "oops\n":
