@@ -448,9 +448,7 @@ class AbstractDockerCodeRunner(abc.ABC):
                     self.client.api.wait(container, timeout=30)
                     state = self.client.api.inspect_container(container)["State"]
         except docker.errors.NotFound as exc:
-            raise SandboxError(
-                "The container disappeared while running", container=name
-            ) from exc
+            raise SandboxError("The container disappeared while running", container=name) from exc
         return state
 
 
