@@ -545,7 +545,13 @@ def _feed_stdin(raw: Any, data: bytes) -> None:
 
 
 def _close_quietly(sock: Any) -> None:
-    for thing in (_raw_socket(sock), sock):
+    raw = _raw_socket(sock)
+    # shutdown() ends the connection at once; close() alone leaves the fd open
+    # while the HTTP response's makefile() wrapper still refers to it, and the
+    # engine would keep blocking on writes nobody reads.
+    with contextlib.suppress(Exception):
+        raw.shutdown(socket.SHUT_RDWR)
+    for thing in (raw, sock):
         with contextlib.suppress(Exception):  # best effort: the container goes anyway
             thing.close()
 
