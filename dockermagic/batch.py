@@ -65,7 +65,7 @@ import docker
 
 from dockermagic.engine import default_client
 from dockermagic.errors import DockermagicError, InvalidArgumentError
-from dockermagic.images import ensure_image, resolve_image
+from dockermagic.images import ensure_image, runner_image
 from dockermagic.logs import LogSink, OutputMirror, log_result, start_logging, worker_logging
 from dockermagic.policy import SandboxPolicy
 from dockermagic.result import RunResult
@@ -625,13 +625,7 @@ def _prepare_images(
         cls = runner_class_for(language)
         image = ""
         try:
-            image = resolve_image(
-                client,
-                explicit=images.get(language),
-                env_var=cls.image_env_var,
-                default=cls.default_image,
-                offline=cls.offline_image,
-            )
+            image = runner_image(client, cls, images.get(language))
             ensure_image(client, image)
         except DockermagicError as exc:
             prepared[language] = (image, str(exc))

@@ -19,7 +19,7 @@ from dockermagic.batch import discover_scripts, run_scripts
 from dockermagic.cleanup import cleanup, list_containers
 from dockermagic.engine import default_client, engine_version
 from dockermagic.errors import DockermagicError, InvalidArgumentError, LogDirectoryError
-from dockermagic.images import image_present, prepare_images, resolve_image
+from dockermagic.images import image_present, prepare_images, runner_image
 from dockermagic.logs import prepare_log_dir
 from dockermagic.progress import ConsoleProgress, summary_table, totals_line
 from dockermagic.runners import runner_classes
@@ -57,13 +57,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     )
     problems = 0
     for cls in runner_classes():
-        image = resolve_image(
-            client,
-            explicit=None,
-            env_var=cls.image_env_var,
-            default=cls.default_image,
-            offline=cls.offline_image,
-        )
+        image = runner_image(client, cls)
         present = image_present(client, image)
         problems += not present
         state = "present" if present else "MISSING (run `dockermagic images`)"

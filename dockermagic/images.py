@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import docker
 import docker.errors
@@ -39,6 +39,7 @@ __all__ = [
     "image_present",
     "prepare_images",
     "resolve_image",
+    "runner_image",
 ]
 
 logger = logging.getLogger(__name__)
@@ -139,6 +140,44 @@ def resolve_image(
         logger.debug("%s is not present; using the offline image %s", default, offline.tag)
         return offline.tag
     return default
+
+
+class ImageDeclaration(Protocol):
+    """What :func:`runner_image` reads from a runner class (or instance)."""
+
+    @property
+    def default_image(self) -> str:
+        """The official image."""
+
+    @property
+    def image_env_var(self) -> str:
+        """The environment variable that overrides the default."""
+
+    @property
+    def offline_image(self) -> OfflineImage | None:
+        """The offline build that replaces a missing default."""
+
+
+def runner_image(
+    client: docker.DockerClient, runner: ImageDeclaration, explicit: str | None = None
+) -> str:
+    """:func:`resolve_image` with a runner class's (or runner's) own declarations.
+
+    Args:
+        client: The client.
+        runner: A runner class or instance.
+        explicit: The image the caller asked for, if any.
+
+    Returns:
+        An image reference; it may still have to be pulled.
+    """
+    return resolve_image(
+        client,
+        explicit=explicit,
+        env_var=runner.image_env_var,
+        default=runner.default_image,
+        offline=runner.offline_image,
+    )
 
 
 def ensure_image(
@@ -344,13 +383,7 @@ def prepare_images(
             else:
                 statuses.append(ImageStatus(cls.language, spec.tag, "present"))
             continue
-        image = resolve_image(
-            client,
-            explicit=None,
-            env_var=cls.image_env_var,
-            default=cls.default_image,
-            offline=spec,
-        )
+        image = runner_image(client, cls)
         if image_present(client, image):
             statuses.append(ImageStatus(cls.language, image, "present"))
             continue

@@ -43,7 +43,7 @@ from traitlets import Dict, Float, Int, TraitError, Unicode, Union, default, obs
 from dockermagic.cleanup import cleanup
 from dockermagic.engine import default_client, engine_version
 from dockermagic.errors import DockermagicError, InvalidArgumentError
-from dockermagic.images import image_present, resolve_image
+from dockermagic.images import image_present, runner_image
 from dockermagic.inputs import INPUTS_FILE, bind_inputs
 from dockermagic.logs import (
     LogSink,
@@ -410,13 +410,7 @@ class DockerMagics(Magics):
                 print(f"{cls.language:<11} {configured or 'default image'}  (engine not reachable)")
                 continue
             try:
-                image = resolve_image(
-                    client,
-                    explicit=configured,
-                    env_var=cls.image_env_var,
-                    default=cls.default_image,
-                    offline=cls.offline_image,
-                )
+                image = runner_image(client, cls, configured)
                 state = "present" if image_present(client, image) else "missing (pulled on use)"
             except DockermagicError as exc:
                 image, state = configured or cls.default_image, f"unavailable: {exc}"

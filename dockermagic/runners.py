@@ -41,7 +41,7 @@ from dockermagic.images import (
     ProgressCallback,
     ensure_image,
     forget_image,
-    resolve_image,
+    runner_image,
 )
 from dockermagic.policy import CODE_DIR, SandboxPolicy
 from dockermagic.result import RunResult
@@ -155,13 +155,7 @@ class AbstractDockerCodeRunner(abc.ABC):
     def image(self) -> str:
         """The image this runner uses (resolved on first access)."""
         if self._image is None:
-            self._image = resolve_image(
-                self.client,
-                explicit=self._explicit_image,
-                env_var=self.image_env_var,
-                default=self.default_image,
-                offline=self.offline_image,
-            )
+            self._image = runner_image(self.client, self, self._explicit_image)
         return self._image
 
     def run(

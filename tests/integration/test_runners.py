@@ -172,20 +172,21 @@ def test_output_streams_live_before_the_program_ends(py: PythonDockerRunner) -> 
 @pytest.mark.parametrize("language", ["python", "javascript"])
 def test_interleaved_stdout_and_stderr_keep_their_order(language: str) -> None:
     # Docker reads the two pipes separately, so writes microseconds apart may
-    # be regrouped; writes a few milliseconds apart keep their order.
+    # be regrouped; writes tens of milliseconds apart keep their order (with
+    # room to spare on a loaded machine).
     if language == "python":
         code = (
             "import sys, time\n"
             "for i in range(5):\n"
-            "    print(f'out {i}')\n    time.sleep(0.01)\n"
-            "    print(f'err {i}', file=sys.stderr)\n    time.sleep(0.01)\n"
+            "    print(f'out {i}')\n    time.sleep(0.05)\n"
+            "    print(f'err {i}', file=sys.stderr)\n    time.sleep(0.05)\n"
         )
     else:
         code = (
             "const sleep = (ms) => { const end = Date.now() + ms; while (Date.now() < end); };\n"
             "for (let i = 0; i < 5; i++) {\n"
-            "  console.log(`out ${i}`); sleep(10);\n"
-            "  console.error(`err ${i}`); sleep(10);\n}\n"
+            "  console.log(`out ${i}`); sleep(50);\n"
+            "  console.error(`err ${i}`); sleep(50);\n}\n"
         )
     result, chunks = collect(get_runner(language), code)
     assert result.ok
