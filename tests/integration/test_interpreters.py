@@ -53,6 +53,19 @@ def test_python_state_persists(py: Session) -> None:
     assert ok(py, "import pickle\nprint(type(pickle.loads(pickle.dumps(Point()))).y)") == "2\n"
 
 
+def test_a_process_pool_in_a_cell_keeps_the_session(py: Session) -> None:
+    # Forked workers inherit the interpreter's protocol stream; they must not
+    # touch it (this broke the exec-based sessions before the warm interpreters).
+    code = (
+        "from multiprocessing import Pool\n"
+        "def square(n):\n    return n * n\n"
+        "with Pool(2) as pool:\n    print(pool.map(square, range(5)))\n"
+        "runs = globals().get('runs', 0) + 1\nprint('runs', runs)\n"
+    )
+    for run in (1, 2, 3):
+        assert ok(py, code, timeout=30) == f"[0, 1, 4, 9, 16]\nruns {run}\n"
+
+
 def test_javascript_state_persists(js: Session) -> None:
     ok(js, "const a = 40; let b = 1; function f(n) { return n + 1; }\nclass K { static z = 3; }")
     assert ok(js, "console.log(f(a) + b, K.z)") == "42 3\n"
