@@ -581,3 +581,32 @@ def test_runs_from_several_threads_at_once(py: PythonDockerRunner) -> None:
     for thread in threads:
         thread.join()
     assert sorted(int(r.stdout) for r in results) == [0, 2, 4, 6, 8, 10]
+
+
+def _run_in_child(queue: Any) -> None:
+    from dockermagic import engine
+
+    inherited = list(engine._clients.values())  # the parent's, copied by fork
+    client = engine.default_client()
+    result = PythonDockerRunner(client=client).run("print('from the child')")
+    queue.put((len(inherited) == 1 and client is not inherited[0], result.stdout))
+
+
+def test_a_forked_child_gets_its_own_client() -> None:
+    # Pitfall 8: a client (its connection pool) must not cross a fork.
+    import multiprocessing
+
+    from dockermagic.engine import default_client
+
+    parent = default_client()
+    assert PythonDockerRunner(client=parent).run("print(1)").ok  # the pool is in use
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_run_in_child, args=(queue,))
+    child.start()
+    fresh_client, stdout = queue.get(timeout=60)
+    child.join(30)
+    assert child.exitcode == 0
+    assert stdout == "from the child\n"
+    assert fresh_client  # the child did not reuse the inherited client
+    assert default_client() is parent  # the parent keeps its own
