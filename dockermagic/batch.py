@@ -23,8 +23,9 @@ Modes:
   whose workers start from a fork server (spawn where there is none), so no
   Docker client, socket or logging thread of the parent is ever inherited
   through ``fork``: each worker creates its own client in the pool initializer.
-  Workers send progress events and log records back over one queue; the parent
-  alone calls ``on_event`` and alone writes the log files (pitfall 21).
+  Workers send progress events back over a queue, and their log records into
+  the log sink's queue; the parent alone calls ``on_event`` and alone writes
+  the log files (pitfall 21).
 
 Statuses (:data:`STATUSES`): ``ok``, ``failed`` (non-zero exit, or output
 flood), ``timed_out``, ``oom``, ``error`` (an infrastructure problem around the
@@ -66,7 +67,7 @@ import docker
 from dockermagic.engine import default_client
 from dockermagic.errors import DockermagicError, InvalidArgumentError
 from dockermagic.images import ensure_image, runner_image
-from dockermagic.logs import LogSink, OutputMirror, log_result, start_logging, worker_logging
+from dockermagic.logs import OutputMirror, log_result, start_logging, worker_logging
 from dockermagic.policy import SandboxPolicy
 from dockermagic.result import RunResult
 from dockermagic.runners import AbstractDockerCodeRunner, get_runner, runner_class_for
@@ -515,13 +516,15 @@ class _WorkerState:
 _worker: _WorkerState | None = None
 
 
-def _init_worker(events: Any, stop: Any, policy: SandboxPolicy, fail_fast: bool) -> None:
-    """Pool initializer: own client, logging to the parent, cancel bridge."""
+def _init_worker(
+    events: Any, log_queue: Any, stop: Any, policy: SandboxPolicy, fail_fast: bool
+) -> None:
+    """Pool initializer: own client, logging to the parent's sink, cancel bridge."""
     global _worker
     # Ctrl-C reaches the whole process group; only the parent decides what it
     # means (cancel the batch), so that workers report instead of dying.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    worker_logging(events)
+    worker_logging(log_queue)
     cancel = threading.Event()
 
     def bridge() -> None:
@@ -657,9 +660,8 @@ def _normalise_images(images: Mapping[str, str] | None) -> dict[str, str]:
 class _Dispatcher:
     """Delivers events to ``on_event`` in the parent and remembers the finishes."""
 
-    def __init__(self, on_event: EventCallback | None, sink: LogSink) -> None:
+    def __init__(self, on_event: EventCallback | None) -> None:
         self.on_event = on_event
-        self.sink = sink
         self.finished: set[str] = set()
 
     def __call__(self, event: BatchEvent) -> None:
@@ -669,13 +671,8 @@ class _Dispatcher:
             self.on_event(event)
 
     def take(self, item: Any) -> None:
-        """Handle one item from the workers' queue: an event or a log record."""
-        if isinstance(item, logging.LogRecord):
-            # Workers log into our queue (their records cannot go straight into
-            # the sink's queue, which belongs to another start method); the
-            # sink's single writer thread then writes them.
-            self.sink.queue.put_nowait(item)
-        elif isinstance(item, BatchEvent):
+        """Handle one item from the workers' queue: an event."""
+        if isinstance(item, BatchEvent):
             self(item)
 
     def pump(self, events: Any, timeout: float) -> None:
@@ -774,7 +771,7 @@ def run_scripts(
             mode,
             count,
         )
-        dispatcher = _Dispatcher(on_event, sink)
+        dispatcher = _Dispatcher(on_event)
         user_cancel = cancel if cancel is not None else threading.Event()
         if mode == "sequential":
             results, interrupted = _run_sequential(
@@ -782,7 +779,7 @@ def run_scripts(
             )
         else:
             results, interrupted = _run_parallel(
-                tasks, count, policy, dispatcher, user_cancel, fail_fast
+                tasks, count, policy, dispatcher, user_cancel, fail_fast, sink.queue
             )
         # Scripts that never started still get their one finish event.
         for task, result in zip(tasks, results, strict=True):
@@ -854,6 +851,7 @@ def _run_parallel(
     dispatcher: _Dispatcher,
     cancel: threading.Event,
     fail_fast: bool,
+    log_queue: Any,
 ) -> tuple[list[ScriptResult], bool]:
     context = _pool_context()
     events: Any = context.Queue()
@@ -862,7 +860,9 @@ def _run_parallel(
         max_workers=count,
         mp_context=context,
         initializer=_init_worker,
-        initargs=(events, stop, policy, fail_fast),
+        # Log records go straight to the sink's single writer (its queue
+        # serves workers of any start method); events come back to us.
+        initargs=(events, log_queue, stop, policy, fail_fast),
     )
     futures = {pool.submit(_worker_run, task): task for task in tasks}
     results: dict[str, ScriptResult] = {}
