@@ -399,7 +399,7 @@ class Session:
         name = new_container_name()
         image = self.runner.image
         api = self.client.api
-        created: Any = self.runner._create(
+        container_id = self.runner._create(
             image,
             name,
             self.runner.filename,
@@ -412,8 +412,7 @@ class Session:
                 "log_config": LogConfig(type=LogConfig.types.NONE),
             },
         )
-        container_id = created if isinstance(created, str) else str(created.id)
-        sock: Any = None
+        self.container_id, self.container_name = container_id, name
         try:
             with engine_errors():
                 files = {**self.runner.support_files(), **self.interpreter.files}
@@ -421,21 +420,19 @@ class Session:
                 sock = api.attach_socket(
                     container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
                 )
+                self._sock, self._raw = sock, _raw_socket(sock)
                 api.start(container_id)
-            self._sock, self._raw = sock, _raw_socket(sock)
             self._docker_frames = FrameDecoder()
             self._frames = FrameReader()
             self._backlog.clear()
-            self.container_id = container_id
-            self.container_name = name
             self.interpreter_info = self._await_hello()
         except docker.errors.APIError as exc:
-            self._abandon(container_id, sock)
+            self._discard()
             raise SandboxError(
                 f"Could not start session {self.name!r}: {exc.explanation}", container=name
             ) from exc
         except BaseException:
-            self._abandon(container_id, sock)
+            self._discard()
             raise
         self.created_at = time.time()
         logger.info(
@@ -446,13 +443,6 @@ class Session:
             image,
             extra={"container": name, "language": self.language},
         )
-
-    def _abandon(self, container_id: str, sock: Any) -> None:
-        if sock is not None:
-            _close_quietly(sock)
-        self._sock = self._raw = None
-        self.container_id = None
-        _remove(self.client, container_id)
 
     def _await_hello(self) -> dict[str, Any]:
         deadline = time.monotonic() + _START_TIMEOUT
