@@ -11,6 +11,7 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from dockermagic.policy import SandboxPolicy
 from dockermagic.sessions import Session, SessionManager, SessionRestartedWarning
+from tests.support import loaded_shell
 
 
 @pytest.fixture(scope="module")
@@ -308,11 +309,8 @@ def test_concurrent_threads_run_cells_one_at_a_time_in_order(py: Session) -> Non
 
 @pytest.fixture
 def ip(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InteractiveShell]:
-    shell = InteractiveShell.instance()
-    shell.config.DockerMagics.log_dir = str(tmp_path_factory.mktemp("logs"))
-    shell.run_line_magic("load_ext", "dockermagic")
-    yield shell
-    shell.run_line_magic("unload_ext", "dockermagic")
+    with loaded_shell(tmp_path_factory.mktemp("logs")) as shell:
+        yield shell
 
 
 def test_reset_magic_restarts_the_interpreter(

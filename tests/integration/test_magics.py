@@ -18,15 +18,13 @@ from IPython.core.interactiveshell import InteractiveShell
 from dockermagic.cleanup import list_containers
 from dockermagic.magics import CellFailedError, CellInterrupted, DockerMagics
 from dockermagic.result import RunResult
+from tests.support import loaded_shell
 
 
 @pytest.fixture(scope="module")
 def ip(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InteractiveShell]:
-    shell = InteractiveShell.instance()
-    shell.config.DockerMagics.log_dir = str(tmp_path_factory.mktemp("logs"))
-    shell.run_line_magic("load_ext", "dockermagic")
-    yield shell
-    shell.run_line_magic("unload_ext", "dockermagic")
+    with loaded_shell(tmp_path_factory.mktemp("logs")) as shell:
+        yield shell
 
 
 def magics(ip: InteractiveShell) -> DockerMagics:

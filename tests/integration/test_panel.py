@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from dockermagic.panel import OUTPUT_CHARS, ScriptsPanel
+from tests.support import loaded_shell
 
 
 @pytest.fixture
@@ -134,12 +135,7 @@ def test_a_missing_folder_is_shown_not_raised(tmp_path: Path) -> None:
 
 
 def test_docker_panel_magic_in_a_real_shell(folder: Path, tmp_path: Path) -> None:
-    from IPython.core.interactiveshell import InteractiveShell
-
-    shell = InteractiveShell.instance()
-    shell.config.DockerMagics.log_dir = str(tmp_path / "magic-logs")
-    shell.run_line_magic("load_ext", "dockermagic")
-    try:
+    with loaded_shell(tmp_path / "magic-logs") as shell:
         panel = shell.run_line_magic("docker_panel", f"{folder} --sequential")
         assert isinstance(panel, ScriptsPanel)
         assert panel.mode.value == "sequential"
@@ -149,5 +145,3 @@ def test_docker_panel_magic_in_a_real_shell(folder: Path, tmp_path: Path) -> Non
         assert report is not None
         assert report.totals["ok"] == 2
         assert (tmp_path / "magic-logs" / "c_ok.js.log").exists()
-    finally:
-        shell.run_line_magic("unload_ext", "dockermagic")

@@ -17,6 +17,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from dockermagic.cleanup import list_containers
 from dockermagic.magics import CellFailedError, CellInterrupted
 from dockermagic.sessions import LABEL_SESSION, SessionManager, SessionRestartedWarning
+from tests.support import loaded_shell
 
 
 @pytest.fixture
@@ -166,11 +167,8 @@ def test_interrupt_kills_the_program_and_keeps_the_session(
 
 @pytest.fixture
 def ip(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InteractiveShell]:
-    shell = InteractiveShell.instance()
-    shell.config.DockerMagics.log_dir = str(tmp_path_factory.mktemp("logs"))
-    shell.run_line_magic("load_ext", "dockermagic")
-    yield shell
-    shell.run_line_magic("unload_ext", "dockermagic")
+    with loaded_shell(tmp_path_factory.mktemp("logs")) as shell:
+        yield shell
 
 
 def test_session_magic_keeps_files_and_stops(

@@ -24,7 +24,7 @@ from dockermagic.batch import (
 from dockermagic.cli import build_parser
 from dockermagic.errors import InvalidArgumentError
 from dockermagic.progress import key_line
-from dockermagic.result import RunResult
+from tests.support import make_result
 
 
 def _touch(folder: Path, *names: str) -> None:
@@ -72,19 +72,6 @@ def test_discovery_rejects_missing_folder_and_file(tmp_path: Path) -> None:
         discover_scripts(tmp_path / "a.py")
 
 
-def _result(**changes: object) -> RunResult:
-    fields: dict[str, object] = {
-        "language": "python",
-        "image": "img",
-        "exit_code": 0,
-        "stdout": "",
-        "stderr": "",
-        "duration": 0.1,
-    }
-    fields.update(changes)
-    return RunResult(**fields)  # type: ignore[arg-type]
-
-
 @pytest.mark.parametrize(
     ("changes", "status"),
     [
@@ -97,7 +84,7 @@ def _result(**changes: object) -> RunResult:
     ],
 )
 def test_status_mapping(changes: dict[str, object], status: str) -> None:
-    assert batch_status(_result(**changes)) == status
+    assert batch_status(make_result(**changes)) == status
     assert status in STATUSES
 
 

@@ -11,8 +11,8 @@ from dockermagic.errors import InvalidArgumentError
 from dockermagic.inputs import INPUTS_FILE, bind_inputs, input_languages
 from dockermagic.magics import _failure_message, _magic_names
 from dockermagic.policy import SandboxPolicy
-from dockermagic.result import RunResult
 from dockermagic.runners import JavaScriptDockerRunner, PythonDockerRunner
+from tests.support import make_result
 
 
 def test_no_values_leaves_the_program_alone() -> None:
@@ -59,19 +59,6 @@ def test_magic_names_come_from_the_registry() -> None:
     assert _magic_names(JavaScriptDockerRunner) == ["docker_javascript", "docker_js"]
 
 
-def _result(**changes: object) -> RunResult:
-    fields: dict[str, object] = {
-        "language": "python",
-        "image": "img",
-        "exit_code": 0,
-        "stdout": "",
-        "stderr": "",
-        "duration": 1.0,
-    }
-    fields.update(changes)
-    return RunResult(**fields)  # type: ignore[arg-type]
-
-
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
@@ -83,4 +70,4 @@ def _result(**changes: object) -> RunResult:
 )
 def test_failure_messages(changes: dict[str, object], message: str) -> None:
     policy = SandboxPolicy(timeout=5, memory="64m")
-    assert message in _failure_message(_result(**changes), policy)
+    assert message in _failure_message(make_result(**changes), policy)

@@ -8,11 +8,11 @@ from dockermagic import (
     InvalidArgumentError,
     JavaScriptDockerRunner,
     PythonDockerRunner,
-    RunResult,
     SandboxPolicy,
 )
 from dockermagic.policy import parse_bytes
 from dockermagic.runners import runner_class_for
+from tests.support import make_result
 
 
 @pytest.mark.parametrize(
@@ -98,19 +98,6 @@ def test_environment_variables_set_the_defaults(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("DOCKERMAGIC_TIMEOUT", "soon")
     with pytest.raises(InvalidArgumentError, match="DOCKERMAGIC_TIMEOUT"):
         SandboxPolicy.default()
-
-
-def make_result(**changes: object) -> RunResult:
-    fields: dict[str, object] = {
-        "language": "python",
-        "image": "img",
-        "exit_code": 0,
-        "stdout": "",
-        "stderr": "",
-        "duration": 1.0,
-    }
-    fields.update(changes)
-    return RunResult(**fields)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
