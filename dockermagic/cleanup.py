@@ -8,6 +8,7 @@ process is gone; front ends call it at start-up.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -78,6 +79,12 @@ def _process_start(pid: int) -> str:
         return ""
 
 
+@functools.lru_cache(maxsize=8)
+def _owner(pid: int) -> tuple[str, str]:
+    """This process's host name and start time, read once per pid (a fork gets its own)."""
+    return socket.gethostname(), _process_start(pid)
+
+
 def container_labels(language: str, **extra: str) -> dict[str, str]:
     """Labels for a new container owned by this process.
 
@@ -89,11 +96,12 @@ def container_labels(language: str, **extra: str) -> dict[str, str]:
         The labels.
     """
     pid = os.getpid()
+    host, started = _owner(pid)
     labels = {
         LABEL: "1",
         LABEL_PID: str(pid),
-        LABEL_HOST: socket.gethostname(),
-        LABEL_STARTED: _process_start(pid),
+        LABEL_HOST: host,
+        LABEL_STARTED: started,
         LABEL_LANGUAGE: language,
     }
     tag = os.environ.get("DOCKERMAGIC_TAG")

@@ -41,6 +41,7 @@ from dockermagic.batch import (
 from dockermagic.cleanup import cleanup
 from dockermagic.errors import DockermagicError
 from dockermagic.logs import log_directory, safe_log_name
+from dockermagic.runners import runner_class_for
 
 __all__ = ["ScriptsPanel"]
 
@@ -133,6 +134,7 @@ class ScriptsPanel:
         self._pending: threading.Timer | None = None
         self._started = 0.0
         self._follow = True
+        self._selecting = False  # True while the panel itself moves the selection
         self._build(timeout, mode, workers)
         with self._lock:
             self.refresh()
@@ -251,7 +253,8 @@ class ScriptsPanel:
         with self._lock:
             chosen = {name: box.value for name, box in self._checkboxes.items()}
             self._scripts = {
-                path.name: _ScriptState(path.name, runner_language(path)) for path in scripts
+                path.name: _ScriptState(path.name, runner_class_for(path).language)
+                for path in scripts
             }
             self._checkboxes = {
                 name: widgets.Checkbox(
@@ -391,7 +394,7 @@ class ScriptsPanel:
         self.render()
 
     def _on_select(self, change: dict[str, Any]) -> None:
-        if not getattr(self, "_selecting", False):
+        if not self._selecting:
             self._follow = False  # the user chose: stop following the running script
         self.render(force=True)
 
@@ -522,20 +525,6 @@ class ScriptsPanel:
             if self.error:
                 lines.append(f"  error: {self.error}")
             return "\n".join(lines)
-
-
-def runner_language(path: Path) -> str:
-    """The language of the runner that runs a script file.
-
-    Args:
-        path: The script.
-
-    Returns:
-        The language name.
-    """
-    from dockermagic.runners import runner_class_for
-
-    return runner_class_for(path).language
 
 
 def _badge(status: str) -> str:
