@@ -32,7 +32,7 @@ from typing import Any
 import docker
 
 from dockermagic import JavaScriptDockerRunner, PythonDockerRunner
-from dockermagic.cleanup import container_labels
+from dockermagic.labels import container_labels
 from dockermagic.sessions import SessionManager
 
 MB_PY = "print('x' * 999_999)"

@@ -29,7 +29,7 @@ from collections.abc import Callable
 import docker
 
 from dockermagic import PythonDockerRunner
-from dockermagic.cleanup import container_labels
+from dockermagic.labels import container_labels
 
 
 def measure(fn: Callable[[], object], runs: int) -> list[float]:

@@ -67,6 +67,7 @@ import docker
 from dockermagic.engine import default_client
 from dockermagic.errors import DockermagicError, InvalidArgumentError
 from dockermagic.images import ensure_image, runner_image
+from dockermagic.labels import BATCH
 from dockermagic.logs import OutputMirror, log_result, start_logging, worker_logging
 from dockermagic.policy import SandboxPolicy
 from dockermagic.result import RunResult
@@ -99,7 +100,7 @@ DATA_DIR = "data"
 TAIL_LINES = 20
 TAIL_CHARS = 4000
 #: The container label that ties a container to its batch.
-BATCH_LABEL = "dockermagic.batch"
+BATCH_LABEL = BATCH
 #: How often the parent wakes to check cancellation while waiting for workers.
 _POLL_SECONDS = 0.05
 

@@ -25,7 +25,14 @@ from typing import Any
 
 from dockermagic.errors import InvalidArgumentError
 
-__all__ = ["INPUTS_FILE", "BoundProgram", "bind_inputs", "input_languages", "register_binder"]
+__all__ = [
+    "INPUTS_FILE",
+    "BoundProgram",
+    "bind_inputs",
+    "encode_inputs",
+    "input_languages",
+    "register_binder",
+]
 
 #: The JSON file holding the values, next to the program.
 INPUTS_FILE = "_dockermagic_inputs.json"
@@ -41,9 +48,9 @@ class BoundProgram:
         files: Extra files: the program under its own name and the values.
     """
 
-    code: str
+    code: str | bytes
     filename: str
-    files: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str | bytes] = field(default_factory=dict)
 
 
 #: ``binder(filename) -> (bootstrap file name, bootstrap source)``.
@@ -132,8 +139,39 @@ def input_languages() -> list[str]:
     return sorted(_binders)
 
 
+def encode_inputs(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Check notebook values and turn them into plain JSON data.
+
+    Args:
+        values: Names and JSON-encodable values.
+
+    Returns:
+        The values as they will arrive (tuples become lists, and so on).
+
+    Raises:
+        InvalidArgumentError: A name is not an identifier, or a value is not
+            JSON-encodable (or nested too deeply to encode).
+    """
+    payload: dict[str, Any] = {}
+    for name, value in values.items():
+        if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+            raise InvalidArgumentError("input name", name, "must be a plain identifier")
+        if name.startswith("__"):
+            raise InvalidArgumentError("input name", name, "must be a plain identifier")
+        try:
+            # NaN and Infinity are not JSON (JavaScript's JSON.parse rejects them).
+            payload[name] = json.loads(json.dumps(value, ensure_ascii=False, allow_nan=False))
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgumentError(
+                "input", name, f"is not JSON-encodable ({type(value).__name__}): {exc}"
+            ) from exc
+        except RecursionError as exc:
+            raise InvalidArgumentError("input", name, "is nested too deeply to pass on") from exc
+    return payload
+
+
 def bind_inputs(
-    language: str, code: str, values: Mapping[str, Any], *, filename: str
+    language: str, code: str | bytes, values: Mapping[str, Any], *, filename: str
 ) -> BoundProgram:
     """Arrange for a program to see ``values`` as variables (or constants).
 
@@ -158,18 +196,7 @@ def bind_inputs(
         raise InvalidArgumentError(
             "language", language, f"cannot take inputs (supported: {', '.join(input_languages())})"
         )
-    for name in values:
-        if not name.isidentifier() or keyword.iskeyword(name) or name.startswith("__"):
-            raise InvalidArgumentError("input name", name, "must be a plain identifier")
-    payload: dict[str, Any] = {}
-    for name, value in values.items():
-        try:
-            # NaN and Infinity are not JSON (JavaScript's JSON.parse rejects them).
-            payload[name] = json.loads(json.dumps(value, ensure_ascii=False, allow_nan=False))
-        except (TypeError, ValueError) as exc:
-            raise InvalidArgumentError(
-                "input", name, f"is not JSON-encodable ({type(value).__name__}): {exc}"
-            ) from exc
+    payload = encode_inputs(values)
     entry, bootstrap = binder(filename)
     return BoundProgram(
         code=bootstrap,

@@ -25,7 +25,6 @@ This is the only module that imports IPython; the core stays usable without it.
 from __future__ import annotations
 
 import atexit
-import json
 import secrets
 import sys
 import threading
@@ -44,7 +43,7 @@ from dockermagic.cleanup import cleanup
 from dockermagic.engine import default_client, engine_version
 from dockermagic.errors import DockermagicError, InvalidArgumentError
 from dockermagic.images import image_present, runner_image
-from dockermagic.inputs import INPUTS_FILE, bind_inputs
+from dockermagic.inputs import encode_inputs
 from dockermagic.logs import (
     LogSink,
     OutputMirror,
@@ -53,9 +52,14 @@ from dockermagic.logs import (
     prepare_log_dir,
     start_logging,
 )
-from dockermagic.policy import SandboxPolicy
+from dockermagic.policy import SandboxPolicy, size_text
 from dockermagic.result import RunResult
-from dockermagic.runners import AbstractDockerCodeRunner, runner_class_for, runner_classes
+from dockermagic.runners import (
+    AbstractDockerCodeRunner,
+    CodeRunner,
+    runner_class_for,
+    runner_classes,
+)
 from dockermagic.sessions import SessionManager
 
 __all__ = [
@@ -425,8 +429,8 @@ class DockerMagics(Magics):
         print(f"logs        {where}")
         policy = self.policy()
         print(
-            f"limits      timeout {policy.timeout:g} s, memory {_size(policy.memory)}, "
-            f"cpus {policy.cpus:g}, output {_size(policy.output_limit)}, "
+            f"limits      timeout {policy.timeout:g} s, memory {size_text(policy.memory)}, "
+            f"cpus {policy.cpus:g}, output {size_text(policy.output_limit)}, "
             f"network {'on' if policy.network else 'off'}"
         )
 
@@ -454,14 +458,10 @@ class DockerMagics(Magics):
         image = args.image or self.images.get(cls.language)
         quiet = bool(args.quiet)
         try:
-            bound = bind_inputs(
-                cls.language, cell, self._input_values(args.inputs), filename=cls.filename
-            )
+            # Checked here, so that a bad value is a usage error before any container.
+            inputs = encode_inputs(self._input_values(args.inputs))
         except InvalidArgumentError as exc:
             raise UsageError(str(exc)) from exc
-        # A session's interpreter defines the (validated) values itself, so the
-        # cell runs as it is and keeps its state; no bootstrap file needed.
-        session_inputs = json.loads(bound.files[INPUTS_FILE]) if INPUTS_FILE in bound.files else {}
 
         log_name = f"cells-{cls.language}"
         run_id = secrets.token_hex(6)
@@ -484,20 +484,16 @@ class DockerMagics(Magics):
 
         try:
             with _warnings_to_stderr():
+                target: CodeRunner
                 if args.session:
                     session = self.sessions.get(
                         args.session, cls.language, image=image, policy=policy
                     )
                     session.runner.on_progress = on_progress
-                    result = session.run(cell, on_output=on_output, inputs=session_inputs)
+                    target = session
                 else:
-                    runner = cls(image=image, policy=policy, on_progress=on_progress)
-                    result = runner.run(
-                        bound.code,
-                        on_output=on_output,
-                        files=bound.files,
-                        filename=bound.filename,
-                    )
+                    target = cls(image=image, policy=policy, on_progress=on_progress)
+                result = target.run(cell, on_output=on_output, inputs=inputs)
         except KeyboardInterrupt:
             mirror.close()
             if args.session:
@@ -552,23 +548,7 @@ def _magic_names(cls: RunnerClass) -> list[str]:
 
 
 def _failure_message(result: RunResult, policy: SandboxPolicy) -> str:
-    what = f"{result.language} cell"
-    if result.timed_out:
-        return f"{what} timed out after {policy.timeout:g} s and was killed"
-    if result.oom_killed:
-        return f"{what} ran out of memory (limit {_size(policy.memory)}) and was killed"
-    if result.output_truncated:
-        return f"{what} printed more than {_size(policy.output_limit)} of output and was killed"
-    if result.cancelled:
-        return f"{what} was cancelled"
-    return f"{what} exited with status {result.exit_code}"
-
-
-def _size(value: int) -> str:
-    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if value >= size:
-            return f"{value / size:.4g} {unit}"
-    return f"{value} bytes"
+    return f"{result.language} cell {result.describe(policy)}"
 
 
 def _describe_session(session: Any) -> str:

@@ -1,9 +1,10 @@
 """Sandbox limits and hardening: :class:`SandboxPolicy`.
 
 Every run gets :meth:`SandboxPolicy.default` unless the caller passes a loosened
-copy (``policy.replace(network=True)``). The policy is pure data; the runner
-turns it into ``containers.create()`` keyword arguments with
-:meth:`SandboxPolicy.create_kwargs`.
+copy (``policy.replace(network=True)``). The policy is pure data; the container
+layer (:mod:`dockermagic.container`) hands its two halves to docker-py's public
+API: :meth:`SandboxPolicy.container_kwargs` to ``APIClient.create_container``
+and :meth:`SandboxPolicy.host_config_kwargs` to ``APIClient.create_host_config``.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ import dataclasses
 import math
 import os
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dockermagic.errors import InvalidArgumentError
+from docker.types import Ulimit
 
-__all__ = ["CODE_DIR", "SandboxPolicy", "parse_bytes"]
+from dockermagic.errors import InvalidArgumentError
+from dockermagic.settings import current_settings
+
+__all__ = ["CODE_DIR", "SandboxPolicy", "parse_bytes", "parse_user", "size_text"]
 
 #: Where the program and its files are copied (a per-container volume, read-only
 #: for the sandbox user). Docker refuses ``put_archive`` into a read-only root
@@ -58,9 +61,50 @@ def parse_bytes(value: int | str, *, argument: str = "size") -> int:
     return size
 
 
-def _env(name: str) -> str | None:
-    value = os.environ.get(name, "").strip()
-    return value or None
+_USER_RE = re.compile(r"(\d+)(?::(\d+))?")
+
+
+def size_text(size: int) -> str:
+    """A byte count for people: ``"64 MiB"``, ``"20 KiB"``, ``"512 bytes"``.
+
+    Args:
+        size: Bytes.
+
+    Returns:
+        The text.
+    """
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= scale:
+            return f"{size / scale:.4g} {unit}"
+    return f"{size} bytes"
+
+
+def parse_user(user: str) -> tuple[int, int]:
+    """Read a ``uid[:gid]`` and refuse root.
+
+    Args:
+        user: E.g. ``"65534:65534"``; a lone uid means the same gid (Docker
+            would otherwise take the group from the image, often root's).
+
+    Returns:
+        ``(uid, gid)``.
+
+    Raises:
+        InvalidArgumentError: Not numeric (names depend on the image), empty
+            (the image's default user, often root), or uid or gid 0.
+    """
+    match = _USER_RE.fullmatch(user) if isinstance(user, str) else None
+    if match is None:
+        raise InvalidArgumentError(
+            "user", user, "give a numeric uid:gid, e.g. 65534:65534 (names depend on the image)"
+        )
+    uid = int(match.group(1))
+    gid = int(match.group(2)) if match.group(2) is not None else uid
+    if uid == 0 or gid == 0:
+        # Root in the container is one kernel bug away from root on the host;
+        # group 0 owns files root meant to share with no one else.
+        raise InvalidArgumentError("user", user, "running as root (uid or gid 0) is not allowed")
+    return uid, gid
 
 
 @dataclass(frozen=True)
@@ -76,12 +120,15 @@ class SandboxPolicy:
         workdir: The program's working directory, a size-limited tmpfs.
         workdir_size: Size of the working-directory tmpfs, in bytes.
         tmp_size: Size of the ``/tmp`` tmpfs, in bytes.
+        shm_size: Size of ``/dev/shm`` (shared memory, semaphores), in bytes.
         memory: Memory limit in bytes; swap is set equal so none is added.
         cpus: CPUs the container may use (fractional allowed).
         pids_limit: Maximum number of processes and threads (stops fork bombs).
         nofile: Maximum open files per process.
         timeout: Wall-clock seconds before the container is killed.
         output_limit: Bytes of stdout+stderr kept before the run is killed.
+        copy_limit: Bytes of files copied into one container at most (the
+            program, ``files=``, included folders).
     """
 
     network: bool = False
@@ -90,17 +137,26 @@ class SandboxPolicy:
     workdir: str = "/work"
     workdir_size: int = 64 * 1024**2
     tmp_size: int = 64 * 1024**2
+    shm_size: int = 64 * 1024**2
     memory: int = 256 * 1024**2
     cpus: float = 1.0
     pids_limit: int = 128
     nofile: int = 1024
     timeout: float = 30.0
     output_limit: int = 1024**2
+    copy_limit: int = 64 * 1024**2
 
     def __post_init__(self) -> None:
         # Accept "256m"-style strings for sizes but store bytes, so that equal
         # policies compare equal and the values read back from inspect() match.
-        for name in ("memory", "workdir_size", "tmp_size", "output_limit"):
+        for name in (
+            "memory",
+            "workdir_size",
+            "tmp_size",
+            "shm_size",
+            "output_limit",
+            "copy_limit",
+        ):
             object.__setattr__(self, name, parse_bytes(getattr(self, name), argument=name))
         if self.memory < 6 * 1024**2:
             raise InvalidArgumentError("memory", self.memory, "Docker needs at least 6m")
@@ -120,16 +176,16 @@ class SandboxPolicy:
             raise InvalidArgumentError("timeout", self.timeout, "must be positive")
         if not self.workdir.startswith("/") or self.workdir in ("/", "/tmp"):
             raise InvalidArgumentError("workdir", self.workdir, "must be an absolute path")
-        if self.user.split(":")[0] in ("0", "root"):
-            # Root in the container is one kernel bug away from root on the host.
-            raise InvalidArgumentError("user", self.user, "running as root is not allowed")
+        uid, gid = parse_user(self.user)
+        object.__setattr__(self, "user", f"{uid}:{gid}")
 
     @classmethod
     def default(cls) -> SandboxPolicy:
         """The defaults, adjusted by ``DOCKERMAGIC_*`` environment variables.
 
         Reads ``DOCKERMAGIC_TIMEOUT``, ``DOCKERMAGIC_MEMORY``, ``DOCKERMAGIC_CPUS``,
-        ``DOCKERMAGIC_PIDS_LIMIT`` and ``DOCKERMAGIC_OUTPUT_LIMIT``.
+        ``DOCKERMAGIC_PIDS_LIMIT``, ``DOCKERMAGIC_OUTPUT_LIMIT`` and
+        ``DOCKERMAGIC_COPY_LIMIT`` (through :mod:`dockermagic.settings`).
 
         Returns:
             A policy.
@@ -137,23 +193,7 @@ class SandboxPolicy:
         Raises:
             InvalidArgumentError: When a variable holds an unusable value.
         """
-        changes: dict[str, Any] = {}
-        readers: Mapping[str, tuple[str, type]] = {
-            "DOCKERMAGIC_TIMEOUT": ("timeout", float),
-            "DOCKERMAGIC_MEMORY": ("memory", str),
-            "DOCKERMAGIC_CPUS": ("cpus", float),
-            "DOCKERMAGIC_PIDS_LIMIT": ("pids_limit", int),
-            "DOCKERMAGIC_OUTPUT_LIMIT": ("output_limit", str),
-        }
-        for variable, (field, kind) in readers.items():
-            raw = _env(variable)
-            if raw is None:
-                continue
-            try:
-                changes[field] = kind(raw)
-            except ValueError as exc:
-                raise InvalidArgumentError(variable, raw, f"not a valid {field}") from exc
-        return cls(**changes)
+        return cls(**current_settings().policy)
 
     def replace(self, **changes: Any) -> SandboxPolicy:
         """Return a copy with some fields changed (validated again).
@@ -174,23 +214,33 @@ class SandboxPolicy:
                 raise InvalidArgumentError("policy field", name, f"known fields: {sorted(known)}")
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
-    def create_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``DockerClient.containers.create()``.
+    def container_kwargs(self) -> dict[str, Any]:
+        """The policy's part of ``APIClient.create_container()``.
 
         Returns:
-            The hardening and limits as docker-py arguments.
+            User, working directory, network switch.
+        """
+        return {
+            "user": self.user,
+            "working_dir": self.workdir,
+            "network_disabled": not self.network,
+        }
+
+    def host_config_kwargs(self) -> dict[str, Any]:
+        """The policy's part of ``APIClient.create_host_config()``.
+
+        Returns:
+            The limits and hardening as docker-py arguments.
         """
         tmpfs_opts = "rw,nosuid,nodev,mode=1777"
         return {
             "network_mode": "bridge" if self.network else "none",
-            "network_disabled": not self.network,
-            "user": self.user,
             "read_only": self.read_only,
-            "working_dir": self.workdir,
             "tmpfs": {
                 self.workdir: f"{tmpfs_opts},size={self.workdir_size}{self._owner_opts()}",
                 "/tmp": f"{tmpfs_opts},size={self.tmp_size}",
             },
+            "shm_size": self.shm_size,
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
             "pids_limit": self.pids_limit,
@@ -198,10 +248,7 @@ class SandboxPolicy:
             "mem_limit": self.memory,
             "memswap_limit": self.memory,
             "nano_cpus": round(self.cpus * 1e9),
-            "ulimits": [_ulimit("nofile", self.nofile)],
-            # A real init as PID 1 forwards signals and reaps zombies; a bare
-            # program as PID 1 ignores SIGTERM (pitfall 11).
-            "init": True,
+            "ulimits": [Ulimit(name="nofile", soft=self.nofile, hard=self.nofile)],
             "ipc_mode": "private",
         }
 
@@ -209,13 +256,5 @@ class SandboxPolicy:
         # Docker 20.10 creates the working directory (0755, root) before the
         # tmpfs is mounted and copies that mode onto it, overriding mode=1777:
         # hand the tmpfs to the sandbox user instead so that the cwd is writable.
-        uid, _, gid = self.user.partition(":")
-        if not uid.isdigit():
-            return ""
-        return f",uid={uid},gid={gid if gid.isdigit() else uid}"
-
-
-def _ulimit(name: str, value: int) -> Any:
-    from docker.types import Ulimit
-
-    return Ulimit(name=name, soft=value, hard=value)
+        uid, gid = parse_user(self.user)
+        return f",uid={uid},gid={gid}"

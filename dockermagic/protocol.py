@@ -18,13 +18,17 @@ Every message, in both directions, is one frame::
 kind      direction  payload
 ========  =========  ==========================================================
 ``R``     to server  run a cell: JSON ``{"id", "code" (base64), "path",
-                     "stdin" (base64 or null), "inputs" (object or null)}``
+                     "stdin" (base64 or null), "inputs" (object or null),
+                     "deadline" (seconds or null)}``
 ``H``     to host    the interpreter is ready: JSON ``{"language", "version",
                      "pid"}``, sent once at start
-``O``     to host    a chunk of the cell's standard output (raw bytes)
-``E``     to host    a chunk of the cell's standard error (raw bytes)
+``O``     to host    a chunk of standard output: the cell ``id`` (4 bytes,
+                     big-endian) then the raw bytes
+``E``     to host    a chunk of standard error, the same way
 ``D``     to host    the cell ``id`` is done: JSON ``{"id", "exit_code",
-                     "interrupted"}``
+                     "interrupted", "tasks", "fds"}`` (``tasks``: processes
+                     and threads left in the container; ``fds``: the
+                     interpreter's open descriptors)
 ========  =========  ==========================================================
 
 Why one stream for everything: Docker reads a container's stdout and stderr
@@ -37,11 +41,19 @@ subprocess printing cannot corrupt the protocol.
 Interrupting needs no frame: the host sends SIGINT to the container (the init
 forwards it to the interpreter), which raises ``KeyboardInterrupt`` in Python
 and breaks the running script in Node. An interpreter that is not running a
-cell ignores SIGINT, so a late interrupt cannot hurt the next cell.
+cell ignores SIGINT, so a late interrupt cannot hurt the next cell. The
+``deadline`` of a request is the server's own last resort: a cell still
+running that long after it started ends the interpreter, so a runaway cell
+stops even when its host is gone.
 
-Everything the container sends is untrusted: :class:`FrameReader` refuses
-unknown kinds and oversized frames, and the host treats a broken stream as a
-dead interpreter.
+Trust: a session's cells run in the interpreter's own process, so a cell can
+write frames of its own (it can reach the protocol's descriptor). A session
+is one trust domain: its results are never verdicts (checks and grading use
+fresh containers). The host only makes sure that no bytes on the channel
+harm it: :class:`MessageReader` refuses unknown kinds and oversized frames,
+payload parsers refuse malformed or deeply nested JSON with
+:class:`ProtocolError`, and output tagged with another cell's id is dropped,
+so nothing of one cell shows up in the next cell's result.
 
 Pure logic, no Docker calls.
 """
@@ -56,32 +68,34 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
-    "DONE",
-    "HELLO",
+    "KIND_DONE",
+    "KIND_HELLO",
+    "KIND_RUN",
+    "KIND_STDERR",
+    "KIND_STDOUT",
     "MAX_FRAME",
-    "RUN",
-    "STDERR",
-    "STDOUT",
     "CellDone",
-    "Frame",
-    "FrameReader",
+    "Message",
+    "MessageReader",
     "ProtocolError",
-    "encode_frame",
+    "encode_message",
     "parse_done",
     "parse_hello",
     "run_request",
+    "split_output",
 ]
 
-RUN = b"R"
-HELLO = b"H"
-STDOUT = b"O"
-STDERR = b"E"
-DONE = b"D"
+KIND_RUN = b"R"
+KIND_HELLO = b"H"
+KIND_STDOUT = b"O"
+KIND_STDERR = b"E"
+KIND_DONE = b"D"
 
 _HEADER = struct.Struct(">cI")
+_CELL_ID = struct.Struct(">I")
 #: Largest payload accepted from the container (servers send at most 1 MiB per frame).
 MAX_FRAME = 16 * 1024**2
-_FROM_SERVER = frozenset({HELLO, STDOUT, STDERR, DONE})
+_FROM_SERVER = frozenset({KIND_HELLO, KIND_STDOUT, KIND_STDERR, KIND_DONE})
 
 
 class ProtocolError(Exception):
@@ -89,7 +103,7 @@ class ProtocolError(Exception):
 
 
 @dataclass(frozen=True)
-class Frame:
+class Message:
     """One decoded frame.
 
     Attributes:
@@ -110,14 +124,18 @@ class CellDone:
         exit_code: 0, the ``sys.exit``/``process.exit`` status, 1 for an
             uncaught exception, 130 after an interrupt.
         interrupted: Whether an interrupt (SIGINT) reached the cell.
+        tasks: Processes and threads left running in the container (0: unknown).
+        fds: Descriptors the interpreter holds open (0: unknown).
     """
 
     id: int
     exit_code: int
     interrupted: bool
+    tasks: int = 0
+    fds: int = 0
 
 
-def encode_frame(kind: bytes, payload: bytes) -> bytes:
+def encode_message(kind: bytes, payload: bytes) -> bytes:
     """Encode one frame.
 
     Args:
@@ -139,6 +157,7 @@ def run_request(
     *,
     stdin: bytes | None = None,
     inputs: Mapping[str, Any] | None = None,
+    deadline: float | None = None,
 ) -> bytes:
     """The ``R`` frame that runs a cell.
 
@@ -148,6 +167,7 @@ def run_request(
         path: The file name tracebacks show (the cell's own line numbers).
         stdin: The cell's standard input; None for end-of-file at once.
         inputs: JSON values to define as variables before the cell runs.
+        deadline: Seconds after which the server ends itself if the cell still runs.
 
     Returns:
         The encoded frame.
@@ -158,8 +178,26 @@ def run_request(
         "path": path,
         "stdin": None if stdin is None else base64.b64encode(stdin).decode("ascii"),
         "inputs": dict(inputs) if inputs else None,
+        "deadline": deadline,
     }
-    return encode_frame(RUN, json.dumps(request, ensure_ascii=False).encode("utf-8"))
+    return encode_message(KIND_RUN, json.dumps(request, ensure_ascii=False).encode("utf-8"))
+
+
+def split_output(payload: bytes) -> tuple[int, bytes]:
+    """Split an ``O``/``E`` payload into the cell id and the output bytes.
+
+    Args:
+        payload: The frame's payload.
+
+    Returns:
+        ``(cell id, data)``.
+
+    Raises:
+        ProtocolError: The payload is too short to hold an id.
+    """
+    if len(payload) < _CELL_ID.size:
+        raise ProtocolError("bad output frame: no cell id")
+    return _CELL_ID.unpack_from(payload)[0], payload[_CELL_ID.size :]
 
 
 def _json_object(payload: bytes, what: str) -> dict[str, Any]:
@@ -167,6 +205,10 @@ def _json_object(payload: bytes, what: str) -> dict[str, Any]:
         value = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise ProtocolError(f"bad {what} frame: {exc}") from exc
+    except RecursionError as exc:
+        # json.loads recurses once per nesting level: a frame of 100,000
+        # brackets must end the cell, not the host.
+        raise ProtocolError(f"bad {what} frame: nested too deeply") from exc
     if not isinstance(value, dict):
         raise ProtocolError(f"bad {what} frame: not an object")
     return value
@@ -186,9 +228,18 @@ def parse_done(payload: bytes) -> CellDone:
     """
     value = _json_object(payload, "done")
     cell_id, exit_code = value.get("id"), value.get("exit_code")
-    if not isinstance(cell_id, int) or not isinstance(exit_code, int):
-        raise ProtocolError(f"bad done frame: {value!r}")
-    return CellDone(id=cell_id, exit_code=exit_code, interrupted=bool(value.get("interrupted")))
+    tasks, fds = value.get("tasks", 0), value.get("fds", 0)
+    if not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in (cell_id, exit_code, tasks, fds)
+    ):
+        raise ProtocolError(f"bad done frame: {payload[:200]!r}")
+    return CellDone(
+        id=int(cell_id),  # type: ignore[arg-type]  # checked above
+        exit_code=int(exit_code),  # type: ignore[arg-type]
+        interrupted=bool(value.get("interrupted")),
+        tasks=tasks,
+        fds=fds,
+    )
 
 
 def parse_hello(payload: bytes) -> dict[str, Any]:
@@ -206,7 +257,7 @@ def parse_hello(payload: bytes) -> dict[str, Any]:
     return _json_object(payload, "hello")
 
 
-class FrameReader:
+class MessageReader:
     """Incremental decoder of the frames an interpreter sends.
 
     Bytes may arrive split anywhere (they come out of Docker's own stream
@@ -216,7 +267,7 @@ class FrameReader:
     def __init__(self) -> None:
         self._buffer = bytearray()
 
-    def feed(self, data: bytes) -> Iterator[Frame]:
+    def feed(self, data: bytes) -> Iterator[Message]:
         """Add bytes and yield every frame they complete.
 
         Args:
@@ -243,7 +294,7 @@ class FrameReader:
                 if len(self._buffer) < start + length:
                     break
                 offset = start + length
-                yield Frame(kind, bytes(self._buffer[start:offset]))
+                yield Message(kind, bytes(self._buffer[start:offset]))
         finally:
             del self._buffer[:offset]
 

@@ -1,8 +1,15 @@
-"""The outcome of one run: :class:`RunResult`."""
+"""The outcome of one run: :class:`RunResult`, and how a failure is put in words."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from dockermagic.policy import size_text
+from dockermagic.status import Status
+
+if TYPE_CHECKING:
+    from dockermagic.policy import SandboxPolicy
 
 __all__ = ["RunResult"]
 
@@ -17,7 +24,8 @@ class RunResult:
     Attributes:
         language: The runner's language name (``"python"``, ``"javascript"``).
         image: The image the container ran.
-        exit_code: The program's exit status (137 when it was killed).
+        exit_code: The program's exit status (137 when it was killed; -1 when
+            the engine never reported one).
         stdout: Everything the program wrote to standard output (up to the cap).
         stderr: Everything the program wrote to standard error (up to the cap).
         duration: Seconds from container start until its output ended.
@@ -43,42 +51,50 @@ class RunResult:
     @property
     def ok(self) -> bool:
         """True when the program exited 0 and was not stopped by a limit."""
-        return self.status == "ok"
+        return self.status is Status.OK
 
     @property
-    def status(self) -> str:
+    def status(self) -> Status:
         """One word for the outcome.
 
         Returns:
-            ``"cancelled"``, ``"timed_out"``, ``"oom"``, ``"truncated"``,
-            ``"failed"`` (non-zero exit) or ``"ok"``, checked in that order.
+            ``cancelled``, ``timed_out``, ``oom``, ``truncated``, ``failed``
+            (non-zero exit) or ``ok``, checked in that order.
         """
         if self.cancelled:
-            return "cancelled"
+            return Status.CANCELLED
         if self.timed_out:
-            return "timed_out"
+            return Status.TIMED_OUT
         if self.oom_killed:
-            return "oom"
+            return Status.OOM
         if self.output_truncated:
-            return "truncated"
+            return Status.TRUNCATED
         if self.exit_code != 0:
-            return "failed"
-        return "ok"
+            return Status.FAILED
+        return Status.OK
 
-    def describe(self) -> str:
+    def describe(self, policy: SandboxPolicy | None = None) -> str:
         """A one-line, plain-language account of a failure (or of success).
 
+        Args:
+            policy: The limits the program ran under; named in the text when given.
+
         Returns:
-            E.g. ``"timed out after 2.0 s"`` or ``"exited with status 1"``.
+            E.g. ``"timed out after 2 s and was killed"`` or ``"exited with status 1"``.
         """
         if self.cancelled:
             return "was cancelled"
         if self.timed_out:
-            return f"timed out after {self.duration:.1f} s and was killed"
+            seconds = f"{policy.timeout:g}" if policy is not None else f"{self.duration:.1f}"
+            return f"timed out after {seconds} s and was killed"
         if self.oom_killed:
-            return "ran out of memory and was killed"
+            limit = f" (limit {size_text(policy.memory)})" if policy is not None else ""
+            return f"ran out of memory{limit} and was killed"
         if self.output_truncated:
-            return "produced more output than allowed and was killed"
+            amount = (
+                f"more than {size_text(policy.output_limit)} of" if policy is not None else "more"
+            )
+            return f"printed {amount} output and was killed"
         if self.exit_code != 0:
             return f"exited with status {self.exit_code}"
         return f"succeeded in {self.duration:.2f} s"

@@ -6,49 +6,56 @@ two questions only it can answer (:meth:`~AbstractDockerCodeRunner.command`,
 :meth:`~AbstractDockerCodeRunner.environment`); :func:`register_runner` adds it
 to the registry that :func:`get_runner`, the magics and the batch runner read.
 
-One run is one container, driven through the Docker SDK::
+One run is one fresh container, driven through the container layer
+(:mod:`dockermagic.container`) and watched by the supervisor
+(:mod:`dockermagic.supervisor`)::
 
-    create -> put_archive(code) -> attach (one multiplexed socket) -> start
-      -> drain output (watchdog kills at the deadline; cap kills on flood)
-      -> inspect (exit code, OOMKilled) -> remove, always, in ``finally``
+    create -> put_files(code) -> attach -> start (exit watched from before)
+      -> supervise: stream output; at the deadline kill (the container would
+         kill itself 2 s later anyway); on cancel or flood hang up and kill
+      -> exit code and OOM from the engine's events -> remove, always
 """
 
 from __future__ import annotations
 
 import abc
-import contextlib
-import io
 import logging
 import os
-import socket
-import tarfile
 import threading
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import docker
-import docker.errors
-import docker.models.containers
-from docker.types import Mount
 
-from dockermagic.cleanup import container_labels, new_container_name
-from dockermagic.engine import default_client, engine_errors
-from dockermagic.errors import InvalidArgumentError, SandboxError
-from dockermagic.images import (
-    OfflineImage,
-    ProgressCallback,
-    ensure_image,
-    forget_image,
-    runner_image,
+from dockermagic.container import (
+    DEADLINE_GRACE,
+    SHORT_TIMEOUT,
+    Channel,
+    ContainerSpec,
+    SandboxContainer,
 )
+from dockermagic.engine import default_client
+from dockermagic.errors import InvalidArgumentError
+from dockermagic.images import OfflineImage, ProgressCallback, runner_image
+from dockermagic.inputs import bind_inputs
+from dockermagic.labels import container_labels
 from dockermagic.policy import CODE_DIR, SandboxPolicy
 from dockermagic.result import RunResult
-from dockermagic.streams import FrameDecoder, OutputCallback, OutputCollector
+from dockermagic.streams import DemuxDecoder, OutputCallback, OutputCollector
+from dockermagic.supervisor import (
+    Exited,
+    Output,
+    StopReason,
+    StreamEnded,
+    check_timeout,
+    supervise,
+)
+from dockermagic.transfer import CopyBudget, read_host_file, read_tree, safe_relative
 
 __all__ = [
     "AbstractDockerCodeRunner",
+    "CodeRunner",
     "JavaScriptDockerRunner",
     "PythonDockerRunner",
     "get_runner",
@@ -59,11 +66,34 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: How often the drain loop wakes up to notice Ctrl-C, cancellation and a
-#: deadline that the watchdog somehow missed.
-_POLL_SECONDS = 0.1
-#: Extra seconds past the deadline before the drain loop gives up on the stream.
-_DEADLINE_GRACE = 2.0
+
+class CodeRunner(Protocol):
+    """The run contract: something that runs code and returns a :class:`RunResult`.
+
+    Implemented by every runner (a fresh container per run) and by
+    :class:`~dockermagic.sessions.Session` (a cell in a warm interpreter);
+    front ends hold either one and call :meth:`run` the same way.
+    """
+
+    @property
+    def language(self) -> str:
+        """The language's canonical name."""
+        ...
+
+    def run(
+        self,
+        code: str | bytes,
+        *,
+        timeout: float | None = None,
+        stdin: str | bytes | None = None,
+        on_output: OutputCallback | None = None,
+        files: Mapping[str, str | bytes] | None = None,
+        filename: str | None = None,
+        cancel: threading.Event | None = None,
+        inputs: Mapping[str, Any] | None = None,
+    ) -> RunResult:
+        """Run source code; a failing program is a result, not an exception."""
+        ...
 
 
 class AbstractDockerCodeRunner(abc.ABC):
@@ -78,6 +108,7 @@ class AbstractDockerCodeRunner(abc.ABC):
         policy: Limits and hardening; :meth:`SandboxPolicy.default` when None.
         client: A Docker client; the process's shared client when None.
         on_progress: Receives image pull progress lines.
+        labels: Extra labels on every container of this runner (e.g. a batch id).
     """
 
     #: The language's canonical name, e.g. ``"python"``.
@@ -102,12 +133,14 @@ class AbstractDockerCodeRunner(abc.ABC):
         policy: SandboxPolicy | None = None,
         client: docker.DockerClient | None = None,
         on_progress: ProgressCallback | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> None:
         self.policy = policy if policy is not None else SandboxPolicy.default()
         self._explicit_image = image
         self._image: str | None = None
         self._client = client
         self.on_progress = on_progress
+        self.labels = dict(labels or {})
 
     def __repr__(self) -> str:
         image = self._image or self._explicit_image or "auto"
@@ -158,6 +191,35 @@ class AbstractDockerCodeRunner(abc.ABC):
             self._image = runner_image(self.client, self, self._explicit_image)
         return self._image
 
+    def container_spec(
+        self,
+        command: Sequence[str],
+        *,
+        stdin: bool = False,
+        deadline: float | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> ContainerSpec:
+        """What a container of this runner is made from (runs and sessions alike).
+
+        Args:
+            command: The container's command.
+            stdin: Keep stdin open for an attached writer.
+            deadline: Seconds after start at which the container kills itself.
+            labels: Labels on top of the owner's and the runner's.
+
+        Returns:
+            The spec.
+        """
+        return ContainerSpec(
+            image=self.image,
+            command=list(command),
+            environment=self.environment(),
+            labels=container_labels(self.language, **{**self.labels, **dict(labels or {})}),
+            policy=self.policy,
+            stdin=stdin,
+            deadline=deadline,
+        )
+
     def run(
         self,
         code: str | bytes,
@@ -168,6 +230,7 @@ class AbstractDockerCodeRunner(abc.ABC):
         files: Mapping[str, str | bytes] | None = None,
         filename: str | None = None,
         cancel: threading.Event | None = None,
+        inputs: Mapping[str, Any] | None = None,
         labels: Mapping[str, str] | None = None,
     ) -> RunResult:
         """Run source code in a new container and return what happened.
@@ -187,7 +250,10 @@ class AbstractDockerCodeRunner(abc.ABC):
             filename: The program's file name; :attr:`filename` when None.
             cancel: When this event is set, the container is killed and the
                 result marked ``cancelled``.
-            labels: Extra container labels (e.g. a batch id).
+            inputs: Notebook values (JSON-encodable) the program sees as
+                variables (Python) or constants (JavaScript); its line numbers
+                stay its own (:mod:`dockermagic.inputs`).
+            labels: Extra container labels for this run.
 
         Returns:
             The :class:`RunResult`.
@@ -195,23 +261,21 @@ class AbstractDockerCodeRunner(abc.ABC):
         Raises:
             EngineUnavailableError: No engine answers.
             ImageUnavailableError: The image is missing and cannot be pulled.
-            InvalidArgumentError: A bad timeout, file name or stdin.
+            InvalidArgumentError: A bad timeout, file name, input or stdin, or
+                more to copy in than ``policy.copy_limit``.
             SandboxError: The container vanished or could not be created.
         """
-        source = code.encode("utf-8") if isinstance(code, str) else code
-        name = filename or self.filename
-        program = {**self.support_files(), name: source}
-        for rel, content in (files or {}).items():
-            program[rel] = content.encode("utf-8") if isinstance(content, str) else content
-        return self._execute(
-            program,
-            entry=name,
-            timeout=timeout,
-            stdin=stdin,
-            on_output=on_output,
-            cancel=cancel,
-            labels=labels,
-        )
+        limit = check_timeout(timeout, self.policy.timeout)
+        bound = bind_inputs(self.language, code, inputs or {}, filename=filename or self.filename)
+        budget = CopyBudget(self.policy.copy_limit)
+        entry = safe_relative(bound.filename)
+        program = {entry: _encode(bound.code)}
+        budget.take(len(program[entry]), entry)
+        for rel, content in {**dict(files or {}), **bound.files}.items():
+            data = _encode(content)
+            budget.take(len(data), rel)
+            program[safe_relative(rel)] = data
+        return self._execute(program, entry, limit, stdin, on_output, cancel, labels)
 
     def run_file(
         self,
@@ -226,6 +290,11 @@ class AbstractDockerCodeRunner(abc.ABC):
         labels: Mapping[str, str] | None = None,
     ) -> RunResult:
         """Run an existing script file under its own name.
+
+        Host files are read by the rules of :mod:`dockermagic.transfer`: only
+        regular files; a symlink only when it resolves inside its own folder
+        (the script's folder, or the included folder); everything together
+        within ``policy.copy_limit``.
 
         Args:
             path: The script on the host.
@@ -242,350 +311,146 @@ class AbstractDockerCodeRunner(abc.ABC):
             The :class:`RunResult`.
 
         Raises:
-            InvalidArgumentError: The file does not exist or is not readable.
+            InvalidArgumentError: The file does not exist, is not readable, is
+                not a regular file, is a link out of its folder, or too much
+                would be copied in (:class:`~dockermagic.transfer.UnsafeFileError`
+                for the last three).
         """
+        limit = check_timeout(timeout, self.policy.timeout)
         script = Path(path)
-        try:
-            source = script.read_bytes()
-        except OSError as exc:
-            raise InvalidArgumentError("script", str(path), exc.strerror or str(exc)) from exc
-        extra: dict[str, str | bytes] = dict(files or {})
+        budget = CopyBudget(self.policy.copy_limit)
+        folder = Path(os.path.realpath(script.parent))
+        entry = safe_relative(script.name, literal=True)
+        program = {entry: read_host_file(script, root=folder, budget=budget)}
+        for rel, content in (files or {}).items():
+            data = _encode(content)
+            budget.take(len(data), rel)
+            program[safe_relative(rel)] = data
         for item in include:
-            extra.update(_read_tree(Path(item)))
-        return self.run(
-            source,
-            timeout=timeout,
-            stdin=stdin,
-            on_output=on_output,
-            files=extra,
-            filename=script.name,
-            cancel=cancel,
-            labels=labels,
-        )
+            program.update(read_tree(item, budget=budget))
+        return self._execute(program, entry, limit, stdin, on_output, cancel, labels)
 
-    # -- the container lifecycle --------------------------------------------------------
+    # -- one run ------------------------------------------------------------------------
 
     def _execute(
         self,
         program: Mapping[str, bytes],
-        *,
         entry: str,
-        timeout: float | None,
+        limit: float,
         stdin: str | bytes | None,
         on_output: OutputCallback | None,
         cancel: threading.Event | None,
         labels: Mapping[str, str] | None,
     ) -> RunResult:
-        limit = self.policy.timeout if timeout is None else timeout
-        if not isinstance(limit, (int, float)) or isinstance(limit, bool) or limit <= 0:
-            raise InvalidArgumentError("timeout", timeout, "must be a positive number of seconds")
-        archive = _tar(program)
-        stdin_bytes = stdin.encode("utf-8") if isinstance(stdin, str) else stdin
-        name = new_container_name()
-        image = self.image
-        container: str | None = None  # the container's id once created
-        watchdog: _Watchdog | None = None
-        sock: Any = None
-        try:
-            container = self._create(image, name, entry, stdin_bytes is not None, labels)
-            with engine_errors():
-                self.client.api.put_archive(container, CODE_DIR, archive)
-                sock = self.client.api.attach_socket(
-                    container,
-                    params={
-                        "stdin": int(stdin_bytes is not None),
-                        "stdout": 1,
-                        "stderr": 1,
-                        "stream": 1,
-                    },
-                )
-                raw = _raw_socket(sock)
-                self.client.api.start(container)
-            started = time.monotonic()
-            watchdog = _Watchdog(self.client, container, limit)
-            if stdin_bytes is not None:
-                _feed_stdin(raw, stdin_bytes)
-            collector = OutputCollector(self.policy.output_limit, on_output)
-            cancelled = self._drain(raw, collector, watchdog, cancel, started + limit)
-            duration = time.monotonic() - started
-            # Close now, not in finally: after a flood or a cancel the engine
-            # would otherwise block writing to a socket nobody reads, and the
-            # container's exit (and our inspect) would wait for it.
-            _close_quietly(sock)
-            sock = None
-            watchdog.cancel()
-            collector.finish()
-            state = self._final_state(container, name)
-            result = RunResult(
-                language=self.language,
-                image=image,
-                exit_code=int(state.get("ExitCode", -1)),
-                stdout=collector.text("stdout"),
-                stderr=collector.text("stderr"),
-                duration=duration,
-                timed_out=watchdog.fired and not cancelled,
-                oom_killed=bool(state.get("OOMKilled")),
-                output_truncated=collector.truncated,
-                cancelled=cancelled,
-                container_name=name,
-            )
-            logger.debug(
-                "%s finished: %s (%.3f s)",
-                name,
-                result.status,
-                duration,
-                extra={"container": name, "language": self.language},
-            )
-            return result
-        finally:
-            if watchdog is not None:
-                watchdog.cancel()
-            if sock is not None:
-                _close_quietly(sock)
-            if container is not None:
-                _remove(self.client, container)
-
-    def _create(
-        self,
-        image: str,
-        name: str,
-        entry: str,
-        with_stdin: bool,
-        labels: Mapping[str, str] | None,
-        overrides: Mapping[str, Any] | None = None,
-    ) -> Any:
-        # ``overrides`` replaces create() arguments last: a session's warm
-        # container (dockermagic.sessions) has its own command and user.
-        path = str(PurePosixPath(CODE_DIR) / entry)
-        kwargs: dict[str, Any] = {
-            "command": self.command(path),
-            "name": name,
-            "labels": container_labels(self.language, **dict(labels or {})),
-            "environment": self.environment(),
-            "stdin_open": with_stdin,
-            # A per-container volume is the one place put_archive may write
-            # while the root filesystem is read-only; root-owned, it is
-            # read-only for the sandbox user. Removed with the container (v=True).
-            "mounts": [Mount(CODE_DIR, None, type="volume")],
-            **self.policy.create_kwargs(),
-            **dict(overrides or {}),
-        }
-        # The low-level call skips the inspect that containers.create() makes
-        # to build a model object we do not need (one round trip per run).
-        create_args = _create_container_args(
-            {"image": image, "version": self.client.api.api_version, **kwargs}
+        stdin_bytes = _encode(stdin) if stdin is not None else None
+        spec = self.container_spec(
+            self.command(str(PurePosixPath(CODE_DIR) / entry)),
+            stdin=stdin_bytes is not None,
+            deadline=limit + DEADLINE_GRACE,
+            labels=labels,
         )
-        for attempt in (1, 2):
-            ensure_image(self.client, image, on_progress=self.on_progress)
+        with SandboxContainer.create(self.client, spec, on_progress=self.on_progress) as box:
+            box.put_files({**self.support_files(), **program})
+            channel = box.attach()
             try:
-                with engine_errors():
-                    created = self.client.api.create_container(**create_args)
-                return str(created["Id"])
-            except docker.errors.ImageNotFound:
-                # Deleted behind our back since it was cached: pull once more.
-                forget_image(self.client, image)
-                if attempt == 2:
-                    raise
-            except docker.errors.APIError as exc:
-                raise SandboxError(
-                    f"Could not create a container from {image}: {exc.explanation}", container=name
-                ) from exc
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _drain(
-        self,
-        raw: Any,
-        collector: OutputCollector,
-        watchdog: _Watchdog,
-        cancel: threading.Event | None,
-        deadline: float,
-    ) -> bool:
-        """Read the attach stream to its end. Returns True when cancelled."""
-        decoder = FrameDecoder()
-        raw.settimeout(_POLL_SECONDS)
-        while True:
-            try:
-                data = raw.recv(65536)
-            except TimeoutError:
-                # Waking up here lets Ctrl-C (raised between bytecodes) through
-                # even when the program prints nothing.
-                # We stop reading from here on, so close the stream before the
-                # kill (see _Watchdog.overflow).
-                if cancel is not None and cancel.is_set():
-                    watchdog.overflow(raw)
-                    return True
-                if time.monotonic() > deadline + _DEADLINE_GRACE:
-                    # The watchdog fired but the stream did not end (engine
-                    # stuck): stop reading; the container is removed anyway.
-                    watchdog.fired = True
-                    watchdog.overflow(raw)
-                    return False
-                continue
-            except OSError:
-                return False  # connection dropped; _final_state checks the exit
-            if not data:
-                return False
-            for stream, payload in decoder.feed(data):
-                if not collector.add(stream, payload):
-                    # Output flood: stop the program and stop reading, so the
-                    # parent's memory stays bounded (pitfall 7).
-                    watchdog.overflow(raw)
-                    return False
-
-    def _final_state(self, container: str, name: str) -> dict[str, Any]:
-        # The stream can end before the engine records the exit, and a dropped
-        # connection also looks like an end of stream (pitfall 9): confirm.
-        try:
-            with engine_errors():
-                state: dict[str, Any] = self.client.api.inspect_container(container)["State"]
-                if state.get("Running"):
-                    self.client.api.wait(container, timeout=30)
-                    state = self.client.api.inspect_container(container)["State"]
-        except docker.errors.NotFound as exc:
-            raise SandboxError("The container disappeared while running", container=name) from exc
-        return state
+                box.start()
+                if stdin_bytes is not None:
+                    _feed_stdin(channel, stdin_bytes, limit)
+                collector = OutputCollector(self.policy.output_limit, on_output)
+                watch = supervise(
+                    _OneShot(box, channel), limit=limit, collector=collector, cancel=cancel
+                )
+            finally:
+                # Hang up before anything else: after a flood or a cancel the
+                # engine would otherwise block writing to a socket nobody reads.
+                channel.close()
+            if watch.exit_code is not None:
+                exit_code, oom = watch.exit_code, box.oom_killed
+            else:
+                # The exit was not seen while watching (a forced stop, a broken
+                # event stream): ask once, briefly.
+                state = box.exit_state(timeout=0.2 if watch.forced else SHORT_TIMEOUT)
+                exit_code = state.exit_code if state.exit_code is not None else -1
+                oom = state.oom_killed
+        result = watch.result(
+            collector,
+            language=self.language,
+            image=spec.image,
+            exit_code=exit_code,
+            oom_killed=oom,
+            container_name=spec.name,
+        )
+        logger.debug(
+            "%s finished: %s (%.3f s)",
+            spec.name,
+            result.status,
+            result.duration,
+            extra={"container": spec.name, "language": self.language},
+        )
+        return result
 
 
-class _Watchdog:
-    """Kills a container at a wall-clock deadline (``wait(timeout)`` does not, pitfall 3)."""
+class _OneShot:
+    """A one-shot container as the supervisor sees it (a ``supervisor.Program``)."""
 
-    def __init__(self, client: docker.DockerClient, container_id: str, seconds: float) -> None:
-        self.client = client
-        self.container_id = container_id
-        self.fired = False
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
-        self._timer.start()
+    def __init__(self, box: SandboxContainer, channel: Channel) -> None:
+        self.box = box
+        self.channel = channel
+        self.decoder = DemuxDecoder()
+        self.stream_done = False
 
-    def _expire(self) -> None:
-        self.fired = True
-        self.kill_now()
+    def receive(self, timeout: float) -> list[Output | Exited]:
+        if not self.stream_done:
+            data = self.channel.recv(timeout)
+            if data is None:
+                return []
+            if data:
+                return [Output(stream, payload) for stream, payload in self.decoder.feed(data)]
+            # The stream can end before the exit (a program that closes its
+            # stdout and goes on, pitfall 9): the exit is what ends the run.
+            self.stream_done = True
+            timeout = 0.0
+        state = self.box.wait_exit(timeout)
+        if state is None:
+            if self.box.exit_unknown:
+                raise StreamEnded()  # the engine will not say: ask it directly
+            return []
+        return [Exited(state.exit_code if state.exit_code is not None else -1)]
 
-    def overflow(self, raw: Any) -> None:
-        """Stop a program whose output exceeded the cap; ``raw`` is its stream."""
-        # Close the stream first: the engine does not finish a kill while
-        # output it still holds waits for a reader, and kill() would hang
-        # until the HTTP timeout.
-        _close_quietly(raw)
-        self.kill_now()
+    def stop(self, reason: StopReason) -> bool:
+        if reason is StopReason.TIMEOUT:
+            # Keep reading what the program wrote up to its kill.
+            self.box.kill_soon()
+            return True
+        # Cancel, Ctrl-C, a flood: we stop reading, so hang up first; the
+        # engine does not finish a kill while output it holds waits for a reader.
+        self.channel.close()
+        self.box.kill()
+        return False
 
-    def kill_now(self) -> None:
-        try:
-            self.client.api.kill(self.container_id)
-        except docker.errors.APIError:
-            pass  # already exited or removed
-        except Exception:  # the engine vanished; the finally-block reports it
-            logger.debug("kill of %s failed", self.container_id, exc_info=True)
-
-    def cancel(self) -> None:
-        self._timer.cancel()
-
-
-def _tar(files: Mapping[str, bytes]) -> bytes:
-    """A tar archive of the program's files (root-owned, read-only)."""
-    buffer = io.BytesIO()
-    now = time.time()
-    dirs: set[str] = set()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for rel, content in sorted(files.items()):
-            clean = _safe_relative(rel)
-            for parent in reversed(PurePosixPath(clean).parents[:-1]):
-                if str(parent) not in dirs:
-                    dirs.add(str(parent))
-                    info = tarfile.TarInfo(str(parent))
-                    info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o555, now
-                    archive.addfile(info)
-            info = tarfile.TarInfo(clean)
-            info.size, info.mode, info.mtime = len(content), 0o444, now
-            archive.addfile(info, io.BytesIO(content))
-    return buffer.getvalue()
+    def force_stop(self) -> None:
+        self.channel.close()
+        self.box.kill_soon()
 
 
-def _safe_relative(rel: str) -> str:
-    path = PurePosixPath(rel.replace("\\", "/"))
-    if path.is_absolute() or ".." in path.parts or not path.parts or str(path) == ".":
-        raise InvalidArgumentError("file name", rel, "must be a relative path inside the sandbox")
-    return str(path)
+def _encode(content: str | bytes) -> bytes:
+    return content.encode("utf-8") if isinstance(content, str) else bytes(content)
 
 
-def _read_tree(root: Path) -> dict[str, bytes]:
-    if root.is_file():
-        return {root.name: root.read_bytes()}
-    if not root.is_dir():
-        raise InvalidArgumentError("include", str(root), "no such file or folder")
-    return {
-        str(PurePosixPath(root.name, *p.relative_to(root).parts)): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
-
-
-def _raw_socket(sock: Any) -> Any:
-    # docker-py returns a SocketIO for unix sockets; a SocketIO that saw a
-    # timeout refuses further reads, so use the socket underneath.
-    return getattr(sock, "_sock", sock)
-
-
-def _feed_stdin(raw: Any, data: bytes) -> None:
+def _feed_stdin(channel: Channel, data: bytes, limit: float) -> None:
     def feed() -> None:
         try:
-            raw.sendall(data)
-            # Half-close: with StdinOnce the engine then closes the program's stdin.
-            raw.shutdown(socket.SHUT_WR)
+            channel.send(data, timeout=limit)
+            # With StdinOnce the engine then closes the program's stdin.
+            channel.end_input()
         except OSError:
             pass  # the program exited without reading it all
 
     threading.Thread(target=feed, name="dockermagic-stdin", daemon=True).start()
 
 
-def _close_quietly(sock: Any) -> None:
-    raw = _raw_socket(sock)
-    # shutdown() ends the connection at once; close() alone leaves the fd open
-    # while the HTTP response's makefile() wrapper still refers to it, and the
-    # engine would keep blocking on writes nobody reads.
-    with contextlib.suppress(Exception):
-        raw.shutdown(socket.SHUT_RDWR)
-    for thing in (raw, sock):
-        with contextlib.suppress(Exception):  # best effort: the container goes anyway
-            thing.close()
-
-
-def _remove(client: docker.DockerClient, container_id: str) -> None:
-    """Remove a container, even if Ctrl-C arrives meanwhile.
-
-    The removal runs in its own thread: a KeyboardInterrupt in the caller stops
-    the join, never the removal.
-    """
-
-    def remove() -> None:
-        for _ in range(3):
-            try:
-                client.api.remove_container(container_id, force=True, v=True)
-                return
-            except docker.errors.NotFound:
-                return
-            except docker.errors.APIError as exc:
-                if "already in progress" in str(exc):
-                    return
-                logger.warning("removing %s failed, retrying: %s", container_id[:12], exc)
-                time.sleep(0.2)
-            except Exception:
-                logger.warning("removing %s failed", container_id[:12], exc_info=True)
-                return
-
-    worker = threading.Thread(target=remove, name="dockermagic-remove")
-    worker.start()
-    worker.join()
-
-
 # -- languages ---------------------------------------------------------------------------
 
-
-#: docker-py's own split of ``containers.create()`` keywords into the config and
-#: host config of the low-level call (private, but unchanged since docker-py 2).
-_create_container_args: Callable[[dict[str, Any]], dict[str, Any]] = (
-    docker.models.containers._create_container_args  # type: ignore[attr-defined]
-)
 
 _registry: dict[str, type[AbstractDockerCodeRunner]] = {}
 

@@ -2,18 +2,21 @@
 
 A session keeps one long-lived container per (name, language), created with
 the runner's :class:`~dockermagic.policy.SandboxPolicy`, whose main process
-(under the policy's init) is a warm interpreter (:mod:`dockermagic.interpreters`).
+(under an init) is a warm interpreter (:mod:`dockermagic.interpreters`).
 Variables, imports, functions and classes defined by one cell exist in the
 next, as in a notebook kernel; files written to the working directory stay too::
 
-    create (interpreter as main process) -> put_archive(server)
+    create (interpreter as main process) -> put_files(server)
       -> attach (stdin+stdout+stderr, one socket for the session's life)
       -> start -> wait for the interpreter's hello frame          once
     send a run frame -> read output frames live -> done frame     per cell
-    remove(force, volumes)                                        on stop()
+    remove                                                        on stop()
 
 The frames are described in :mod:`dockermagic.protocol`. A cell costs no
-Docker API call at all, only a write and a few reads on the attached socket.
+Docker API call at all, only a write and a few reads on the attached socket;
+the container layer (:mod:`dockermagic.container`) makes the calls of its
+start and end, and the supervisor (:mod:`dockermagic.supervisor`) watches each
+cell as it watches a one-shot run.
 
 Stopping a cell (timeout, ``cancel``, the output cap, Ctrl-C) sends SIGINT to
 the container: ``KeyboardInterrupt`` in Python, a broken script in Node. The
@@ -21,7 +24,19 @@ session and its variables stay. A cell that does not stop within
 :data:`INTERRUPT_GRACE` seconds gets its container killed; the next cell starts
 a new one, and a :class:`SessionRestartedWarning` says so. The same warning
 reports an interpreter that died (out of memory, ``os._exit``,
-``process.abort()``) or a container removed behind the session's back.
+``process.abort()``), a container removed behind the session's back, a broken
+protocol, and a cell that left the container near its process or file limit
+(more than :data:`LEFTOVER_SHARE` of it: every later cell would fail).
+
+Without its owner: the container's stdin closes when the owner's attach goes
+(``StdinOnce``), and the interpreter then ends itself, also during a busy
+cell; a cell still running :data:`SERVER_DEADLINE_SLACK` seconds after its
+host would have killed it ends the interpreter too. The engine removes the
+stopped container (AutoRemove).
+
+A session is one trust domain: a cell runs in the interpreter's own process
+and can forge its frames (see :mod:`dockermagic.protocol`). Never use a
+session's result as a verdict; checks run in fresh containers.
 
 Cells of one session run one at a time, in the order they were submitted,
 whichever threads submit them.
@@ -31,10 +46,8 @@ from __future__ import annotations
 
 import atexit
 import collections
-import contextlib
 import logging
 import re
-import socket
 import threading
 import time
 import warnings
@@ -43,42 +56,46 @@ from pathlib import PurePosixPath
 from typing import Any
 
 import docker
-import docker.errors
-from docker.types import LogConfig
 
-from dockermagic.cleanup import new_container_name
-from dockermagic.engine import engine_errors
+from dockermagic.container import Channel, SandboxContainer
 from dockermagic.errors import InvalidArgumentError, SandboxError
+from dockermagic.inputs import encode_inputs
 from dockermagic.interpreters import interpreter_for
+from dockermagic.labels import SESSION
 from dockermagic.policy import CODE_DIR, SandboxPolicy
 from dockermagic.protocol import (
-    DONE,
-    HELLO,
-    STDERR,
-    STDOUT,
+    KIND_DONE,
+    KIND_HELLO,
+    KIND_STDERR,
+    KIND_STDOUT,
     CellDone,
-    Frame,
-    FrameReader,
+    Message,
+    MessageReader,
     ProtocolError,
     parse_done,
     parse_hello,
     run_request,
+    split_output,
 )
 from dockermagic.result import RunResult
-from dockermagic.runners import (
-    AbstractDockerCodeRunner,
-    _close_quietly,
-    _raw_socket,
-    _remove,
-    _tar,
-    get_runner,
-    runner_class_for,
+from dockermagic.runners import AbstractDockerCodeRunner, get_runner, runner_class_for
+from dockermagic.streams import DemuxDecoder, OutputCallback, OutputCollector
+from dockermagic.supervisor import (
+    POLL_SECONDS,
+    Exited,
+    Output,
+    StopReason,
+    StreamEnded,
+    Supervision,
+    check_timeout,
+    supervise,
 )
-from dockermagic.streams import FrameDecoder, OutputCallback, OutputCollector
+from dockermagic.transfer import CopyBudget, safe_relative
 
 __all__ = [
     "INTERRUPT_GRACE",
-    "LABEL_SESSION",
+    "LEFTOVER_SHARE",
+    "SERVER_DEADLINE_SLACK",
     "Session",
     "SessionManager",
     "SessionRestartedWarning",
@@ -86,27 +103,22 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: The label that names a container's session.
-LABEL_SESSION = "dockermagic.session"
-
 #: Seconds a cell may take to stop after its interrupt before its container is killed.
 INTERRUPT_GRACE = 2.0
+#: Seconds after the host's own kill at which the interpreter ends itself.
+SERVER_DEADLINE_SLACK = 3.0
+#: The share of the process or file limit a cell may leave in use.
+LEFTOVER_SHARE = 0.8
 #: Seconds the interpreter may take to start (after the image is there).
 _START_TIMEOUT = 30.0
-#: How often the read loop wakes up to notice Ctrl-C, cancellation and deadlines.
-_POLL_SECONDS = 0.1
-#: Seconds to wait for the engine to record the exit of a container whose stream ended.
+#: Seconds to wait for the engine to report the exit of a container whose stream ended.
 _EXIT_WAIT = 5.0
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 
 class SessionRestartedWarning(UserWarning):
     """A session's interpreter died or was killed; a new one replaces it (state is lost)."""
-
-
-class _Died(Exception):
-    """The interpreter's stream ended (it exited, or its container went away)."""
 
 
 class _FifoLock:
@@ -166,23 +178,13 @@ class _FifoLock:
         self.release()
 
 
-class _Cell:
-    """The host's view of one running cell."""
-
-    def __init__(self, cell_id: int, collector: OutputCollector) -> None:
-        self.id = cell_id
-        self.collector = collector
-        self.interrupted_at: float | None = None
-        self.timed_out = False
-        self.cancelled = False
-        self.killed = False
-
-
 class Session:
     """One warm interpreter of one language, in its own locked-down container.
 
     Created lazily by the first :meth:`run` (or :meth:`start`); use
-    :class:`SessionManager` to share sessions by name.
+    :class:`SessionManager` to share sessions by name. A context manager:
+    ``with Session("lab", PythonDockerRunner()) as s: s.run("x = 1")`` stops
+    it at the end.
 
     Args:
         name: The session's name (letters, digits, ``_.-``).
@@ -197,7 +199,7 @@ class Session:
     def __init__(
         self, name: str, runner: AbstractDockerCodeRunner, *, grace: float = INTERRUPT_GRACE
     ) -> None:
-        if not isinstance(name, str) or not _NAME_RE.match(name):
+        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
             raise InvalidArgumentError(
                 "session name", name, "use letters, digits, '_', '.' or '-' (up to 63)"
             )
@@ -205,23 +207,26 @@ class Session:
         self.name = name
         self.runner = runner
         self.grace = grace
-        self.container_name = ""
-        self.container_id: str | None = None
         #: What the interpreter said about itself (language, version, pid).
         self.interpreter_info: dict[str, Any] = {}
         self.runs = 0
         self.restarts = 0
         self.created_at = 0.0
         self._lock = _FifoLock()
-        self._sock: Any = None
-        self._raw: Any = None
-        self._docker_frames = FrameDecoder()
-        self._frames = FrameReader()
-        self._backlog: collections.deque[Frame] = collections.deque()
+        self._box: SandboxContainer | None = None
+        self._channel: Channel | None = None
+        self._reader = _Reader()
+        self._container_name = ""
 
     def __repr__(self) -> str:
-        state = "started" if self.container_id else "not started"
+        state = "started" if self._box is not None else "not started"
         return f"Session({self.name!r}, {self.language!r}, {state})"
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     @property
     def language(self) -> str:
@@ -239,17 +244,21 @@ class Session:
         return self.runner.policy
 
     @property
+    def container_name(self) -> str:
+        """The name of the current (or last) container; '' before the first start."""
+        return self._container_name
+
+    @property
+    def container_id(self) -> str | None:
+        """The id of the current container, or None when there is none."""
+        box = self._box
+        return box.id if box is not None else None
+
+    @property
     def alive(self) -> bool:
         """Whether the session's container exists and is running (asks the engine)."""
-        container_id = self.container_id
-        if container_id is None:
-            return False
-        try:
-            with engine_errors():
-                state = self.client.api.inspect_container(container_id)["State"]
-        except docker.errors.NotFound:
-            return False
-        return bool(state.get("Running")) and not state.get("Restarting")
+        box = self._box
+        return box is not None and box.running()
 
     def start(self) -> None:
         """Start the interpreter if it is not running.
@@ -279,7 +288,7 @@ class Session:
             "reset session %s (%s)",
             self.name,
             self.language,
-            extra={"container": self.container_name, "language": self.language},
+            extra={"container": self._container_name, "language": self.language},
         )
 
     def run(
@@ -294,7 +303,7 @@ class Session:
         cancel: threading.Event | None = None,
         inputs: Mapping[str, Any] | None = None,
     ) -> RunResult:
-        """Run a cell in the warm interpreter; same contract as the runner's ``run``.
+        """Run a cell in the warm interpreter; the run contract of the runners.
 
         The cell sees the variables of earlier cells. Its traceback names it
         ``/code/cell-N/<filename>`` with its own line numbers; ``files`` are
@@ -317,398 +326,352 @@ class Session:
 
         Raises:
             EngineUnavailableError: No engine answers.
-            InvalidArgumentError: A bad timeout or file name.
+            InvalidArgumentError: A bad timeout, file name or input.
             SandboxError: The interpreter could not be started.
         """
-        limit = self.policy.timeout if timeout is None else timeout
-        if not isinstance(limit, (int, float)) or isinstance(limit, bool) or limit <= 0:
-            raise InvalidArgumentError("timeout", timeout, "must be a positive number of seconds")
-        source = code.encode("utf-8") if isinstance(code, str) else code
+        limit = check_timeout(timeout, self.policy.timeout)
+        source = code.encode("utf-8") if isinstance(code, str) else bytes(code)
         stdin_bytes = stdin.encode("utf-8") if isinstance(stdin, str) else stdin
+        values = encode_inputs(inputs) if inputs else None
+        entry = safe_relative(filename or self.runner.filename)
+        program: dict[str, bytes] = {}
+        if files:
+            budget = CopyBudget(self.policy.copy_limit)
+            for rel, content in {**files, entry: source}.items():
+                data = content.encode("utf-8") if isinstance(content, str) else bytes(content)
+                budget.take(len(data), rel)
+                program[safe_relative(rel)] = data
         with self._lock:
             self._ensure_started()
             self.runs += 1
             folder = PurePosixPath(CODE_DIR, f"cell-{self.runs}")
-            entry = filename or self.runner.filename
-            if files:
-                program = {entry: source}
-                for rel, content in files.items():
-                    program[rel] = content.encode("utf-8") if isinstance(content, str) else content
-                archive = _tar({f"{folder.name}/{rel}": data for rel, data in program.items()})
-                assert self.container_id is not None
-                with engine_errors():
-                    self.client.api.put_archive(self.container_id, CODE_DIR, archive)
+            box, channel = self._box, self._channel
+            assert box is not None
+            assert channel is not None
+            if program:
+                box.put_files({f"{folder.name}/{rel}": data for rel, data in program.items()})
             request = run_request(
-                self.runs, source, str(folder / entry), stdin=stdin_bytes, inputs=inputs
+                self.runs,
+                source,
+                str(folder / entry),
+                stdin=stdin_bytes,
+                inputs=values,
+                # The server's own last resort, after the host's interrupt and kill.
+                deadline=limit + self.grace + SERVER_DEADLINE_SLACK,
             )
-            return self._run_cell(request, limit, on_output, cancel)
+            return self._run_cell(box, channel, request, limit, on_output, cancel)
 
     def stop(self) -> None:
         """Remove the container (and its volume). Safe to call twice, from any thread.
 
-        A cell running meanwhile ends at once (its result says the
-        interpreter's container was removed).
+        A cell running meanwhile ends at once (its result says the session
+        was stopped).
         """
-        container_id, self.container_id = self.container_id, None
-        if container_id is not None:
-            _remove(self.client, container_id)
+        box, self._box = self._box, None
+        if box is not None:
+            box.remove()
             logger.info(
                 "stopped session %s (%s), container %s",
                 self.name,
                 self.language,
-                self.container_name,
-                extra={"container": self.container_name, "language": self.language},
+                box.name,
+                extra={"container": box.name, "language": self.language},
             )
         if not self._lock.locked():
-            # No cell reads the socket: close it here (else the cell does).
-            self._close_socket()
+            # No cell reads the channel: close it here (else the cell does).
+            self._close_channel()
 
     # -- the container ------------------------------------------------------------------
 
     def _ensure_started(self) -> None:
-        if self.container_id is not None:
-            if self._connected():
+        if self._box is not None:
+            channel = self._channel
+            if channel is not None and channel.connected():
                 return
-            reason = self._death_reason()
-            self._discard()
-            self.restarts += 1
-            warnings.warn(
-                f"session {self.name!r} ({self.language}) had stopped ({reason}); "
-                "started a new one: variables and files written by earlier runs are gone",
-                SessionRestartedWarning,
-                stacklevel=4,
-            )
+            reason = self._death_reason(self._box)
+            self._restart_warning(f" had stopped ({reason})", stacklevel=5)
         self._create()
 
-    def _connected(self) -> bool:
-        """Whether the attached stream is still open (no API call: a peek)."""
-        raw = self._raw
-        if raw is None:
-            return False
-        try:
-            # Non-blocking: in timeout mode the socket would wait first.
-            raw.settimeout(0.0)
-            data = raw.recv(1, socket.MSG_PEEK)
-        except (BlockingIOError, TimeoutError):
-            return True  # open, nothing to read
-        except OSError:
-            return False
-        return bool(data)  # output waiting (b"" means the stream ended)
+    def _restart_warning(self, what: str, *, stacklevel: int) -> None:
+        self._discard()
+        self.restarts += 1
+        warnings.warn(
+            f"session {self.name!r} ({self.language}){what}; the next cell starts a new "
+            "interpreter: variables and files written by earlier runs are gone",
+            SessionRestartedWarning,
+            stacklevel=stacklevel,
+        )
 
     def _create(self) -> None:
-        name = new_container_name()
-        image = self.runner.image
-        api = self.client.api
-        container_id = self.runner._create(
-            image,
-            name,
-            self.runner.filename,
-            True,
-            {LABEL_SESSION: self.name},
-            overrides={
-                "command": list(self.interpreter.command),
-                # Output travels over the attached socket only; a json log
-                # on the engine's disk would copy every byte a cell prints.
-                "log_config": LogConfig(type=LogConfig.types.NONE),
-            },
+        spec = self.runner.container_spec(
+            self.interpreter.command, stdin=True, labels={SESSION: self.name}
         )
-        self.container_id, self.container_name = container_id, name
+        box = SandboxContainer.create(self.client, spec, on_progress=self.runner.on_progress)
+        self._box, self._container_name = box, spec.name
         try:
-            with engine_errors():
-                files = {**self.runner.support_files(), **self.interpreter.files}
-                api.put_archive(container_id, CODE_DIR, _tar(files))
-                sock = api.attach_socket(
-                    container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
-                )
-                self._sock, self._raw = sock, _raw_socket(sock)
-                api.start(container_id)
-            self._docker_frames = FrameDecoder()
-            self._frames = FrameReader()
-            self._backlog.clear()
-            self.interpreter_info = self._await_hello()
-        except docker.errors.APIError as exc:
+            box.put_files({**self.runner.support_files(), **self.interpreter.files})
+            self._channel = box.attach()
+            self._reader = _Reader()
+            box.start()
+            self.interpreter_info = self._await_hello(box)
+        except BaseException as exc:
             self._discard()
-            raise SandboxError(
-                f"Could not start session {self.name!r}: {exc.explanation}", container=name
-            ) from exc
-        except BaseException:
-            self._discard()
+            if isinstance(exc, SandboxError) and not str(exc).startswith("The "):
+                raise SandboxError(
+                    f"Could not start session {self.name!r}: {exc}", container=spec.name
+                ) from exc
             raise
         self.created_at = time.time()
         logger.info(
             "started session %s (%s) in %s from %s",
             self.name,
             self.language,
-            name,
-            image,
-            extra={"container": name, "language": self.language},
+            spec.name,
+            spec.image,
+            extra={"container": spec.name, "language": self.language},
         )
 
-    def _await_hello(self) -> dict[str, Any]:
+    def _await_hello(self, box: SandboxContainer) -> dict[str, Any]:
+        channel = self._channel
+        assert channel is not None
         deadline = time.monotonic() + _START_TIMEOUT
         said: list[bytes] = []
         while time.monotonic() < deadline:
             try:
-                frames = self._receive(_POLL_SECONDS)
-            except (_Died, ProtocolError) as exc:
+                messages = self._reader.read(channel, POLL_SECONDS)
+            except (StreamEnded, ProtocolError) as exc:
                 text = b"".join(said).decode("utf-8", "replace").strip()
+                why = self._death_reason(box) if isinstance(exc, StreamEnded) else str(exc)
                 raise SandboxError(
                     f"The {self.language} interpreter of session {self.name!r} did not start"
-                    f" ({self._death_reason() if isinstance(exc, _Died) else exc})"
-                    + (f": {text[-2000:]}" if text else ""),
-                    container=self.container_name,
+                    f" ({why})" + (f": {text[-2000:]}" if text else ""),
+                    container=box.name,
                 ) from exc
-            for frame in frames:
-                if frame.kind == HELLO:
-                    return parse_hello(frame.payload)
-                said.append(frame.payload)
+            for message in messages:
+                if message.kind == KIND_HELLO:
+                    return parse_hello(message.payload)
+                said.append(message.payload[4:] if len(message.payload) >= 4 else b"")
         raise SandboxError(
             f"The {self.language} interpreter of session {self.name!r} did not answer within "
             f"{_START_TIMEOUT:g} s",
-            container=self.container_name,
+            container=box.name,
         )
 
     def _discard(self) -> None:
-        """Forget the container (removing it) and its socket; the next cell starts anew."""
-        container_id, self.container_id = self.container_id, None
-        self._close_socket()
-        if container_id is not None:
-            _remove(self.client, container_id)
+        """Forget the container (removing it) and its channel; the next cell starts anew."""
+        box, self._box = self._box, None
+        self._close_channel()
+        if box is not None:
+            box.remove()
 
-    def _close_socket(self) -> None:
-        sock, self._sock, self._raw = self._sock, None, None
-        if sock is not None:
-            _close_quietly(sock)
-        self._backlog.clear()
+    def _close_channel(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            channel.close()
+        self._reader.backlog.clear()
 
-    def _death_reason(self) -> str:
-        container_id = self.container_id
-        if container_id is None:
+    def _death_reason(self, box: SandboxContainer) -> str:
+        if self._box is not box:
             return "its container was removed"
-        api = self.client.api
-        deadline = time.monotonic() + _EXIT_WAIT
-        try:
-            while True:
-                state = api.inspect_container(container_id)["State"]
-                # The stream can end a moment before the engine records the exit.
-                if not state.get("Running") or time.monotonic() > deadline:
-                    break
-                time.sleep(0.02)
-        except docker.errors.NotFound:
-            return "its container was removed"
-        except Exception:
-            return "its container is unreachable"
-        if state.get("OOMKilled"):
+        state = box.exit_state(timeout=_EXIT_WAIT)
+        if state.oom_killed:
             return "the interpreter ran out of memory (OOM) and was killed"
-        if state.get("Running"):
+        if state.exit_code is None:
             return "the interpreter's stream broke"
-        return f"the interpreter exited with status {state.get('ExitCode')}"
+        return f"the interpreter exited with status {state.exit_code}"
 
     # -- one cell -----------------------------------------------------------------------
 
-    def _receive(self, seconds: float) -> list[Frame]:
-        """Frames that arrive within ``seconds`` (maybe none).
-
-        Raises:
-            _Died: The stream ended.
-            ProtocolError: The interpreter sent garbage.
-        """
-        if self._backlog:
-            frames = list(self._backlog)
-            self._backlog.clear()
-            return frames
-        raw = self._raw
-        if raw is None:
-            raise _Died()
-        raw.settimeout(max(seconds, 0.001))
-        try:
-            data = raw.recv(262144)
-        except TimeoutError:
-            return []
-        except OSError as exc:
-            raise _Died() from exc
-        if not data:
-            raise _Died()
-        decoded: list[Frame] = []
-        for stream, payload in self._docker_frames.feed(data):
-            if stream == "stdout":
-                decoded.extend(self._frames.feed(payload))
-            else:
-                # The server's own fd 2 (its start-up errors): the cell's stderr.
-                decoded.append(Frame(STDERR, payload))
-        return decoded
-
     def _run_cell(
         self,
+        box: SandboxContainer,
+        channel: Channel,
         request: bytes,
         limit: float,
         on_output: OutputCallback | None,
         cancel: threading.Event | None,
     ) -> RunResult:
-        cell = _Cell(self.runs, OutputCollector(self.policy.output_limit, on_output))
+        collector = OutputCollector(self.policy.output_limit, on_output)
+        cell = _Cell(self, box, channel, self.runs)
+        exit_code, oom, note = -1, False, ""
         started = time.monotonic()
-        done: CellDone | None = None
-        exit_code = -1
-        oom = False
         try:
-            try:
-                self._raw.sendall(request)
-                done = self._drain(cell, started + limit, cancel)
-            except BaseException as exc:
-                if isinstance(exc, (_Died, ProtocolError, OSError)):
-                    raise
-                # Ctrl-C (or a failure in on_output): stop the cell before
-                # giving up, in a thread that a second Ctrl-C cannot stop.
-                stopper = threading.Thread(
-                    target=self._stop_quietly, args=(cell,), name="dockermagic-interrupt"
-                )
-                stopper.start()
-                stopper.join()
-                raise
-        except (_Died, ProtocolError, OSError) as exc:
-            exit_code, oom = self._handle_death(cell, exc)
-        duration = time.monotonic() - started
-        cell.collector.finish()
-        if done is not None:
-            exit_code = done.exit_code
+            # Blocking, and bounded: a large cell (code, stdin, inputs) takes a
+            # while to travel, and the socket may be in non-blocking mode.
+            channel.send(request, timeout=max(limit, 30.0))
+            watch = supervise(
+                cell, limit=limit, collector=collector, cancel=cancel, grace=self.grace
+            )
+        except OSError as exc:
+            # The stream broke while the request was being sent.
+            watch = Supervision(duration=time.monotonic() - started)
+            cell.broken = exc
+        if watch.exit_code is not None:
+            exit_code = watch.exit_code
         elif cell.killed:
             exit_code = 137
-        result = RunResult(
+        elif cell.broken is not None:
+            if self._box is not box:
+                # stop() removed the container while the cell ran.
+                self._close_channel()
+                watch.reason = StopReason.CANCEL
+                note = "\n[dockermagic] the session was stopped\n"
+            else:
+                exit_code, oom, note = self._handle_death(box, cell.broken)
+        if note:
+            collector.add("stderr", note.encode())
+            collector.finish()
+        result = watch.result(
+            collector,
             language=self.language,
-            image=self.runner.image,
+            image=box.spec.image,
             exit_code=exit_code,
-            stdout=cell.collector.text("stdout"),
-            stderr=cell.collector.text("stderr"),
-            duration=duration,
-            timed_out=cell.timed_out and not cell.cancelled,
             oom_killed=oom,
-            output_truncated=cell.collector.truncated,
-            cancelled=cell.cancelled,
-            container_name=self.container_name,
+            container_name=box.name,
         )
+        if cell.done is not None and self._box is box:
+            self._check_leftovers(cell.done)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "%s session %s cell %d finished: %s (%.4f s)",
-                self.container_name,
+                box.name,
                 self.name,
                 cell.id,
                 result.status,
-                duration,
-                extra={"container": self.container_name, "language": self.language},
+                result.duration,
+                extra={"container": box.name, "language": self.language},
             )
         return result
 
-    def _drain(
-        self, cell: _Cell, deadline: float, cancel: threading.Event | None
-    ) -> CellDone | None:
-        """Read frames until the cell's done frame; None when its container was killed."""
-        while True:
-            now = time.monotonic()
-            if cell.interrupted_at is None:
-                if cancel is not None and cancel.is_set():
-                    cell.cancelled = True
-                    self._interrupt(cell)
-                elif now >= deadline:
-                    cell.timed_out = True
-                    self._interrupt(cell)
-                wait = min(_POLL_SECONDS, max(deadline - now, 0.0))
-            else:
-                left = cell.interrupted_at + self.grace - now
-                if left <= 0:
-                    self._kill(cell)
-                    return None
-                wait = min(_POLL_SECONDS, left)
-            frames = self._receive(wait)
-            for index, frame in enumerate(frames):
-                if frame.kind in (STDOUT, STDERR):
-                    stream = "stdout" if frame.kind == STDOUT else "stderr"
-                    if (
-                        not cell.collector.add(stream, frame.payload)
-                        and cell.interrupted_at is None
-                    ):
-                        # Output cap: stop the cell, keep reading (and dropping)
-                        # so the interpreter is not blocked writing.
-                        self._interrupt(cell)
-                elif frame.kind == DONE:
-                    done = parse_done(frame.payload)
-                    if done.id == cell.id:
-                        # Output printed after the cell (by its threads) waits
-                        # for the next cell.
-                        self._backlog.extend(frames[index + 1 :])
-                        return done
-
-    def _interrupt(self, cell: _Cell) -> None:
-        cell.interrupted_at = time.monotonic()
-        container_id = self.container_id
-        if container_id is None:
+    def _check_leftovers(self, done: CellDone) -> None:
+        """Restart a session that a cell left near its process or file limits."""
+        policy = self.policy
+        if done.tasks >= policy.pids_limit * LEFTOVER_SHARE:
+            what = f"{done.tasks} processes and threads (limit {policy.pids_limit})"
+        elif done.fds >= policy.nofile * LEFTOVER_SHARE:
+            what = f"{done.fds} open files (limit {policy.nofile})"
+        else:
             return
-        try:
-            # The init forwards it to the interpreter, its only child.
-            self.client.api.kill(container_id, signal="SIGINT")
-        except Exception:  # gone already: the read loop sees the stream end
-            logger.debug("interrupting %s failed", self.container_name, exc_info=True)
-
-    def _kill(self, cell: _Cell) -> None:
-        cell.killed = True
-        self.restarts += 1
-        container_id = self.container_id
-        # Hang up first: the engine does not finish a kill while output it
-        # holds waits for a reader (see runners._Watchdog.overflow).
-        self._close_socket()
-        if container_id is not None:
-            with contextlib.suppress(Exception):
-                self.client.api.kill(container_id)
-        self._discard()
-        warnings.warn(
-            f"session {self.name!r} ({self.language}): the cell did not stop within "
-            f"{self.grace:g} s of its interrupt, so its interpreter was killed; the next cell "
-            "starts a new one: variables and files are gone",
-            SessionRestartedWarning,
-            stacklevel=5,
+        self._restart_warning(
+            f": cell {done.id} left {what} behind, so it was restarted", stacklevel=5
         )
 
-    def _stop_quietly(self, cell: _Cell) -> None:
-        """Interrupt the cell and wait for its end, dropping its output (after Ctrl-C)."""
-        try:
-            if cell.interrupted_at is None:
-                cell.cancelled = True
-                self._interrupt(cell)
-            cell.collector.on_output = None
-            self._drain(cell, float("inf"), None)
-        except Exception:
-            logger.debug("stopping a cell of %s failed", self.container_name, exc_info=True)
-            self._discard()
-
-    def _handle_death(self, cell: _Cell, exc: BaseException) -> tuple[int, bool]:
+    def _handle_death(self, box: SandboxContainer, exc: BaseException) -> tuple[int, bool, str]:
         """The stream ended or broke during a cell: report, clean up, warn."""
-        if self.container_id is None:
-            # stop() removed the container while the cell ran.
-            self._close_socket()
-            cell.cancelled = True
-            cell.collector.add("stderr", b"\n[dockermagic] the session was stopped\n")
-            return -1, False
-        reason = (
-            f"the interpreter broke the protocol ({exc})"
-            if isinstance(exc, ProtocolError)
-            else self._death_reason()
+        if isinstance(exc, ProtocolError):
+            reason = f"the interpreter broke the protocol ({exc})"
+        else:
+            reason = self._death_reason(box)
+        state = box.exit_state(timeout=0.2)
+        exit_code = state.exit_code if state.exit_code is not None else -1
+        self._restart_warning(f": {reason}", stacklevel=6)
+        return exit_code, state.oom_killed, f"\n[dockermagic] {reason}\n"
+
+
+class _Reader:
+    """Turns the attached stream into protocol messages; keeps what one cell did not take."""
+
+    def __init__(self) -> None:
+        self.demux = DemuxDecoder()
+        self.messages = MessageReader()
+        self.backlog: collections.deque[Message] = collections.deque()
+
+    def read(self, channel: Channel, timeout: float) -> list[Message]:
+        """Messages that arrive within ``timeout`` seconds (maybe none).
+
+        Raises:
+            StreamEnded: The stream ended.
+            ProtocolError: The interpreter sent garbage.
+        """
+        if self.backlog:
+            messages = list(self.backlog)
+            self.backlog.clear()
+            return messages
+        data = channel.recv(timeout)
+        if data is None:
+            return []
+        if not data:
+            raise StreamEnded()
+        decoded: list[Message] = []
+        for stream, payload in self.demux.feed(data):
+            if stream == "stdout":
+                decoded.extend(self.messages.feed(payload))
+            else:
+                # The server's own fd 2 (its start-up errors): shown as the cell's stderr.
+                decoded.append(Message(KIND_STDERR, b"\0\0\0\0" + payload))
+        return decoded
+
+
+class _Cell:
+    """One running cell as the supervisor sees it (a ``supervisor.Program``)."""
+
+    def __init__(self, session: Session, box: SandboxContainer, channel: Channel, cell_id: int):
+        self.session = session
+        self.box = box
+        self.channel = channel
+        self.id = cell_id
+        self.reason: StopReason | None = None
+        self.killed = False
+        self.done: CellDone | None = None
+        self.broken: BaseException | None = None
+
+    def receive(self, timeout: float) -> list[Output | Exited]:
+        reader = self.session._reader
+        try:
+            messages = reader.read(self.channel, timeout)
+        except (StreamEnded, ProtocolError) as exc:
+            self.broken = exc
+            raise StreamEnded() from exc
+        events: list[Output | Exited] = []
+        for index, message in enumerate(messages):
+            if message.kind in (KIND_STDOUT, KIND_STDERR):
+                try:
+                    owner, data = split_output(message.payload)
+                except ProtocolError as exc:
+                    self.broken = exc
+                    raise StreamEnded() from exc
+                # Output of another cell (its threads, or frames it forged) is
+                # dropped: nothing of one cell shows up in another's result.
+                if owner in (self.id, 0):
+                    stream = "stdout" if message.kind == KIND_STDOUT else "stderr"
+                    events.append(Output(stream, data))
+            elif message.kind == KIND_DONE:
+                try:
+                    done = parse_done(message.payload)
+                except ProtocolError as exc:
+                    self.broken = exc
+                    raise StreamEnded() from exc
+                if done.id == self.id:
+                    self.done = done
+                    # Anything after the done frame is for whoever reads next.
+                    reader.backlog.extend(messages[index + 1 :])
+                    events.append(Exited(done.exit_code))
+                    return events
+        return events
+
+    def stop(self, reason: StopReason) -> bool:
+        if self.reason is None:
+            self.reason = reason
+            # SIGINT reaches the interpreter through init: KeyboardInterrupt
+            # in Python, a broken script in Node. In a helper thread, so that a
+            # hung engine cannot hold the read loop.
+            threading.Thread(
+                target=self.box.signal, args=("SIGINT",), name="dockermagic-interrupt", daemon=True
+            ).start()
+        return True
+
+    def force_stop(self) -> None:
+        self.killed = True
+        session = self.session
+        # Hang up first: the engine does not finish a kill while output it
+        # holds waits for a reader.
+        self.channel.close()
+        self.box.kill_soon()
+        session._restart_warning(
+            f": the cell did not stop within {session.grace:g} s of its interrupt, so its "
+            "interpreter was killed",
+            stacklevel=6,
         )
-        exit_code = -1
-        oom = "OOM" in reason
-        container_id = self.container_id
-        with contextlib.suppress(Exception):
-            state = self.client.api.inspect_container(container_id)["State"]
-            if not state.get("Running"):
-                exit_code = int(state.get("ExitCode", -1))
-        self._discard()
-        self.restarts += 1
-        cell.collector.add("stderr", f"\n[dockermagic] {reason}\n".encode())
-        warnings.warn(
-            f"session {self.name!r} ({self.language}): {reason}; the next cell starts a new "
-            "interpreter: variables and files are gone",
-            SessionRestartedWarning,
-            stacklevel=5,
-        )
-        return exit_code, oom
 
 
 class SessionManager:
@@ -727,6 +690,12 @@ class SessionManager:
         self._sessions: dict[tuple[str, str], Session] = {}
         self._lock = threading.Lock()
         atexit.register(self.stop_all)
+
+    def __enter__(self) -> SessionManager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def get(
         self,

@@ -1,7 +1,7 @@
 """Decoding the engine's multiplexed attach stream, with an output cap.
 
-Pure logic, no Docker calls: :class:`FrameDecoder` splits the byte stream into
-``(stream, payload)`` frames and :class:`OutputCollector` decodes them to text
+Pure logic, no Docker calls: :class:`DemuxDecoder` splits the byte stream into
+``(stream, payload)`` chunks and :class:`OutputCollector` decodes them to text
 incrementally (a UTF-8 character split across frames stays whole; invalid bytes
 become U+FFFD) and stops keeping output past a byte cap.
 """
@@ -12,7 +12,7 @@ import codecs
 import struct
 from collections.abc import Callable, Iterator
 
-__all__ = ["STDERR", "STDOUT", "FrameDecoder", "OutputCallback", "OutputCollector"]
+__all__ = ["STDERR", "STDOUT", "DemuxDecoder", "OutputCallback", "OutputCollector"]
 
 STDOUT = "stdout"
 STDERR = "stderr"
@@ -23,7 +23,7 @@ _HEADER = struct.Struct(">BxxxL")
 OutputCallback = Callable[[str, str], None]
 
 
-class FrameDecoder:
+class DemuxDecoder:
     """Incremental parser of Docker's stream multiplexing format.
 
     Each frame is an 8-byte header (stream id, three zero bytes, big-endian

@@ -15,6 +15,11 @@
 // * SIGINT breaks a running script (breakOnSigint) or ends a cell that waits
 //   for async work; it is ignored between cells. process.exit() ends the cell
 //   with its status; the interpreter stays.
+// * Output frames carry the id of the cell they belong to (the last cell's
+//   once it is done), so the host drops what a cell's timers print later.
+// * The interpreter ends when its stdin closes (the host hung up) and, from a
+//   watchdog thread, when a cell outlives the request's deadline: a runaway
+//   cell stops even when nobody is left to stop it.
 "use strict";
 
 const fs = require("fs");
@@ -23,6 +28,7 @@ const path = require("path");
 const util = require("util");
 const vm = require("vm");
 const Module = require("module");
+const { Worker } = require("worker_threads");
 const { Readable, Writable } = require("stream");
 
 const PROTO_IN = 3;
@@ -89,17 +95,42 @@ function writeAll(buffer) {
   }
 }
 
+let cellId = 0; // the running cell's id, or the last one's
+
 function frames(kind, payload) {
+  const tagged = kind === "O" || kind === "E";
   let start = 0;
   do {
     const part = payload.subarray(start, start + CHUNK);
-    const header = Buffer.alloc(5);
+    const header = Buffer.alloc(tagged ? 9 : 5);
     header.write(kind, 0, "latin1");
-    header.writeUInt32BE(part.length, 1);
+    header.writeUInt32BE(part.length + (tagged ? 4 : 0), 1);
+    if (tagged) header.writeUInt32BE(cellId, 5);
     writeAll(Buffer.concat([header, part]));
     start += CHUNK;
   } while (start < payload.length);
 }
+
+// -- the deadline keeper ------------------------------------------------------------
+// A worker thread runs while a cell's synchronous code holds the main thread.
+
+const deadline = new Float64Array(new SharedArrayBuffer(8)); // ms since epoch, 0: none
+const keeper = new Worker(
+  `
+  const { workerData } = require("worker_threads");
+  const deadline = new Float64Array(workerData);
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    Atomics.wait(nap, 0, 0, 250);
+    if (deadline[0] > 0 && Date.now() > deadline[0]) {
+      try { process.kill(-1, "SIGKILL"); } catch (_) {}
+      process.kill(process.pid, "SIGKILL");
+    }
+  }
+  `,
+  { eval: true, workerData: deadline.buffer, stdout: true, stderr: true },
+);
+keeper.unref();
 
 function drainPipes() {
   for (const [fd, kind] of pipes) {
@@ -220,11 +251,18 @@ function finish(cell, exitCode) {
   }
   cell.timers = [];
   current = null;
+  deadline[0] = 0;
   stdin = emptyStdin();
   process.exitCode = undefined;
   drainPipes();
   lastDrain = performance.now();
-  const done = { id: cell.id, exit_code: exitCode, interrupted: cell.interrupted };
+  const done = {
+    id: cell.id,
+    exit_code: exitCode,
+    interrupted: cell.interrupted,
+    tasks: countTasks(),
+    fds: count("/proc/self/fd"),
+  };
   send("D", Buffer.from(JSON.stringify(done)));
   cell.resolve();
   if (cell.interrupted) {
@@ -233,6 +271,23 @@ function finish(cell, exitCode) {
       baseline = Math.max(baseline, process.getActiveResourcesInfo().length);
     });
   }
+}
+
+function count(dir) {
+  try {
+    return fs.readdirSync(dir).length;
+  } catch (_) {
+    return 0;
+  }
+}
+
+function countTasks() {
+  // Processes and threads in the container (its PID namespace).
+  let tasks = 0;
+  for (const pid of fs.readdirSync("/proc")) {
+    if (/^[0-9]+$/.test(pid)) tasks += count(`/proc/${pid}/task`);
+  }
+  return tasks;
 }
 
 function fail(cell, err) {
@@ -269,6 +324,8 @@ function runCell(request) {
     cell.resolve = resolve;
   });
   current = cell;
+  cellId = request.id;
+  deadline[0] = request.deadline ? Date.now() + request.deadline * 1000 : 0;
   const file = request.path;
   const source = Buffer.from(request.code, "base64").toString("utf8");
   stdin = request.stdin === null ? emptyStdin() : Readable.from([Buffer.from(request.stdin, "base64")]);
@@ -344,7 +401,8 @@ process.on("unhandledRejection", (reason) => {
 
 // -- requests -------------------------------------------------------------------------
 
-let inbox = Buffer.alloc(0);
+let inbox = [];
+let inboxSize = 0;
 const queue = [];
 let serving = false;
 
@@ -362,13 +420,21 @@ async function serveQueue() {
 
 const input = new net.Socket({ fd: PROTO_IN, readable: true, writable: false });
 input.on("data", (data) => {
-  inbox = inbox.length ? Buffer.concat([inbox, data]) : data;
-  while (inbox.length >= 5) {
-    const length = inbox.readUInt32BE(1);
-    if (inbox.length < 5 + length) break;
-    const kind = inbox.toString("latin1", 0, 1);
-    const payload = inbox.subarray(5, 5 + length);
-    inbox = inbox.subarray(5 + length);
+  // Chunks are joined only once a whole frame is there: joining at every
+  // chunk would copy a 50 MB request hundreds of times.
+  inbox.push(data);
+  inboxSize += data.length;
+  for (;;) {
+    if (inboxSize < 5) break;
+    if (inbox[0].length < 5) inbox = [Buffer.concat(inbox)];
+    const length = inbox[0].readUInt32BE(1);
+    if (inboxSize < 5 + length) break;
+    const whole = inbox.length === 1 ? inbox[0] : Buffer.concat(inbox);
+    const kind = whole.toString("latin1", 0, 1);
+    const payload = whole.subarray(5, 5 + length);
+    const rest = whole.subarray(5 + length);
+    inbox = rest.length ? [rest] : [];
+    inboxSize = rest.length;
     if (kind === "R") queue.push(JSON.parse(payload.toString("utf8")));
   }
   serveQueue();

@@ -15,6 +15,11 @@ stdin, every reply goes to the original stdout, one frame per write.
   frame, and is ignored between cells. After an interrupted cell the
   processes it left behind are killed.
 * ``sys.exit()`` ends the cell with its status; the interpreter stays.
+* Output frames carry the id of the cell they belong to (the last cell's
+  once it is done), so the host drops what a cell's threads print later.
+* The interpreter ends itself when the host hangs up (its stdin closes, even
+  during a busy cell) and when a cell outlives the request's ``deadline``:
+  a runaway cell stops even when nobody is left to stop it.
 
 Standard library only: it runs on whatever Python the image has (3.8+).
 """
@@ -39,6 +44,7 @@ import traceback
 import types
 
 HEADER = struct.Struct(">cI")
+CELL_ID = struct.Struct(">I")
 CHUNK = 1024 * 1024
 SERVER_FILE = os.path.abspath(__file__)
 CO_COROUTINE = 0x0080
@@ -106,6 +112,8 @@ class Server:
         self.pending_size = 0
         self.last_pipe_check = 0.0
         self.wake = threading.Event()
+        self.cell_id = 0
+        self.deadline = None  # monotonic time at which a running cell ends us
         self.stdout = self._text(b"O", 1)
         self.stderr = self._text(b"E", 2)
         sys.stdout = sys.__stdout__ = self.stdout
@@ -122,6 +130,7 @@ class Server:
         signal.signal(signal.SIGINT, self.on_sigint)
         threading.Thread(target=self.pump, name="dockermagic-pump", daemon=True).start()
         threading.Thread(target=self.flusher, name="dockermagic-flush", daemon=True).start()
+        threading.Thread(target=self.watch, name="dockermagic-watch", daemon=True).start()
 
     def _text(self, kind, fd):
         return io.TextIOWrapper(
@@ -209,9 +218,10 @@ class Server:
 
     def _frames(self, kind, payload):
         view = memoryview(payload)
+        tag = CELL_ID.pack(self.cell_id) if kind in (b"O", b"E") else b""
         while True:
             part = view[:CHUNK]
-            self._write_all(HEADER.pack(kind, len(part)) + part)
+            self._write_all(HEADER.pack(kind, len(tag) + len(part)) + tag + part)
             view = view[CHUNK:]
             if not view:
                 return
@@ -248,13 +258,31 @@ class Server:
                 self._drain_pipes()
 
     def read_exactly(self, size):
-        data = b""
+        data = bytearray()
         while len(data) < size:
-            chunk = os.read(self.proto_in, size - len(data))
+            chunk = os.read(self.proto_in, min(size - len(data), CHUNK))
             if not chunk:
                 os._exit(0)  # stdin closed: the session is over
             data += chunk
-        return data
+        return bytes(data)
+
+    def watch(self):
+        """End the interpreter when the host hangs up or a cell passes its deadline."""
+        poller = select.poll()
+        # Event mask 0: poll() reports only a hang-up or an error, never data.
+        poller.register(self.proto_in, 0)
+        while True:
+            if poller.poll(250):
+                self._die(0)  # the host's attach is gone: nobody to serve
+            deadline = self.deadline
+            if deadline is not None and time.monotonic() > deadline:
+                self._die(137)
+
+    def _die(self, status):
+        # Whatever the cells started goes too; kill(-1) spares init and us.
+        with contextlib.suppress(OSError):
+            os.kill(-1, signal.SIGKILL)
+        os._exit(status)
 
     # -- cells -------------------------------------------------------------------------
 
@@ -283,6 +311,7 @@ class Server:
         )
 
     def run_cell(self, request):
+        self.cell_id = request["id"]
         code = base64.b64decode(request["code"])
         path = request["path"]
         stdin = request.get("stdin")
@@ -292,6 +321,8 @@ class Server:
         linecache.cache[path] = (len(text), None, text.splitlines(True), path)
         exit_code = 0
         self.interrupted = False
+        limit = request.get("deadline")
+        self.deadline = time.monotonic() + limit if limit else None
         try:
             self.running = True
             try:
@@ -322,8 +353,15 @@ class Server:
             # with it. kill(-1) spares init (PID 1) and this process.
             with contextlib.suppress(OSError):
                 os.kill(-1, signal.SIGKILL)
+        self.deadline = None
         self._reset_stdin(None)
-        done = {"id": request["id"], "exit_code": exit_code, "interrupted": self.interrupted}
+        done = {
+            "id": request["id"],
+            "exit_code": exit_code,
+            "interrupted": self.interrupted,
+            "tasks": _count_tasks(),
+            "fds": _count("/proc/self/fd"),
+        }
         self.send(b"D", json.dumps(done).encode("utf-8"))
 
     def _exit_status(self, exc):
@@ -361,6 +399,18 @@ def _hide_server_frames(report, seen):
     report.stack[:] = [f for f in report.stack if f.filename != SERVER_FILE]
     _hide_server_frames(report.__cause__, seen)
     _hide_server_frames(report.__context__, seen)
+
+
+def _count(path):
+    try:
+        return len(os.listdir(path))
+    except OSError:
+        return 0
+
+
+def _count_tasks():
+    """Processes and threads in the container (its PID namespace)."""
+    return sum(_count(f"/proc/{pid}/task") for pid in os.listdir("/proc") if pid.isdigit())
 
 
 def _write_all(fd, data):

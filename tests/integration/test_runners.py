@@ -24,8 +24,9 @@ from dockermagic import (
     get_runner,
     register_runner,
 )
-from dockermagic.cleanup import LABEL_TAG, list_containers
+from dockermagic.cleanup import list_containers
 from dockermagic.engine import reset_default_client
+from dockermagic.labels import TAG as LABEL_TAG
 from dockermagic.runners import unregister_runner
 from tests.conftest import TAG
 
@@ -377,8 +378,14 @@ def test_every_limit_is_applied(docker_client: docker.DockerClient) -> None:
     assert host["Memory"] == 256 * 2**20
     assert host["MemorySwap"] == 256 * 2**20  # no swap on top (pitfall 10)
     assert host["NanoCpus"] == 10**9
-    assert host["Init"] is True
-    assert host["AutoRemove"] is False  # we remove it ourselves (pitfall 2)
+    # PID 1 is the in-container deadline keeper (immune to the program's
+    # signals); the engine removes the container even if its owner is gone,
+    # and keeps no log of its output (issue 10).
+    assert host["Init"] is False
+    assert config["Cmd"][:4] == ["timeout", "--preserve-status", "-s", "KILL"]
+    assert host["AutoRemove"] is True
+    assert host["LogConfig"]["Type"] == "none"
+    assert host["ShmSize"] == 64 * 2**20
     assert host["Privileged"] is False
     assert f"size={policy.workdir_size}" in host["Tmpfs"]["/work"]
     assert f"size={policy.tmp_size}" in host["Tmpfs"]["/tmp"]

@@ -15,8 +15,9 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 from dockermagic.cleanup import list_containers
+from dockermagic.labels import SESSION as LABEL_SESSION
 from dockermagic.magics import CellFailedError, CellInterrupted
-from dockermagic.sessions import LABEL_SESSION, SessionManager, SessionRestartedWarning
+from dockermagic.sessions import SessionManager, SessionRestartedWarning
 from tests.support import loaded_shell
 
 

@@ -47,17 +47,23 @@ def test_defaults_are_the_safe_ones() -> None:
     assert policy.pids_limit == 128
     assert policy.timeout == 30.0
     assert policy.output_limit == 2**20
-    kwargs = policy.create_kwargs()
+    kwargs = policy.host_config_kwargs()
     assert kwargs["network_mode"] == "none"
     assert kwargs["memswap_limit"] == kwargs["mem_limit"]
     assert kwargs["cap_drop"] == ["ALL"]
     assert kwargs["security_opt"] == ["no-new-privileges"]
-    assert kwargs["init"] is True
-    assert "auto_remove" not in kwargs
+    assert kwargs["shm_size"] == 64 * 2**20
+    assert policy.container_kwargs() == {
+        "user": "65534:65534",
+        "working_dir": "/work",
+        "network_disabled": True,
+    }
+    assert policy.copy_limit == 64 * 2**20
 
 
 def test_network_is_opt_in() -> None:
-    assert SandboxPolicy().replace(network=True).create_kwargs()["network_mode"] == "bridge"
+    assert SandboxPolicy().replace(network=True).host_config_kwargs()["network_mode"] == "bridge"
+    assert SandboxPolicy().replace(network=True).container_kwargs()["network_disabled"] is False
 
 
 @pytest.mark.parametrize(

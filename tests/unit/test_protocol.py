@@ -10,14 +10,14 @@ import time
 import pytest
 
 from dockermagic.protocol import (
-    DONE,
+    KIND_DONE,
+    KIND_RUN,
+    KIND_STDOUT,
     MAX_FRAME,
-    RUN,
-    STDOUT,
-    Frame,
-    FrameReader,
+    Message,
+    MessageReader,
     ProtocolError,
-    encode_frame,
+    encode_message,
     parse_done,
     parse_hello,
     run_request,
@@ -26,46 +26,50 @@ from dockermagic.sessions import _FifoLock
 
 
 def test_frames_round_trip_split_anywhere() -> None:
-    frames = [Frame(STDOUT, b"hello"), Frame(b"E", "☃\n".encode()), Frame(DONE, b"{}")]
-    data = b"".join(encode_frame(f.kind, f.payload) for f in frames)
+    frames = [
+        Message(KIND_STDOUT, b"hello"),
+        Message(b"E", "☃\n".encode()),
+        Message(KIND_DONE, b"{}"),
+    ]
+    data = b"".join(encode_message(f.kind, f.payload) for f in frames)
     for size in (1, 2, 3, 5, 7, len(data)):
-        reader = FrameReader()
+        reader = MessageReader()
         got = [f for i in range(0, len(data), size) for f in reader.feed(data[i : i + size])]
         assert got == frames
         assert reader.pending == 0
 
 
 def test_empty_payload_and_partial_header() -> None:
-    reader = FrameReader()
-    assert list(reader.feed(encode_frame(STDOUT, b"")[:3])) == []
+    reader = MessageReader()
+    assert list(reader.feed(encode_message(KIND_STDOUT, b"")[:3])) == []
     assert reader.pending == 3
-    assert list(reader.feed(encode_frame(STDOUT, b"")[3:])) == [Frame(STDOUT, b"")]
+    assert list(reader.feed(encode_message(KIND_STDOUT, b"")[3:])) == [Message(KIND_STDOUT, b"")]
 
 
 def test_many_frames_in_one_chunk_are_linear() -> None:
-    data = encode_frame(STDOUT, b"y" * 99) * 20000
+    data = encode_message(KIND_STDOUT, b"y" * 99) * 20000
     started = time.perf_counter()
-    assert sum(1 for _ in FrameReader().feed(data)) == 20000
+    assert sum(1 for _ in MessageReader().feed(data)) == 20000
     assert time.perf_counter() - started < 2
 
 
 @pytest.mark.parametrize(
     "data",
-    [b"Zxxxx", encode_frame(RUN, b"{}"), b"O" + (MAX_FRAME + 1).to_bytes(4, "big")],
+    [b"Zxxxx", encode_message(KIND_RUN, b"{}"), b"O" + (MAX_FRAME + 1).to_bytes(4, "big")],
 )
 def test_garbage_is_refused(data: bytes) -> None:
     with pytest.raises(ProtocolError):
-        list(FrameReader().feed(data))
+        list(MessageReader().feed(data))
 
 
 def test_encode_rejects_long_kinds() -> None:
     with pytest.raises(ValueError, match="one byte"):
-        encode_frame(b"OK", b"")
+        encode_message(b"OK", b"")
 
 
 def test_run_request() -> None:
     frame = run_request(3, b"print(1)", "/code/cell-3/main.py", stdin=b"\x00in", inputs={"n": 1})
-    assert frame[:1] == RUN
+    assert frame[:1] == KIND_RUN
     assert int.from_bytes(frame[1:5], "big") == len(frame) - 5
     body = json.loads(frame[5:])
     assert body["id"] == 3

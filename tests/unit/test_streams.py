@@ -1,10 +1,10 @@
-"""FrameDecoder and OutputCollector: pure logic."""
+"""DemuxDecoder and OutputCollector: pure logic."""
 
 from __future__ import annotations
 
 import struct
 
-from dockermagic.streams import FrameDecoder, OutputCollector
+from dockermagic.streams import DemuxDecoder, OutputCollector
 
 
 def frame(stream: int, payload: bytes) -> bytes:
@@ -14,7 +14,7 @@ def frame(stream: int, payload: bytes) -> bytes:
 def test_frames_split_at_every_byte_boundary() -> None:
     data = frame(1, b"hello ") + frame(2, b"oops\n") + frame(1, b"") + frame(1, b"world\n")
     for cut in range(len(data) + 1):
-        decoder = FrameDecoder()
+        decoder = DemuxDecoder()
         frames = [*decoder.feed(data[:cut]), *decoder.feed(data[cut:])]
         assert frames == [
             ("stdout", b"hello "),
@@ -27,13 +27,13 @@ def test_frames_split_at_every_byte_boundary() -> None:
 
 def test_byte_by_byte_feeding() -> None:
     data = frame(1, b"abc") + frame(2, b"def")
-    decoder = FrameDecoder()
+    decoder = DemuxDecoder()
     frames = [f for byte in data for f in decoder.feed(bytes([byte]))]
     assert frames == [("stdout", b"abc"), ("stderr", b"def")]
 
 
 def test_stdin_frames_are_ignored() -> None:
-    assert list(FrameDecoder().feed(frame(0, b"echo") + frame(1, b"x"))) == [("stdout", b"x")]
+    assert list(DemuxDecoder().feed(frame(0, b"echo") + frame(1, b"x"))) == [("stdout", b"x")]
 
 
 def test_collector_keeps_a_split_utf8_character_whole() -> None:

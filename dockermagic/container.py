@@ -1,0 +1,875 @@
+"""The container layer: one sandbox container, from create to remove.
+
+Every Docker API call of a run and of a session goes through
+:class:`SandboxContainer`; runners and sessions are its clients and never touch
+``client.api`` themselves. Each call is bounded in time and translated in one
+place (:func:`engine_call`): connection failures and an engine that does not
+answer become :class:`~dockermagic.errors.EngineUnavailableError`, other
+engine refusals :class:`~dockermagic.errors.SandboxError`.
+
+A container's life::
+
+    SandboxContainer.create(spec)     image present (pull once), create
+      .put_files({...})               tar into the code volume (/code)
+      .attach()  -> Channel           stdin/stdout/stderr, one socket
+      .start()                        after subscribing to its exit (ExitWatch)
+      ... the program runs; the caller reads the Channel ...
+      .kill() / .signal("SIGINT")     bounded, best effort
+      .exit_state()                   exit code and OOM, from the engine's events
+      .remove()                       bounded; what cannot finish goes to a reaper
+
+Why these choices (each one a fix for something that bit):
+
+* **Limits without the parent.** A container whose ``spec.deadline`` is set
+  runs its program under coreutils' ``timeout -s KILL`` *as PID 1*: the kernel
+  ignores SIGKILL and SIGSTOP sent to a PID namespace's init from inside, so
+  the program cannot stop its own deadline, and when ``timeout`` exits the
+  kernel kills whatever else runs in the container. Every container has the
+  engine's ``AutoRemove`` and the ``none`` log driver: a container whose owner
+  was SIGKILLed still dies at its deadline, is removed by the engine, and
+  never writes its output to the engine's disk (pitfall 26).
+* **No race with AutoRemove** (pitfall 2): output comes from an attach made
+  before start, and the exit code and OOM flag from the engine's event stream,
+  subscribed before start (:class:`ExitWatch`), not from a later inspect.
+* **A hung engine does not hold a run.** Calls run in a helper thread and are
+  abandoned after their time (:data:`CALL_TIMEOUT`; :data:`SHORT_TIMEOUT`
+  after a deadline). A create that completes after it was abandoned is
+  removed; a removal that cannot finish is retried in the background, and
+  :func:`dockermagic.cleanup.cleanup` reaps what is still left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+from docker.types import LogConfig, Mount
+
+from dockermagic.engine import engine_errors
+from dockermagic.errors import EngineUnavailableError, SandboxError
+from dockermagic.images import ensure_image, forget_image
+from dockermagic.labels import DEADLINE, new_container_name
+from dockermagic.policy import CODE_DIR, SandboxPolicy
+from dockermagic.transfer import tar_files
+
+__all__ = [
+    "CALL_TIMEOUT",
+    "DEADLINE_GRACE",
+    "SHORT_TIMEOUT",
+    "Channel",
+    "ContainerSpec",
+    "ContainerSummary",
+    "ExitState",
+    "ExitWatch",
+    "SandboxContainer",
+    "engine_call",
+    "list_containers",
+    "reap",
+    "remove_containers",
+]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Seconds an ordinary engine call may take before the engine counts as hung.
+CALL_TIMEOUT = 10.0
+#: Seconds a call may take once a run is past its deadline (kill, inspect, remove).
+SHORT_TIMEOUT = 2.0
+#: Seconds past a run's timeout at which its container kills itself.
+DEADLINE_GRACE = 2.0
+#: Seconds to wait for the engine to report an exit after the stream ended.
+EXIT_WAIT = 5.0
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """What to create: image, command, environment, labels and the policy.
+
+    Attributes:
+        image: The image reference.
+        command: The program's argv.
+        environment: Its environment variables (nothing else is passed).
+        labels: Container labels (owner, language...; see :mod:`dockermagic.labels`).
+        policy: Limits and hardening.
+        stdin: Keep stdin open for an attached writer.
+        deadline: Seconds after start at which the container kills itself,
+            whoever is watching; None for a container that lives until it is
+            removed (a session, which runs under ``init`` instead).
+        name: The container's name.
+    """
+
+    image: str
+    command: Sequence[str]
+    environment: Mapping[str, str]
+    labels: Mapping[str, str]
+    policy: SandboxPolicy
+    stdin: bool = False
+    deadline: float | None = None
+    name: str = field(default_factory=new_container_name)
+
+    def argv(self) -> list[str]:
+        """The container's command: the program, under its deadline keeper if any.
+
+        Returns:
+            The argv.
+        """
+        if self.deadline is None:
+            return list(self.command)
+        # --preserve-status: a program killed at the deadline exits 137, as it
+        # does when the host kills it.
+        return [
+            "timeout",
+            "--preserve-status",
+            "-s",
+            "KILL",
+            f"{self.deadline:.3f}s",
+            *self.command,
+        ]
+
+
+@dataclass(frozen=True)
+class ExitState:
+    """How a container's program ended, as the engine reported it.
+
+    Attributes:
+        exit_code: The exit status; None when the engine never said.
+        oom_killed: The kernel's OOM killer acted in the container.
+    """
+
+    exit_code: int | None
+    oom_killed: bool = False
+
+
+# -- bounded, translated calls ---------------------------------------------------------
+
+
+def engine_call(
+    what: str,
+    call: Callable[[], T],
+    *,
+    timeout: float = CALL_TIMEOUT,
+    on_late: Callable[[T], None] | None = None,
+) -> T:
+    """Make one engine call, bounded in time, with the layer's error translation.
+
+    Args:
+        what: What the call does, for messages (``"create"``).
+        call: The call.
+        timeout: Seconds to wait for it.
+        on_late: Receives the call's result if it arrives after the caller
+            gave up (a timeout or Ctrl-C), e.g. to remove a late container.
+
+    Returns:
+        The call's result.
+
+    Raises:
+        EngineUnavailableError: No answer within ``timeout``, or no connection.
+        docker.errors.APIError: The engine refused (callers translate further).
+    """
+    lock = threading.Lock()
+    box: dict[str, Any] = {}
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            with engine_errors():
+                value = call()
+        except BaseException as exc:
+            box["error"] = exc
+        else:
+            box["value"] = value
+        with lock:
+            done.set()
+            late = box.get("abandoned") and "value" in box
+        if late and on_late is not None:
+            try:
+                on_late(box["value"])
+            except Exception:
+                logger.debug("late %s clean-up failed", what, exc_info=True)
+
+    worker = threading.Thread(target=target, name=f"dockermagic-{what}", daemon=True)
+    worker.start()
+    try:
+        finished = done.wait(timeout)
+    except BaseException:
+        with lock:
+            box["abandoned"] = not done.is_set()
+        raise
+    with lock:
+        if not done.is_set():
+            box["abandoned"] = True
+            finished = False
+    if not finished:
+        raise EngineUnavailableError(f"the engine did not answer within {timeout:g} s ({what})")
+    if "error" in box:
+        raise box["error"]
+    value: T = box["value"]
+    return value
+
+
+def _sandbox_error(what: str, exc: docker.errors.APIError, name: str) -> SandboxError:
+    reason = str(exc.explanation or exc).strip().splitlines()[0] if str(exc) else "refused"
+    return SandboxError(f"The engine refused to {what}: {reason}", container=name)
+
+
+# -- the attached stream ---------------------------------------------------------------
+
+
+class Channel:
+    """A container's attached stdin, stdout and stderr: one socket.
+
+    Reads and writes never use ``MSG_PEEK`` or a half-close that a TLS socket
+    cannot do; :meth:`connected` reads ahead into a buffer instead of peeking.
+
+    Args:
+        sock: What ``attach_socket`` returned.
+    """
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        # docker-py returns a SocketIO for unix sockets; a SocketIO that saw a
+        # timeout refuses further reads, so use the socket underneath.
+        self._raw: Any = getattr(sock, "_sock", sock)
+        self._ahead = b""
+        self._ended = False
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def recv(self, timeout: float) -> bytes | None:
+        """Read what arrives within ``timeout`` seconds.
+
+        Args:
+            timeout: Seconds to wait at most.
+
+        Returns:
+            The bytes; ``None`` when nothing arrived in time; ``b""`` once the
+            stream has ended (or was closed).
+        """
+        if self._ahead:
+            ahead, self._ahead = self._ahead, b""
+            return ahead
+        if self._ended or self.closed:
+            return b""
+        try:
+            self._raw.settimeout(max(timeout, 0.0005))
+            data: bytes = self._raw.recv(262144)
+        except TimeoutError:
+            return None
+        except (OSError, ValueError):
+            self._ended = True
+            return b""
+        if not data:
+            self._ended = True
+        return data
+
+    def connected(self) -> bool:
+        """Whether the stream is still open, without blocking (reads ahead).
+
+        Returns:
+            False once the other side has hung up.
+        """
+        if self._ahead:
+            return True
+        if self._ended or self.closed:
+            return False
+        try:
+            readable, _, _ = select.select([self._raw], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        if not readable:
+            return True
+        data = self.recv(0.0005)
+        if data:
+            self._ahead = data
+            return True
+        return data is None
+
+    def send(self, data: bytes, *, timeout: float) -> None:
+        """Write everything (blocking, whatever mode a read left the socket in).
+
+        Args:
+            data: The bytes.
+            timeout: Seconds the whole write may take.
+
+        Raises:
+            OSError: The stream broke or the write timed out.
+        """
+        with self._lock:
+            self._raw.settimeout(max(timeout, 0.001))
+            self._raw.sendall(data)
+
+    def end_input(self) -> None:
+        """Signal end of input (the program then reads end-of-file)."""
+        with contextlib.suppress(OSError, ValueError):
+            self._raw.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        """Hang up at once (safe to call twice, from any thread).
+
+        ``shutdown()`` ends the connection now; ``close()`` alone leaves the fd
+        open while the HTTP response's ``makefile()`` still refers to it, and
+        the engine would keep blocking on writes nobody reads.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(Exception):
+            self._raw.shutdown(socket.SHUT_RDWR)
+        for thing in (self._raw, self._sock):
+            with contextlib.suppress(Exception):  # best effort: the container goes anyway
+                thing.close()
+
+
+# -- the exit ----------------------------------------------------------------------------
+
+
+class ExitWatch:
+    """The engine's ``oom``, ``die`` and ``destroy`` events of one container, read in a thread.
+
+    Subscribed before the container starts, so the exit is known even when the
+    engine removes the container (AutoRemove) before anyone could inspect it.
+    Every container ends with ``die`` (or ``destroy`` if it never ran), so the
+    thread always ends and closes its own connection; nobody has to cancel it.
+
+    Args:
+        client: The Docker client.
+        container_id: The container.
+    """
+
+    def __init__(self, client: docker.DockerClient, container_id: str) -> None:
+        self.exit_code: int | None = None
+        self.oom_killed = False
+        self.died = threading.Event()
+        api = client.api
+        filters = {
+            "container": [container_id],
+            "type": ["container"],
+            "event": ["oom", "die", "destroy"],
+        }
+        url = f"{api.base_url}/v{api.api_version}/events"
+        # The response arrives once the engine has sent its headers, that is
+        # once the subscription exists: nothing after this is missed. The
+        # plain requests call (APIClient is a requests.Session) gives us the
+        # response to close; docker-py's events() stream leaves its socket
+        # open behind the response's makefile() when closed from outside.
+        self._response: Any = engine_call(
+            "subscribe to events",
+            lambda: api.get(
+                url, params={"filters": json.dumps(filters)}, stream=True, timeout=None
+            ),
+        )
+        if self._response.status_code != 200:
+            self._response.close()
+            raise SandboxError(
+                f"The engine refused to report events ({self._response.status_code})"
+            )
+        self._thread = threading.Thread(target=self._read, name="dockermagic-exit", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            for line in self._response.iter_lines():
+                if not line:
+                    continue
+                event = json.loads(line)
+                action = event.get("Action") or event.get("status")
+                if action == "oom":
+                    self.oom_killed = True
+                elif action in ("die", "destroy"):
+                    attributes = (event.get("Actor") or {}).get("Attributes") or {}
+                    with contextlib.suppress(TypeError, ValueError):
+                        self.exit_code = int(attributes.get("exitCode", ""))
+                    break
+        except Exception:  # the engine went away
+            logger.debug("event stream ended", exc_info=True)
+        finally:
+            self.died.set()
+            with contextlib.suppress(Exception):
+                self._response.close()
+
+    def wait(self, timeout: float) -> ExitState | None:
+        """The exit, once the engine reported it.
+
+        Args:
+            timeout: Seconds to wait at most.
+
+        Returns:
+            The state, or None when no exit was reported in time.
+        """
+        if not self.died.wait(timeout) or self.exit_code is None:
+            return None
+        return ExitState(self.exit_code, self.oom_killed)
+
+    @property
+    def broken(self) -> bool:
+        """The stream ended without reporting an exit (it never will)."""
+        return self.died.is_set() and self.exit_code is None
+
+
+# -- the container ---------------------------------------------------------------------
+
+
+class SandboxContainer:
+    """One created sandbox container; a context manager that removes it.
+
+    Use :meth:`create`, not the constructor.
+
+    Args:
+        client: The Docker client.
+        spec: What it was created from.
+        container_id: The engine's id.
+    """
+
+    def __init__(self, client: docker.DockerClient, spec: ContainerSpec, container_id: str) -> None:
+        self.client = client
+        self.spec = spec
+        self.id = container_id
+        self.name = spec.name
+        self.removed = False
+        self._watch: ExitWatch | None = None
+
+    def __repr__(self) -> str:
+        return f"SandboxContainer({self.name!r}, {self.spec.image!r})"
+
+    def __enter__(self) -> SandboxContainer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    @classmethod
+    def create(
+        cls,
+        client: docker.DockerClient,
+        spec: ContainerSpec,
+        *,
+        on_progress: Callable[[str], None] | None = None,
+        timeout: float = CALL_TIMEOUT,
+    ) -> SandboxContainer:
+        """Create a container (pulling its image first when it is missing).
+
+        Args:
+            client: The Docker client.
+            spec: What to create.
+            on_progress: Receives image pull progress lines.
+            timeout: Seconds the create call may take.
+
+        Returns:
+            The container (created, not started).
+
+        Raises:
+            EngineUnavailableError: No engine answers (in time).
+            ImageUnavailableError: The image is missing and cannot be pulled.
+            SandboxError: The engine refused to create it.
+        """
+        api = client.api
+        policy = spec.policy
+        labels = dict(spec.labels)
+        if spec.deadline is not None:
+            labels[DEADLINE] = f"{time.time() + timeout + spec.deadline:.0f}"
+
+        def create() -> str:
+            host_config = api.create_host_config(
+                **policy.host_config_kwargs(),
+                # The in-container deadline keeper is PID 1 when there is a
+                # deadline; otherwise a real init forwards signals and reaps.
+                init=spec.deadline is None,
+                auto_remove=True,
+                log_config=LogConfig(type=LogConfig.types.NONE),
+                # A per-container volume is the one place put_archive may write
+                # while the root filesystem is read-only; root-owned, it is
+                # read-only for the sandbox user; removed with the container.
+                mounts=[Mount(CODE_DIR, None, type="volume")],
+            )
+            created = api.create_container(
+                spec.image,
+                command=spec.argv(),
+                name=spec.name,
+                environment=dict(spec.environment),
+                labels=labels,
+                stdin_open=spec.stdin,
+                host_config=host_config,
+                **policy.container_kwargs(),
+            )
+            return str(created["Id"])
+
+        def remove_late(container_id: str) -> None:
+            reap(client, container_id)
+
+        for attempt in (1, 2):
+            ensure_image(client, spec.image, on_progress=on_progress)
+            try:
+                container_id = engine_call("create", create, timeout=timeout, on_late=remove_late)
+            except docker.errors.ImageNotFound:
+                # Deleted behind our back since it was cached: pull once more.
+                forget_image(client, spec.image)
+                if attempt == 2:
+                    raise
+                continue
+            except docker.errors.APIError as exc:
+                raise SandboxError(
+                    f"Could not create a container from {spec.image}: {exc.explanation}",
+                    container=spec.name,
+                ) from exc
+            return cls(client, spec, container_id)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def put_files(self, files: Mapping[str, bytes], *, path: str = CODE_DIR) -> None:
+        """Copy files into the container (root-owned, read-only), before or after start.
+
+        Args:
+            files: Sandbox path -> content.
+            path: Where (a volume: the root filesystem is read-only).
+
+        Raises:
+            EngineUnavailableError: No engine answers (in time).
+            SandboxError: The engine refused.
+        """
+        archive = tar_files(files)
+        # A large archive takes time to travel; allow 10 MB/s at least.
+        seconds = CALL_TIMEOUT + len(archive) / 10e6
+        try:
+            engine_call(
+                "copy files",
+                lambda: self.client.api.put_archive(self.id, path, archive),
+                timeout=seconds,
+            )
+        except docker.errors.APIError as exc:
+            raise _sandbox_error("copy the files in", exc, self.name) from exc
+
+    def attach(self) -> Channel:
+        """Attach to stdin (if open), stdout and stderr: one multiplexed socket.
+
+        Returns:
+            The channel.
+
+        Raises:
+            EngineUnavailableError: No engine answers (in time).
+            SandboxError: The engine refused.
+        """
+        params = {"stdin": int(self.spec.stdin), "stdout": 1, "stderr": 1, "stream": 1}
+        try:
+            sock = engine_call(
+                "attach",
+                lambda: self.client.api.attach_socket(self.id, params=params),
+                on_late=lambda late: Channel(late).close(),
+            )
+        except docker.errors.APIError as exc:
+            raise _sandbox_error("attach", exc, self.name) from exc
+        return Channel(sock)
+
+    def start(self) -> None:
+        """Start the program (its exit is watched from before the start).
+
+        Raises:
+            EngineUnavailableError: No engine answers (in time).
+            SandboxError: The engine refused (e.g. the image lacks the command).
+        """
+        self._watch = ExitWatch(self.client, self.id)
+        try:
+            engine_call("start", lambda: self.client.api.start(self.id))
+        except docker.errors.APIError as exc:
+            error = _sandbox_error("start the container", exc, self.name)
+            if self.spec.deadline is not None and "timeout" in str(exc):
+                error = SandboxError(
+                    f"{error} (the image needs coreutils' `timeout`, which keeps the "
+                    "in-container deadline)",
+                    container=self.name,
+                )
+            raise error from exc
+
+    def signal(self, name: str, *, timeout: float = SHORT_TIMEOUT) -> bool:
+        """Send a signal to the container's main process (best effort).
+
+        Args:
+            name: E.g. ``"SIGINT"``.
+            timeout: Seconds the call may take.
+
+        Returns:
+            True when the engine delivered it.
+        """
+        try:
+            engine_call(
+                f"send {name}", lambda: self.client.api.kill(self.id, signal=name), timeout=timeout
+            )
+        except (docker.errors.APIError, EngineUnavailableError) as exc:
+            # Already exited or removed, or the engine is gone: the reader
+            # sees the stream end either way.
+            logger.debug("%s to %s failed: %s", name, self.name, exc)
+            return False
+        return True
+
+    def kill(self, *, timeout: float = SHORT_TIMEOUT) -> bool:
+        """Kill the container (SIGKILL to its PID 1; everything in it dies).
+
+        Args:
+            timeout: Seconds the call may take.
+
+        Returns:
+            True when the engine delivered it.
+        """
+        return self.signal("SIGKILL", timeout=timeout)
+
+    def kill_soon(self) -> None:
+        """Kill the container from a helper thread; the caller does not wait."""
+        threading.Thread(target=self.kill, name="dockermagic-kill", daemon=True).start()
+
+    def wait_exit(self, timeout: float) -> ExitState | None:
+        """The exit, if the engine reports it within ``timeout`` (no other call).
+
+        Args:
+            timeout: Seconds to wait at most.
+
+        Returns:
+            The state, or None.
+        """
+        watch = self._watch
+        return watch.wait(timeout) if watch is not None else None
+
+    @property
+    def exit_unknown(self) -> bool:
+        """The engine's event stream broke: :meth:`wait_exit` will never answer."""
+        watch = self._watch
+        return watch is None or watch.broken
+
+    @property
+    def oom_killed(self) -> bool:
+        """The engine reported an OOM kill in this container (so far)."""
+        watch = self._watch
+        return watch is not None and watch.oom_killed
+
+    def exit_state(self, *, timeout: float = EXIT_WAIT) -> ExitState:
+        """How the program ended (waits for the engine to report the exit).
+
+        Args:
+            timeout: Seconds to wait at most.
+
+        Returns:
+            The state; ``exit_code`` is None when the engine never said.
+        """
+        watch = self._watch
+        if watch is not None:
+            state = watch.wait(timeout)
+            if state is not None:
+                return state
+        # No event (the stream broke): ask directly, if it is still there.
+        try:
+            details = engine_call(
+                "inspect", lambda: self.client.api.inspect_container(self.id), timeout=SHORT_TIMEOUT
+            )
+        except (docker.errors.APIError, EngineUnavailableError):
+            return ExitState(None, bool(watch and watch.oom_killed))
+        state_info = details.get("State") or {}
+        if state_info.get("Running"):
+            return ExitState(None, bool(state_info.get("OOMKilled")))
+        return ExitState(int(state_info.get("ExitCode", -1)), bool(state_info.get("OOMKilled")))
+
+    def running(self) -> bool:
+        """Whether the container exists and runs (asks the engine).
+
+        Returns:
+            False when it exited or is gone.
+
+        Raises:
+            EngineUnavailableError: No engine answers (in time).
+        """
+        if self.removed:
+            return False
+        try:
+            details = engine_call(
+                "inspect", lambda: self.client.api.inspect_container(self.id), timeout=SHORT_TIMEOUT
+            )
+        except docker.errors.NotFound:
+            return False
+        state = details.get("State") or {}
+        return bool(state.get("Running")) and not state.get("Restarting")
+
+    def remove(self, *, timeout: float = SHORT_TIMEOUT) -> None:
+        """Remove the container and its volume; safe to call twice, never raises.
+
+        Runs in a helper thread, so Ctrl-C stops the wait, never the removal;
+        what does not finish within ``timeout`` goes on in the background
+        (:func:`reap`).
+
+        Args:
+            timeout: Seconds to wait for the engine.
+        """
+        if self.removed:
+            return
+        self.removed = True
+        _remove(self.client, self.id, self.name, timeout)
+
+
+def _remove(client: docker.DockerClient, container_id: str, name: str, timeout: float) -> None:
+    done = threading.Event()
+
+    def remove() -> None:
+        try:
+            _remove_now(client, container_id)
+        except Exception as exc:
+            logger.warning("could not remove %s yet (%s); retrying in the background", name, exc)
+            reap(client, container_id)
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=remove, name="dockermagic-remove", daemon=True)
+    worker.start()
+    with contextlib.suppress(KeyboardInterrupt):  # the removal goes on regardless
+        if not done.wait(timeout):
+            logger.warning("removing %s takes long; it goes on in the background", name)
+
+
+def _remove_now(client: docker.DockerClient, container_id: str) -> bool:
+    """Remove now; False when it was gone already."""
+    api = client.api
+    try:
+        with engine_errors():
+            api.remove_container(container_id, force=True, v=True)
+    except docker.errors.NotFound:
+        return False
+    except docker.errors.APIError as exc:
+        if "already in progress" not in str(exc):
+            raise
+        # The engine's AutoRemove is at it: wait until it is done, so that
+        # "no container left" holds when we return.
+        with contextlib.suppress(docker.errors.NotFound), engine_errors():
+            api.wait(container_id, condition="removed", timeout=int(CALL_TIMEOUT))
+    return True
+
+
+class _Reaper:
+    """Retries removals that could not finish (an engine that hangs or restarts)."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[tuple[docker.DockerClient, str, float]] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def add(self, client: docker.DockerClient, container_id: str) -> None:
+        self._queue.put((client, container_id, time.monotonic() + 600))
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="dockermagic-reaper", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                client, container_id, until = self._queue.get(timeout=30)
+            except queue.Empty:
+                return
+            try:
+                _remove_now(client, container_id)
+            except Exception:
+                if time.monotonic() < until:
+                    time.sleep(1.0)
+                    self._queue.put((client, container_id, until))
+                else:
+                    logger.warning(
+                        "gave up removing %s; `dockermagic cleanup` will", container_id[:12]
+                    )
+
+
+_reaper = _Reaper()
+
+
+def reap(client: docker.DockerClient, container_id: str) -> None:
+    """Remove a container in the background, retrying for a while.
+
+    Args:
+        client: The Docker client.
+        container_id: The container.
+    """
+    _reaper.add(client, container_id)
+
+
+@dataclass(frozen=True)
+class ContainerSummary:
+    """What the engine's container list says about one dockermagic container.
+
+    Attributes:
+        id: The container id.
+        name: The container name (``dockermagic-...``).
+        labels: Its labels (owner, language, session...).
+        status: ``"running"``, ``"exited"``, ``"created"``... (as the engine names it)
+        created: When it was created (Unix seconds; 0 when unknown).
+    """
+
+    id: str
+    name: str
+    labels: dict[str, str]
+    status: str
+    created: float = 0.0
+
+
+def list_containers(
+    client: docker.DockerClient, label_filters: Sequence[str]
+) -> list[ContainerSummary]:
+    """Containers with these labels, running or not.
+
+    Uses the engine's list endpoint only: docker-py's ``containers.list()``
+    inspects every container, and an inspect waits while a container is being
+    killed, so one stuck container would stall every listing.
+
+    Args:
+        client: The Docker client.
+        label_filters: ``"key"`` or ``"key=value"`` filters, all required.
+
+    Returns:
+        One summary per container.
+
+    Raises:
+        EngineUnavailableError: No engine answers (in time).
+    """
+    rows = engine_call(
+        "list containers",
+        lambda: client.api.containers(all=True, filters={"label": list(label_filters)}),
+    )
+    return [
+        ContainerSummary(
+            id=row["Id"],
+            name=(row.get("Names") or ["/" + row["Id"][:12]])[0].lstrip("/"),
+            labels=row.get("Labels") or {},
+            status=row.get("State", ""),
+            created=float(row.get("Created") or 0),
+        )
+        for row in rows
+    ]
+
+
+def remove_containers(client: docker.DockerClient, ids: Iterable[str]) -> list[str]:
+    """Remove containers now (for cleanup).
+
+    Args:
+        client: The Docker client.
+        ids: Container ids.
+
+    Returns:
+        The ids this call removed (not those already gone or that failed).
+
+    Raises:
+        EngineUnavailableError: No engine answers.
+    """
+    removed = []
+    for container_id in ids:
+        try:
+            if _remove_now(client, container_id):
+                removed.append(container_id)
+        except docker.errors.APIError as exc:
+            # Another cleanup won the race, or the engine refuses: not ours now.
+            logger.warning("could not remove %s: %s", container_id[:12], exc.explanation)
+    return removed
