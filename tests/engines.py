@@ -1,0 +1,656 @@
+"""Throw-away Docker engines for tests: a second ``dockerd`` beside the main one.
+
+:class:`ExtraEngine` starts an engine that shares nothing writable with the
+main engine (``/var/run/docker.sock``): its own data root, exec root, pid
+file, socket, cgroup parent, containerd namespace and daemon configuration,
+all under a short temporary directory (``/tmp/dmk-<8 hex>``), and its own
+network bridge (``dmk<8 hex>``) in a free private ``10.x.y.0/24``.
+
+Never start an extra engine with ``--bridge=none`` in the host's network
+namespace: dockerd 20.10 then deletes the host's ``docker0`` at start-up and
+breaks the main engine (pitfall 23). An extra engine always gets ``-b`` with a
+bridge of its own.
+
+Optionally the engine also listens on ``tcp://127.0.0.1:<free port>`` with
+``--tlsverify`` and certificates made with ``openssl``; its TLS clients ignore
+``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` (pitfall 24, docker-py #2433).
+
+Images are copied from the main engine with the SDK only (``save`` streamed
+into ``load``). :meth:`ExtraEngine.stop` (also run by ``__exit__``, by a failed
+start and at interpreter exit) removes the engine's containers, stops only the
+process it started, and removes every trace: mounts, bridge, cgroups, files.
+
+Needs root, ``dockerd``, ``ip`` (iproute2) and, for TLS, ``openssl``. Usage::
+
+    with extra_engine(images=("dockermagic/python:offline",)) as engine:
+        client = engine.client()
+        ...
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import ipaddress
+import itertools
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import docker
+import docker.constants
+import docker.errors
+import docker.tls
+import requests.exceptions
+
+__all__ = ["EngineError", "ExtraEngine", "extra_engine", "missing_prerequisites"]
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a new engine has to answer ``ping``.
+READY_TIMEOUT = 60.0
+#: Seconds between SIGTERM and SIGKILL when stopping an engine.
+STOP_TIMEOUT = 15.0
+#: Where engines live; unix socket paths must stay under 108 bytes.
+BASE_DIR = Path("/tmp")
+#: Subnets tried for an engine's bridge: 10.200.0.0/24 ... 10.254.255.0/24.
+SUBNET_SECOND_OCTETS = range(200, 255)
+#: Errors meaning "the engine did not answer".
+UNREACHABLE: tuple[type[BaseException], ...] = (
+    docker.errors.DockerException,
+    requests.exceptions.RequestException,
+    OSError,
+)
+
+_MNT_DETACH = 2
+#: Subnets handed out in this process and not yet released.
+_claimed_subnets: set[ipaddress.IPv4Network] = set()
+
+
+class EngineError(RuntimeError):
+    """An extra engine could not be started or used."""
+
+
+def missing_prerequisites(*, tls: bool = False) -> list[str]:
+    """What this machine lacks to start an extra engine (empty when nothing)."""
+    missing = []
+    if os.geteuid() != 0:
+        missing.append("root")
+    tools = ["dockerd", "ip"] + (["openssl"] if tls else [])
+    missing += [tool for tool in tools if shutil.which(tool) is None]
+    return missing
+
+
+def extra_engine(**kwargs: Any) -> ExtraEngine:
+    """An :class:`ExtraEngine` for a test; skips the test where none can start.
+
+    Use as ``with extra_engine(images=(...,)) as engine:``.
+    """
+    import pytest
+
+    missing = missing_prerequisites(tls=bool(kwargs.get("tls")))
+    if missing:
+        pytest.skip(f"a throw-away Docker engine needs {', '.join(missing)}")
+    return ExtraEngine(**kwargs)
+
+
+def _run(*argv: str, cwd: Path | None = None) -> str:
+    """Run a command, raising EngineError with its output when it fails."""
+    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise EngineError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()}")
+    return done.stdout
+
+
+def _used_networks() -> list[ipaddress.IPv4Network]:
+    """IPv4 networks of the host's addresses and routes (to avoid clashes)."""
+    used = []
+    for line in _run("ip", "-o", "-4", "addr", "show").splitlines():
+        fields = line.split()
+        if "inet" in fields:
+            used.append(ipaddress.IPv4Interface(fields[fields.index("inet") + 1]).network)
+    for line in _run("ip", "-4", "route", "show", "table", "all").splitlines():
+        with contextlib.suppress(ValueError, IndexError):
+            target = line.split()[0]
+            if target in ("default", "broadcast", "local", "unreachable", "blackhole"):
+                target = line.split()[1]
+            used.append(ipaddress.IPv4Network(target, strict=False))
+    return [net for net in used if net.prefixlen > 0]
+
+
+def _free_subnet() -> ipaddress.IPv4Network:
+    used = _used_networks() + list(_claimed_subnets)
+    for _ in range(200):
+        second = secrets.choice(SUBNET_SECOND_OCTETS)
+        candidate = ipaddress.IPv4Network(f"10.{second}.{secrets.randbelow(256)}.0/24")
+        if not any(candidate.overlaps(net) for net in used):
+            _claimed_subnets.add(candidate)
+            return candidate
+    raise EngineError("no free 10.x.y.0/24 subnet for an extra engine's bridge")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _mounts_under(root: Path) -> list[str]:
+    """Mount points at or under root in this mount namespace, deepest first."""
+    prefix = f"{root}/"
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4]
+        # mountinfo escapes space, tab, newline and backslash as octal.
+        for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+            point = point.replace(code, char)
+        if point == str(root) or point.startswith(prefix):
+            points.append(point)
+    return sorted(points, key=len, reverse=True)
+
+
+def _unmount(point: str) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.umount2(os.fsencode(point), _MNT_DETACH) != 0:
+        errno = ctypes.get_errno()
+        logger.warning("could not unmount %s: %s", point, os.strerror(errno))
+
+
+def make_certificates(directory: Path) -> None:
+    """A CA, a server certificate for 127.0.0.1/localhost and a client certificate.
+
+    The file names are those ``DOCKER_CERT_PATH`` expects for the client
+    (``ca.pem``, ``cert.pem``, ``key.pem``), and ``server-cert.pem`` and
+    ``server-key.pem`` for the engine.
+    """
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    days = "2"
+    _run(
+        "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", days,
+        "-keyout", "ca-key.pem", "-out", "ca.pem", "-subj", "/CN=dockermagic test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        cwd=directory,
+    )  # fmt: skip
+    common = "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n"
+    (directory / "server.cnf").write_text(
+        common + "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+    )
+    (directory / "client.cnf").write_text(
+        common + "keyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n"
+    )
+    for role, cert, key, subject in (
+        ("server", "server-cert.pem", "server-key.pem", "/CN=localhost"),
+        ("client", "cert.pem", "key.pem", "/CN=dockermagic test client"),
+    ):
+        _run(
+            "openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+            "-out", f"{role}.csr", "-subj", subject,
+            cwd=directory,
+        )  # fmt: skip
+        _run(
+            "openssl", "x509", "-req", "-sha256", "-days", days, "-in", f"{role}.csr",
+            "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial",
+            "-extfile", f"{role}.cnf", "-out", cert,
+            cwd=directory,
+        )  # fmt: skip
+    for path in directory.glob("*key.pem"):
+        path.chmod(0o600)
+
+
+class ExtraEngine:
+    """A throw-away ``dockerd`` that never touches the main engine.
+
+    Args:
+        images: Images copied from the source (main) engine once it is up.
+        tls: Also listen on ``tcp://127.0.0.1:<free port>`` with ``--tlsverify``.
+        extra_args: More ``dockerd`` arguments (never ``--bridge=none``).
+        env: More environment variables for ``dockerd``.
+        source: The engine images are copied from; ``docker.from_env()`` if None.
+        ready_timeout: Seconds the engine has to answer ``ping``.
+
+    Attributes:
+        timings: Seconds taken by ``start`` (engine up), ``images`` (all copies)
+            and ``image:<name>`` (each copy).
+    """
+
+    def __init__(
+        self,
+        images: Sequence[str] = (),
+        *,
+        tls: bool = False,
+        extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        source: docker.DockerClient | None = None,
+        ready_timeout: float = READY_TIMEOUT,
+    ) -> None:
+        pairs = [*extra_args, *(f"{a}={b}" for a, b in itertools.pairwise(extra_args))]
+        if any(arg in ("--bridge=none", "-b=none") for arg in pairs):
+            raise ValueError("--bridge=none in the host namespace deletes docker0 (pitfall 23)")
+        self.images = tuple(images)
+        self.tls = tls
+        self.extra_args = tuple(extra_args)
+        self.env = dict(env or {})
+        self.source = source
+        self.ready_timeout = ready_timeout
+        self.token = secrets.token_hex(4)
+        self.dir = BASE_DIR / f"dmk-{self.token}"
+        self.bridge = f"dmk{self.token}"
+        self.cgroup_parent = f"/dmk-{self.token}"
+        self.subnet: ipaddress.IPv4Network | None = None
+        self.port: int | None = None
+        self.timings: dict[str, float] = {}
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._bridge_made = False
+        self._frozen = False
+        self._stopped = False
+        self._api_version: str | None = None
+        self._clients: list[docker.DockerClient] = []
+
+    # -- paths and addresses ---------------------------------------------------------
+
+    @property
+    def socket_path(self) -> Path:
+        """The engine's unix socket."""
+        return self.dir / "docker.sock"
+
+    @property
+    def base_url(self) -> str:
+        """``unix://`` URL of the engine's socket (never TLS)."""
+        return f"unix://{self.socket_path}"
+
+    @property
+    def tls_url(self) -> str:
+        """``tcp://127.0.0.1:<port>`` of a TLS engine."""
+        if self.port is None:
+            raise EngineError("this engine was not started with tls=True")
+        return f"tcp://127.0.0.1:{self.port}"
+
+    @property
+    def cert_path(self) -> Path:
+        """Directory with ``ca.pem``, ``cert.pem`` and ``key.pem`` (DOCKER_CERT_PATH)."""
+        return self.dir / "tls"
+
+    @property
+    def log_path(self) -> Path:
+        """The engine's combined stdout/stderr."""
+        return self.dir / "dockerd.log"
+
+    @property
+    def pid(self) -> int:
+        """Process id of the ``dockerd`` this object started."""
+        if self._proc is None:
+            raise EngineError("the engine is not started")
+        return self._proc.pid
+
+    @property
+    def running(self) -> bool:
+        """Whether the started ``dockerd`` is still alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def tls_env(self) -> dict[str, str]:
+        """``DOCKER_HOST``, ``DOCKER_TLS_VERIFY`` and ``DOCKER_CERT_PATH`` for this engine."""
+        return {
+            "DOCKER_HOST": self.tls_url,
+            "DOCKER_TLS_VERIFY": "1",
+            "DOCKER_CERT_PATH": str(self.cert_path),
+        }
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last lines of the engine's log ('' when there is none)."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    # -- clients ---------------------------------------------------------------------
+
+    def client(self, timeout: int = 60, *, tls: bool | None = None) -> docker.DockerClient:
+        """A new client for this engine, closed by :meth:`stop` if still open.
+
+        Args:
+            timeout: HTTP timeout of each request, in seconds.
+            tls: Connect over TCP+TLS (default: when the engine has TLS), else
+                over the unix socket. A TLS client ignores
+                ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` (pitfall 24).
+        """
+        if self._api_version is None:
+            raise EngineError("the engine is not started")
+        use_tls = self.tls if tls is None else tls
+        client = self._new_client(timeout, tls=use_tls, version=self._api_version)
+        self._clients.append(client)
+        return client
+
+    def _new_client(self, timeout: int, *, tls: bool, version: str) -> docker.DockerClient:
+        # An explicit version: creating the client does not talk to the engine
+        # (it may be frozen), only requests do.
+        if not tls:
+            return docker.DockerClient(base_url=self.base_url, version=version, timeout=timeout)
+        config = docker.tls.TLSConfig(
+            client_cert=(str(self.cert_path / "cert.pem"), str(self.cert_path / "key.pem")),
+            ca_cert=str(self.cert_path / "ca.pem"),
+            verify=True,
+        )
+        client = docker.DockerClient(
+            base_url=self.tls_url, tls=config, version=version, timeout=timeout
+        )
+        # requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE replace the session's
+        # CA (docker-py #2433); proxies from the environment are wrong here too.
+        client.api.trust_env = False
+        return client
+
+    # -- life cycle ------------------------------------------------------------------
+
+    def __enter__(self) -> ExtraEngine:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> ExtraEngine:
+        """Start the engine, wait until it answers and copy the images into it.
+
+        Raises:
+            EngineError: When the engine does not come up (with its log's tail)
+                or an image cannot be copied. Everything made so far is removed.
+        """
+        if self._proc is not None or self._stopped:
+            raise EngineError("an ExtraEngine starts only once")
+        atexit.register(self.stop)
+        try:
+            self._start()
+            self._copy_images()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        t0 = time.monotonic()
+        self.dir.mkdir(mode=0o700)  # fails if the name is taken: never reuse a directory
+        (self.dir / "daemon.json").write_text("{}\n")  # not the main engine's daemon.json
+        self.subnet = _free_subnet()
+        _run("ip", "link", "add", self.bridge, "type", "bridge")
+        self._bridge_made = True
+        _run("ip", "addr", "add", f"{self.subnet[1]}/{self.subnet.prefixlen}", "dev", self.bridge)
+        _run("ip", "link", "set", self.bridge, "up")
+        args = [
+            "dockerd",
+            f"--config-file={self.dir / 'daemon.json'}",
+            f"--data-root={self.dir / 'data'}",
+            f"--exec-root={self.dir / 'exec'}",
+            f"--pidfile={self.dir / 'dockerd.pid'}",
+            f"--host={self.base_url}",
+            "--iptables=false",
+            "--ip-masq=false",
+            "--ip-forward=false",
+            f"--bridge={self.bridge}",
+            f"--cgroup-parent={self.cgroup_parent}",
+            # Matters only if a system containerd is shared with the main engine.
+            f"--containerd-namespace=dmk-{self.token}",
+            f"--containerd-plugins-namespace=dmk-{self.token}-plugins",
+        ]
+        if self.tls:
+            t_certs = time.monotonic()
+            make_certificates(self.cert_path)
+            self.timings["certificates"] = time.monotonic() - t_certs
+            self.port = _free_port()
+            args += [
+                f"--host={self.tls_url}",
+                "--tlsverify",
+                f"--tlscacert={self.cert_path / 'ca.pem'}",
+                f"--tlscert={self.cert_path / 'server-cert.pem'}",
+                f"--tlskey={self.cert_path / 'server-key.pem'}",
+            ]
+        args += self.extra_args
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+        env.update(self.env)
+        with self.log_path.open("wb") as log:
+            self._proc = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                # Its own session: a Ctrl-C in the terminal reaches the tests,
+                # which then stop the engine in order.
+                start_new_session=True,
+            )
+        logger.info("engine %s: dockerd pid %d, bridge %s", self.dir, self._proc.pid, self.bridge)
+        self._api_version = self._wait_ready(t0 + self.ready_timeout)
+        self.timings["start"] = time.monotonic() - t0
+        logger.info("engine %s answered after %.2f s", self.dir, self.timings["start"])
+
+    def _wait_ready(self, deadline: float) -> str:
+        assert self._proc is not None
+        probe = docker.DockerClient(
+            base_url=self.base_url, version=docker.constants.MINIMUM_DOCKER_API_VERSION, timeout=5
+        )
+        try:
+            while True:
+                if self._proc.poll() is not None:
+                    raise EngineError(
+                        f"dockerd exited with {self._proc.returncode} while starting; "
+                        f"its log ({self.log_path}) ends:\n{self.log_tail()}"
+                    )
+                if self.socket_path.exists():
+                    with contextlib.suppress(*UNREACHABLE):
+                        probe.ping()
+                        version: str = probe.version(api_version=False)["ApiVersion"]
+                        return version
+                if time.monotonic() > deadline:
+                    raise EngineError(
+                        f"dockerd did not answer within {self.ready_timeout:.0f} s; "
+                        f"its log ({self.log_path}) ends:\n{self.log_tail()}"
+                    )
+                time.sleep(0.05)
+        finally:
+            probe.close()
+
+    def _copy_images(self) -> None:
+        if not self.images:
+            return
+        t0 = time.monotonic()
+        source = self.source or docker.from_env(timeout=300)
+        target = self.client(timeout=300, tls=False)
+        try:
+            for name in self.images:
+                self._copy_image(source, target, name)
+        finally:
+            if self.source is None:
+                source.close()
+            target.close()
+        self.timings["images"] = time.monotonic() - t0
+
+    def _copy_image(
+        self, source: docker.DockerClient, target: docker.DockerClient, name: str
+    ) -> None:
+        t0 = time.monotonic()
+        image = source.images.get(name)
+        # The tag to keep in the archive: save(named=False) would drop it.
+        candidates = [name, f"{name}:latest"]
+        tag = next((t for t in candidates if t in image.tags), image.tags[0] if image.tags else "")
+        copied = 0
+
+        def chunks() -> Iterator[bytes]:
+            nonlocal copied
+            for chunk in image.save(named=tag or False):
+                copied += len(chunk)
+                yield chunk
+
+        for message in target.api.load_image(chunks(), quiet=True):  # type: ignore[no-untyped-call]
+            if "error" in message:
+                raise EngineError(f"loading {name} into {self.dir} failed: {message['error']}")
+        if image.id is None or not target.images.get(image.id):
+            raise EngineError(f"{name} is not in {self.dir} after loading it")
+        seconds = time.monotonic() - t0
+        self.timings[f"image:{name}"] = seconds
+        logger.info(
+            "engine %s: copied %s (%.0f MB) in %.2f s", self.dir, name, copied / 2**20, seconds
+        )
+
+    def freeze(self) -> None:
+        """Stop the engine's process (SIGSTOP): requests hang until :meth:`thaw`."""
+        if not self.running:
+            raise EngineError("the engine is not running")
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGSTOP)
+        self._frozen = True
+
+    def thaw(self) -> None:
+        """Let a frozen engine run again (SIGCONT)."""
+        if self.running:
+            assert self._proc is not None
+            self._proc.send_signal(signal.SIGCONT)
+        self._frozen = False
+
+    def stop(self) -> None:
+        """Remove the engine and every trace of it; safe to call more than once.
+
+        Removes the engine's containers (if it answers), SIGTERMs the process
+        this object started (SIGKILL after ``STOP_TIMEOUT`` s), then removes
+        leftover processes of its containerd and containers (found by this
+        engine's unique directory and cgroup), mounts under its directory, its
+        bridge, its cgroups and its directory.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
+        atexit.unregister(self.stop)
+        t0 = time.monotonic()
+        steps = (
+            self._remove_containers,
+            self._close_clients,
+            self._terminate,
+            self._kill_leftover_processes,
+            self._unmount_all,
+            self._remove_bridge,
+            self._remove_cgroups,
+            self._remove_dir,
+        )
+        for step in steps:
+            try:
+                step()
+            except Exception:
+                logger.exception("engine %s: clean-up step %s failed", self.dir, step.__name__)
+        if self.subnet is not None:
+            _claimed_subnets.discard(self.subnet)
+        logger.info("engine %s removed in %.2f s", self.dir, time.monotonic() - t0)
+
+    def _remove_containers(self) -> None:
+        if self._frozen:
+            self.thaw()
+        if not self.running or self._api_version is None:
+            return
+        client = self._new_client(10, tls=False, version=self._api_version)
+        try:
+            for container in client.api.containers(all=True):
+                client.api.remove_container(container["Id"], force=True, v=True)
+        except UNREACHABLE as exc:
+            logger.warning("engine %s: could not remove its containers: %s", self.dir, exc)
+        finally:
+            client.close()
+
+    def _close_clients(self) -> None:
+        for client in self._clients:
+            client.close()
+        self._clients.clear()
+
+    def _terminate(self) -> None:
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGCONT)  # a stopped process cannot handle SIGTERM
+        proc.terminate()
+        try:
+            proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            logger.warning("engine %s ignored SIGTERM for %.0f s: SIGKILL", self.dir, STOP_TIMEOUT)
+            proc.kill()
+            proc.wait(STOP_TIMEOUT)
+
+    def _kill_leftover_processes(self) -> None:
+        """Kill what a killed dockerd left: its containerd, shims and container processes.
+
+        Only processes of this engine: containerd and its shims whose command
+        line names this engine's unique directory, and the processes in its
+        unique cgroup parent.
+        """
+        pids: set[int] = set()
+        marker = os.fsencode(f"{self.dir}/")
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    argv = (entry / "cmdline").read_bytes().split(b"\0")
+                    if os.path.basename(argv[0]).startswith(b"containerd") and any(
+                        marker in arg for arg in argv
+                    ):
+                        pids.add(int(entry.name))
+        name = self.cgroup_parent.lstrip("/")
+        cgroups = Path("/sys/fs/cgroup")
+        for procs in [
+            *cgroups.glob(f"*/{name}/**/cgroup.procs"),
+            *cgroups.glob(f"{name}/**/cgroup.procs"),
+        ]:
+            with contextlib.suppress(OSError):
+                pids.update(int(p) for p in procs.read_text().split())
+        for pid in pids:
+            logger.warning("engine %s: killing its leftover process %d", self.dir, pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while pids and time.monotonic() < deadline:
+            pids = {pid for pid in pids if Path(f"/proc/{pid}").exists()}
+            time.sleep(0.05)
+
+    def _unmount_all(self) -> None:
+        # Stacked mounts: unmounting one can reveal another; a few passes.
+        for _ in range(5):
+            points = _mounts_under(self.dir)
+            if not points:
+                return
+            for point in points:
+                logger.info("engine %s: unmounting leftover %s", self.dir, point)
+                _unmount(point)
+
+    def _remove_bridge(self) -> None:
+        if self._bridge_made and Path("/sys/class/net", self.bridge).exists():
+            _run("ip", "link", "del", self.bridge)
+        self._bridge_made = False
+
+    def _remove_cgroups(self) -> None:
+        name = self.cgroup_parent.lstrip("/")
+        roots = [Path("/sys/fs/cgroup", name), *Path("/sys/fs/cgroup").glob(f"*/{name}")]
+        for root in roots:
+            if not root.is_dir() or root.is_symlink():
+                continue
+            # Only directories can (and must) be removed from a cgroup tree.
+            for path, _dirs, _files in os.walk(root, topdown=False):
+                with contextlib.suppress(FileNotFoundError):
+                    os.rmdir(path)
+
+    def _remove_dir(self) -> None:
+        if self.dir.exists():
+            shutil.rmtree(self.dir)
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<ExtraEngine {self.base_url} {state}{' (TLS)' if self.tls else ''}>"
