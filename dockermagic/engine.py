@@ -20,7 +20,13 @@ import requests.exceptions
 
 from dockermagic.errors import EngineUnavailableError
 
-__all__ = ["default_client", "engine_errors", "engine_version", "reset_default_client"]
+__all__ = [
+    "default_client",
+    "engine_address",
+    "engine_errors",
+    "engine_version",
+    "reset_default_client",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +71,19 @@ def reset_default_client() -> None:
         client = _clients.pop(os.getpid(), None)
     if client is not None:
         client.close()
+
+
+def engine_address(client: docker.DockerClient) -> str:
+    """Where a client talks to its engine, e.g. ``unix:///var/run/docker.sock``.
+
+    Args:
+        client: The client.
+
+    Returns:
+        The address as the user configured it (``DOCKER_HOST``), else the client's.
+    """
+    url = str(client.api.base_url)
+    return _base_url() if url.startswith("http+docker://") else url
 
 
 def engine_version(client: docker.DockerClient | None = None) -> dict[str, str]:

@@ -40,7 +40,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from traitlets import Dict, Float, Int, TraitError, Unicode, Union, default, observe, validate
 
 from dockermagic.cleanup import cleanup
-from dockermagic.engine import default_client, engine_version
+from dockermagic.engine import default_client, engine_address, engine_version
 from dockermagic.errors import DockermagicError, InvalidArgumentError
 from dockermagic.images import image_present, runner_image
 from dockermagic.inputs import encode_inputs
@@ -406,7 +406,7 @@ class DockerMagics(Magics):
         else:
             print(
                 f"engine      Docker {version['version']} (API {version['api_version']}, "
-                f"{version['os']}/{version['arch']}) at {client.api.base_url}"
+                f"{version['os']}/{version['arch']}) at {engine_address(client)}"
             )
         for cls in runner_classes():
             configured = self.images.get(cls.language)

@@ -213,7 +213,7 @@ def read_tree(top: str | os.PathLike[str], *, budget: CopyBudget) -> dict[str, b
     """Read a host file or folder for a sandbox; a folder keeps its name.
 
     Symlinks are followed only when they resolve inside ``top``; a link to a
-    folder inside is copied as that folder (once: a loop is not followed).
+    folder inside is copied as that folder (a link loop is not followed).
 
     Args:
         top: The file or folder.
@@ -237,13 +237,12 @@ def read_tree(top: str | os.PathLike[str], *, budget: CopyBudget) -> dict[str, b
             )
         }
     files: dict[str, bytes] = {}
-    seen: set[Path] = set()
 
-    def walk(folder: Path, prefix: PurePosixPath) -> None:
+    def walk(folder: Path, prefix: PurePosixPath, ancestors: frozenset[Path]) -> None:
         real = Path(os.path.realpath(folder))
-        if real in seen:
-            return  # a link loop, or a second link to the same folder
-        seen.add(real)
+        if real in ancestors:
+            return  # a link loop: a folder inside itself
+        ancestors = ancestors | {real}
         with os.scandir(folder) as entries:
             for entry in sorted(entries, key=lambda e: e.name):
                 rel = prefix / entry.name
@@ -254,13 +253,13 @@ def read_tree(top: str | os.PathLike[str], *, budget: CopyBudget) -> dict[str, b
                         path, f"is a link to {target}, outside {root}: not copied"
                     )
                 if entry.is_dir(follow_symlinks=True):
-                    walk(path, rel)
+                    walk(path, rel, ancestors)
                 else:
                     files[safe_relative(str(rel), literal=True)] = read_host_file(
                         path, root=root, budget=budget
                     )
 
-    walk(given, PurePosixPath(given.name))
+    walk(given, PurePosixPath(given.name), frozenset())
     return dict(sorted(files.items()))
 
 

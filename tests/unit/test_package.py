@@ -69,3 +69,59 @@ def test_public_api_is_exported() -> None:
     ):
         assert name in dockermagic.__all__, name
         assert getattr(dockermagic, name) is not None
+
+
+def _modules() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if "servers" not in p.parts)
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    for module in _modules():
+        tree = ast.parse(module.read_text(), filename=str(module))
+        imported: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                root = node.module.split(".")[0]
+                for alias in node.names:
+                    private = alias.name.startswith("_") and not alias.name.startswith("__")
+                    assert not (root in {"dockermagic", "docker"} and private), (
+                        f"{module.name} imports {node.module}.{alias.name}"
+                    )
+                    if root in {"dockermagic", "docker"}:
+                        imported.add(alias.asname or alias.name)
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.split(".")[0] in {"dockermagic", "docker"}:
+                        imported.add((alias.asname or alias.name).split(".")[0])
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Attribute):
+                continue
+            attr = node.attr
+            if not attr.startswith("_") or attr.startswith("__"):
+                continue
+            root = node.value
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            # module._name: reaching into another module (or docker-py) from outside.
+            assert not (isinstance(root, ast.Name) and root.id in imported), (
+                f"{module.name}:{node.lineno} uses a private name .{attr}"
+            )
+
+
+def test_raw_docker_api_calls_live_in_the_engine_layer_only() -> None:
+    # container.py owns every container call; images.py image calls; engine.py the client.
+    allowed = {"container.py", "images.py", "engine.py"}
+    for module in _modules():
+        if module.name in allowed:
+            continue
+        tree = ast.parse(module.read_text(), filename=str(module))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr == "api":
+                raise AssertionError(f"{module.name}:{node.lineno} touches client.api")
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in {"containers", "images", "volumes", "networks"}
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "client"
+            ):
+                raise AssertionError(f"{module.name}:{node.lineno} calls client.{node.attr}")
