@@ -348,7 +348,9 @@ class ExitWatch:
         container_id: The container.
     """
 
-    def __init__(self, client: docker.DockerClient, container_id: str) -> None:
+    def __init__(
+        self, client: docker.DockerClient, container_id: str, *, timeout: float = CALL_TIMEOUT
+    ) -> None:
         self.exit_code: int | None = None
         self.oom_killed = False
         self.died = threading.Event()
@@ -369,6 +371,7 @@ class ExitWatch:
             lambda: api.get(
                 url, params={"filters": json.dumps(filters)}, stream=True, timeout=None
             ),
+            timeout=timeout,
         )
         if self._response.status_code != 200:
             self._response.close()
@@ -432,12 +435,21 @@ class SandboxContainer:
         container_id: The engine's id.
     """
 
-    def __init__(self, client: docker.DockerClient, spec: ContainerSpec, container_id: str) -> None:
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        spec: ContainerSpec,
+        container_id: str,
+        *,
+        call_timeout: float = CALL_TIMEOUT,
+    ) -> None:
         self.client = client
         self.spec = spec
         self.id = container_id
         self.name = spec.name
         self.removed = False
+        #: Seconds each call of the set-up (files, attach, start) may take.
+        self.call_timeout = call_timeout
         self._watch: ExitWatch | None = None
 
     def __repr__(self) -> str:
@@ -464,7 +476,7 @@ class SandboxContainer:
             client: The Docker client.
             spec: What to create.
             on_progress: Receives image pull progress lines.
-            timeout: Seconds the create call may take.
+            timeout: Seconds the create call (and each later set-up call) may take.
 
         Returns:
             The container (created, not started).
@@ -523,7 +535,7 @@ class SandboxContainer:
                     f"Could not create a container from {spec.image}: {exc.explanation}",
                     container=spec.name,
                 ) from exc
-            return cls(client, spec, container_id)
+            return cls(client, spec, container_id, call_timeout=timeout)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def put_files(self, files: Mapping[str, bytes], *, path: str = CODE_DIR) -> None:
@@ -539,7 +551,7 @@ class SandboxContainer:
         """
         archive = tar_files(files)
         # A large archive takes time to travel; allow 10 MB/s at least.
-        seconds = CALL_TIMEOUT + len(archive) / 10e6
+        seconds = self.call_timeout + len(archive) / 10e6
         try:
             engine_call(
                 "copy files",
@@ -564,6 +576,7 @@ class SandboxContainer:
             sock = engine_call(
                 "attach",
                 lambda: self.client.api.attach_socket(self.id, params=params),
+                timeout=self.call_timeout,
                 on_late=lambda late: Channel(late).close(),
             )
         except docker.errors.APIError as exc:
@@ -577,9 +590,9 @@ class SandboxContainer:
             EngineUnavailableError: No engine answers (in time).
             SandboxError: The engine refused (e.g. the image lacks the command).
         """
-        self._watch = ExitWatch(self.client, self.id)
+        self._watch = ExitWatch(self.client, self.id, timeout=self.call_timeout)
         try:
-            engine_call("start", lambda: self.client.api.start(self.id))
+            engine_call("start", lambda: self.client.api.start(self.id), timeout=self.call_timeout)
         except docker.errors.APIError as exc:
             error = _sandbox_error("start the container", exc, self.name)
             if self.spec.deadline is not None and "timeout" in str(exc):
@@ -650,11 +663,13 @@ class SandboxContainer:
         watch = self._watch
         return watch is not None and watch.oom_killed
 
-    def exit_state(self, *, timeout: float = EXIT_WAIT) -> ExitState:
+    def exit_state(self, *, timeout: float = EXIT_WAIT, ask: bool = True) -> ExitState:
         """How the program ended (waits for the engine to report the exit).
 
         Args:
             timeout: Seconds to wait at most.
+            ask: Inspect the container when no exit was reported (False when
+                the engine is known not to answer).
 
         Returns:
             The state; ``exit_code`` is None when the engine never said.
@@ -664,6 +679,8 @@ class SandboxContainer:
             state = watch.wait(timeout)
             if state is not None:
                 return state
+        if not ask:
+            return ExitState(None, bool(watch and watch.oom_killed))
         # No event (the stream broke): ask directly, if it is still there.
         try:
             details = engine_call(

@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Protocol
 import docker
 
 from dockermagic.container import (
+    CALL_TIMEOUT,
     DEADLINE_GRACE,
     SHORT_TIMEOUT,
     Channel,
@@ -65,6 +66,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Seconds past a run's timeout that one set-up call (create, copy, attach,
+#: start) may take before the engine counts as hung.
+SETUP_SLACK = 4.0
 
 
 class CodeRunner(Protocol):
@@ -349,7 +354,12 @@ class AbstractDockerCodeRunner(abc.ABC):
             deadline=limit + DEADLINE_GRACE,
             labels=labels,
         )
-        with SandboxContainer.create(self.client, spec, on_progress=self.on_progress) as box:
+        # A frozen engine must not hold the caller much past the run's own
+        # timeout: each set-up call gets at most that long (issue 10).
+        setup = min(CALL_TIMEOUT, limit + SETUP_SLACK)
+        with SandboxContainer.create(
+            self.client, spec, on_progress=self.on_progress, timeout=setup
+        ) as box:
             box.put_files({**self.support_files(), **program})
             channel = box.attach()
             try:
@@ -369,7 +379,11 @@ class AbstractDockerCodeRunner(abc.ABC):
             else:
                 # The exit was not seen while watching (a forced stop, a broken
                 # event stream): ask once, briefly.
-                state = box.exit_state(timeout=0.2 if watch.forced else SHORT_TIMEOUT)
+                state = (
+                    box.exit_state(timeout=0.2, ask=False)
+                    if watch.forced
+                    else box.exit_state(timeout=SHORT_TIMEOUT)
+                )
                 exit_code = state.exit_code if state.exit_code is not None else -1
                 oom = state.oom_killed
         result = watch.result(

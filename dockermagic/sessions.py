@@ -57,7 +57,7 @@ from typing import Any
 
 import docker
 
-from dockermagic.container import Channel, SandboxContainer
+from dockermagic.container import CALL_TIMEOUT, Channel, SandboxContainer
 from dockermagic.errors import InvalidArgumentError, SandboxError
 from dockermagic.inputs import encode_inputs
 from dockermagic.interpreters import interpreter_for
@@ -78,7 +78,12 @@ from dockermagic.protocol import (
     split_output,
 )
 from dockermagic.result import RunResult
-from dockermagic.runners import AbstractDockerCodeRunner, get_runner, runner_class_for
+from dockermagic.runners import (
+    SETUP_SLACK,
+    AbstractDockerCodeRunner,
+    get_runner,
+    runner_class_for,
+)
 from dockermagic.streams import DemuxDecoder, OutputCallback, OutputCollector
 from dockermagic.supervisor import (
     POLL_SECONDS,
@@ -342,7 +347,7 @@ class Session:
                 budget.take(len(data), rel)
                 program[safe_relative(rel)] = data
         with self._lock:
-            self._ensure_started()
+            self._ensure_started(min(CALL_TIMEOUT, limit + SETUP_SLACK))
             self.runs += 1
             folder = PurePosixPath(CODE_DIR, f"cell-{self.runs}")
             box, channel = self._box, self._channel
@@ -383,14 +388,14 @@ class Session:
 
     # -- the container ------------------------------------------------------------------
 
-    def _ensure_started(self) -> None:
+    def _ensure_started(self, call_timeout: float = CALL_TIMEOUT) -> None:
         if self._box is not None:
             channel = self._channel
             if channel is not None and channel.connected():
                 return
             reason = self._death_reason(self._box)
             self._restart_warning(f" had stopped ({reason})", stacklevel=5)
-        self._create()
+        self._create(call_timeout)
 
     def _restart_warning(self, what: str, *, stacklevel: int) -> None:
         self._discard()
@@ -402,11 +407,13 @@ class Session:
             stacklevel=stacklevel,
         )
 
-    def _create(self) -> None:
+    def _create(self, call_timeout: float) -> None:
         spec = self.runner.container_spec(
             self.interpreter.command, stdin=True, labels={SESSION: self.name}
         )
-        box = SandboxContainer.create(self.client, spec, on_progress=self.runner.on_progress)
+        box = SandboxContainer.create(
+            self.client, spec, on_progress=self.runner.on_progress, timeout=call_timeout
+        )
         self._box, self._container_name = box, spec.name
         try:
             box.put_files({**self.runner.support_files(), **self.interpreter.files})

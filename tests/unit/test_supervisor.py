@@ -52,9 +52,9 @@ class FakeProgram:
         self.stopped_at: float | None = None
 
     def receive(self, timeout: float) -> Sequence[Output | Exited]:
-        if self.stopped_at is not None and self.stops_after is not None:
-            if self.clock.now - self.stopped_at >= self.stops_after:
-                return [Exited(130)]
+        stopped, after = self.stopped_at, self.stops_after
+        if stopped is not None and after is not None and self.clock.now - stopped >= after:
+            return [Exited(130)]
         if self.steps and self.steps[0][0] <= timeout:
             delay, events = self.steps.popleft()
             self.clock.now += delay

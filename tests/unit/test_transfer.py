@@ -141,13 +141,13 @@ def test_a_data_file_named_like_an_escape_is_copied_as_itself(tmp_path: Path) ->
     (data / "..\\evil").write_text("odd")
     files = read_tree(data, budget=budget())
     assert files == {"data/..\\evil": b"odd"}
-    names = tarfile.open(fileobj=io.BytesIO(tar_files(files))).getnames()
-    assert "data/..\\evil" in names
+    with tarfile.open(fileobj=io.BytesIO(tar_files(files))) as archive:
+        assert "data/..\\evil" in archive.getnames()
 
 
 def test_tar_is_read_only_and_root_owned() -> None:
-    archive = tarfile.open(fileobj=io.BytesIO(tar_files({"a/b.txt": b"hi", "c.py": b""})))
-    members = {m.name: m for m in archive.getmembers()}
+    with tarfile.open(fileobj=io.BytesIO(tar_files({"a/b.txt": b"hi", "c.py": b""}))) as archive:
+        members = {m.name: m for m in archive.getmembers()}
     assert members["a"].isdir()
     assert members["a"].mode == 0o555
     assert members["a/b.txt"].mode == 0o444
