@@ -60,7 +60,8 @@ __all__ = [
     "unload_ipython_extension",
 ]
 
-__version__ = "0.1.0"
+#: The one place the version is written (pyproject.toml reads it from here).
+__version__ = "0.2.0"
 
 
 def load_ipython_extension(ipython: Any) -> None:

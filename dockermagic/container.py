@@ -730,13 +730,32 @@ class SandboxContainer:
 
 
 def _remove(client: docker.DockerClient, container_id: str, name: str, timeout: float) -> None:
+    """Remove in a helper thread; one warning (no traceback) when it cannot finish now."""
     done = threading.Event()
+    lock = threading.Lock()
+    warned = False
+
+    def warn_once(message: str, *args: object) -> None:
+        nonlocal warned
+        with lock:
+            if warned:
+                return
+            warned = True
+        logger.warning(message, *args)
 
     def remove() -> None:
         try:
             _remove_now(client, container_id)
+        except EngineUnavailableError as exc:
+            if _unreachable(exc):
+                # No engine at all: nothing to retry against; the container
+                # dies at its deadline, and cleanup removes what is left.
+                warn_once("could not remove %s: %s", name, exc.reason)
+            else:
+                warn_once("could not remove %s yet (%s); retrying in the background", name, exc)
+                reap(client, container_id)
         except Exception as exc:
-            logger.warning("could not remove %s yet (%s); retrying in the background", name, exc)
+            warn_once("could not remove %s yet (%s); retrying in the background", name, exc)
             reap(client, container_id)
         finally:
             done.set()
@@ -745,7 +764,11 @@ def _remove(client: docker.DockerClient, container_id: str, name: str, timeout: 
     worker.start()
     with contextlib.suppress(KeyboardInterrupt):  # the removal goes on regardless
         if not done.wait(timeout):
-            logger.warning("removing %s takes long; it goes on in the background", name)
+            warn_once("removing %s takes long; it goes on in the background", name)
+
+
+def _unreachable(exc: EngineUnavailableError) -> bool:
+    return any(word in exc.reason for word in ("refused", "no such file"))
 
 
 def _remove_now(client: docker.DockerClient, container_id: str) -> bool:
@@ -791,6 +814,14 @@ class _Reaper:
                 return
             try:
                 _remove_now(client, container_id)
+            except EngineUnavailableError as exc:
+                if _unreachable(exc) or time.monotonic() >= until:
+                    logger.warning(
+                        "gave up removing %s; `dockermagic cleanup` will", container_id[:12]
+                    )
+                else:
+                    time.sleep(1.0)
+                    self._queue.put((client, container_id, until))
             except Exception:
                 if time.monotonic() < until:
                     time.sleep(1.0)

@@ -28,6 +28,7 @@ from docker.utils import parse_repository_tag
 
 from dockermagic.engine import engine_errors
 from dockermagic.errors import DockermagicError, ImageUnavailableError
+from dockermagic.settings import current_settings
 
 __all__ = [
     "OFFLINE_BUILD_COMMAND",
@@ -131,7 +132,7 @@ def resolve_image(
     """
     if explicit:
         return explicit
-    from_env = os.environ.get(env_var, "").strip()
+    from_env = current_settings().image(env_var)
     if from_env:
         return from_env
     if image_present(client, default):
@@ -288,8 +289,9 @@ def build_offline_image(
         raise DockermagicError(
             "Building offline images needs mmdebstrap: `apt-get install mmdebstrap`."
         )
-    suite = os.environ.get("DOCKERMAGIC_DEBIAN_SUITE") or _debian_suite()
-    mirror = os.environ.get("DOCKERMAGIC_DEBIAN_MIRROR") or "http://deb.debian.org/debian"
+    settings = current_settings()
+    suite = settings.debian_suite or _debian_suite()
+    mirror = settings.debian_mirror or "http://deb.debian.org/debian"
     repository, tag = parse_repository_tag(spec.tag)
     with tempfile.TemporaryDirectory(prefix="dockermagic-rootfs-") as workdir:
         rootfs = os.path.join(workdir, "rootfs.tar")

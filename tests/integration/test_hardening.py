@@ -454,3 +454,35 @@ def test_dev_shm_is_limited_like_the_other_tmpfs() -> None:
         "import os\nst = os.statvfs('/dev/shm')\nprint(st.f_blocks * st.f_frsize)"
     )
     assert int(result.stdout) == 64 * 1024**2
+
+
+@pytest.mark.engines
+def test_a_removal_the_engine_cannot_do_now_is_one_warning_and_finishes_later(
+    caplog: pytest.LogCaptureFixture, frozen_engine: Any
+) -> None:
+    from dockermagic.container import ContainerSpec, SandboxContainer
+
+    client = frozen_engine.client(timeout=60)
+    spec = ContainerSpec(
+        image="dockermagic/python:offline",
+        command=["sleep", "60"],
+        environment={},
+        labels={},
+        policy=SandboxPolicy(),
+    )
+    box = SandboxContainer.create(client, spec)
+    frozen_engine.freeze()
+    try:
+        with caplog.at_level("DEBUG", logger="dockermagic"):
+            started = time.monotonic()
+            box.remove(timeout=1)
+            box.remove(timeout=1)  # a second call is a no-op
+            assert time.monotonic() - started < 2
+        logged = [r for r in caplog.records if r.levelname == "WARNING"]
+        assert len(logged) == 1
+        assert logged[0].exc_info is None
+        assert "goes on in the background" in logged[0].getMessage()
+    finally:
+        frozen_engine.thaw()
+    # The removal goes on once the engine answers again.
+    _wait_for(lambda: not client.api.containers(all=True, filters={"id": box.id}), 30)
