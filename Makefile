@@ -6,8 +6,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-# Debian's Chromium drives the browser test of the widget panel.
-TEST_SYSTEM_EXTRAS := chromium
+# Debian's Chromium drives the browser test of the widget panel; iproute2 and
+# openssl give the throw-away engines of tests/engines.py their bridge and TLS.
+TEST_SYSTEM_EXTRAS := chromium iproute2 openssl
 LINT_PATHS := dockermagic tests benchmarks tools scripts notebooks/exercise_checks notebooks/solutions
 
 .PHONY: all setup venv system system-test images demo test lint unit cleanup bench
