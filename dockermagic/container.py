@@ -107,6 +107,9 @@ class ContainerSpec:
         deadline: Seconds after start at which the container kills itself,
             whoever is watching; None for a container that lives until it is
             removed (a session, which runs under ``init`` instead).
+        agent: The program is an agent that receives its files over stdin:
+            the code folder is then a tmpfs the agent fills (and makes
+            read-only), not a volume for ``put_files``.
         name: The container's name.
     """
 
@@ -117,6 +120,7 @@ class ContainerSpec:
     policy: SandboxPolicy
     stdin: bool = False
     deadline: float | None = None
+    agent: bool = False
     name: str = field(default_factory=new_container_name)
 
     def argv(self) -> list[str]:
@@ -492,18 +496,25 @@ class SandboxContainer:
         if spec.deadline is not None:
             labels[DEADLINE] = f"{time.time() + timeout + spec.deadline:.0f}"
 
+        host_kwargs = policy.host_config_kwargs()
+        if spec.agent:
+            # The agent writes the files it receives here, then makes them
+            # read-only; a tmpfs as big as the copy limit, counted in memory.
+            host_kwargs["tmpfs"] = {**host_kwargs["tmpfs"], CODE_DIR: policy.code_tmpfs()}
+        else:
+            # A per-container volume is the one place put_archive may write
+            # while the root filesystem is read-only; root-owned, it is
+            # read-only for the sandbox user; removed with the container.
+            host_kwargs["mounts"] = [Mount(CODE_DIR, None, type="volume")]
+
         def create() -> str:
             host_config = api.create_host_config(
-                **policy.host_config_kwargs(),
+                **host_kwargs,
                 # The in-container deadline keeper is PID 1 when there is a
                 # deadline; otherwise a real init forwards signals and reaps.
                 init=spec.deadline is None,
                 auto_remove=True,
                 log_config=LogConfig(type=LogConfig.types.NONE),
-                # A per-container volume is the one place put_archive may write
-                # while the root filesystem is read-only; root-owned, it is
-                # read-only for the sandbox user; removed with the container.
-                mounts=[Mount(CODE_DIR, None, type="volume")],
             )
             created = api.create_container(
                 spec.image,

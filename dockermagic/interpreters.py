@@ -1,59 +1,78 @@
-"""Warm interpreters: what a session runs as its container's main process.
+"""Agents: what runs inside a language's containers and speaks the protocol.
 
-A language with an :class:`Interpreter` can have sessions
-(:mod:`dockermagic.sessions`). The interpreter is a small server shipped as
-package data (``dockermagic/servers/``), copied into the session container's
-code volume before start, that speaks the frames of :mod:`dockermagic.protocol`
-over the container's stdin and stdout. Adding a language is one server plus
-one :func:`register_interpreter` call.
+A language with an :class:`Interpreter` gets the agent path: its one-shot
+runs and its sessions are served by an agent (``dockermagic/servers/``) that
+frames output, displays and files on one stream (:mod:`dockermagic.protocol`).
+The container's command is a short bootstrap that reads the agent's source
+from stdin (an ``S`` frame), so nothing is copied into the container before it
+starts. Adding a language is one agent plus one :func:`register_interpreter`
+call; a language without one runs its programs directly (no displays).
 
 Pure data, no Docker calls.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import resources
 
 from dockermagic.errors import InvalidArgumentError
-from dockermagic.policy import CODE_DIR
+from dockermagic.protocol import KIND_SOURCE, encode_message
 
-__all__ = ["SERVER_DIR", "Interpreter", "interpreter_for", "register_interpreter"]
-
-#: Where the servers are copied, relative to the code volume.
-SERVER_DIR = ".dockermagic"
+__all__ = ["Interpreter", "interpreter_for", "maybe_interpreter_for", "register_interpreter"]
 
 
 @dataclass(frozen=True)
 class Interpreter:
-    """How to start a language's warm interpreter.
+    """How to start a language's agent.
 
     Attributes:
         language: The runner's canonical language name.
-        command: The container's command (the server as its main process).
-        files: Files copied into the code volume (relative path -> content).
+        command: The container's command: a bootstrap that reads the agent
+            from stdin and runs it.
+        source: The agent's source, sent as the first frame.
     """
 
     language: str
-    command: tuple[str, ...]
-    files: Mapping[str, bytes] = field(default_factory=dict)
+    command: Sequence[str]
+    source: bytes
+
+    def boot_frame(self) -> bytes:
+        """The ``S`` frame that hands the bootstrap the agent.
+
+        Returns:
+            The encoded frame.
+        """
+        return encode_message(KIND_SOURCE, self.source)
 
 
 _interpreters: dict[str, Interpreter] = {}
 
 
 def register_interpreter(interpreter: Interpreter) -> None:
-    """Give a language warm sessions.
+    """Give a language an agent (displays, files, sessions).
 
     Args:
-        interpreter: The language's interpreter.
+        interpreter: The language's agent.
     """
     _interpreters[interpreter.language] = interpreter
 
 
+def maybe_interpreter_for(language: str) -> Interpreter | None:
+    """The agent of a language, or None when it runs programs directly.
+
+    Args:
+        language: The runner's canonical language name.
+
+    Returns:
+        Its interpreter, or None.
+    """
+    return _interpreters.get(language)
+
+
 def interpreter_for(language: str) -> Interpreter:
-    """The warm interpreter of a language.
+    """The agent of a language.
 
     Args:
         language: The runner's canonical language name.
@@ -62,7 +81,7 @@ def interpreter_for(language: str) -> Interpreter:
         Its interpreter.
 
     Raises:
-        InvalidArgumentError: The language has no warm interpreter.
+        InvalidArgumentError: The language has no agent (so no sessions).
     """
     try:
         return _interpreters[language]
@@ -77,31 +96,59 @@ def _server(name: str) -> bytes:
     return resources.files("dockermagic").joinpath("servers").joinpath(name).read_bytes()
 
 
+#: Reads one frame (the agent's source) from stdin, then runs it. Kept tiny:
+#: it is the container's command line.
+_PYTHON_BOOT = (
+    "import os\n"
+    "def r(n):\n"
+    "    b = bytearray()\n"
+    "    while len(b) < n:\n"
+    "        c = os.read(0, n - len(b))\n"
+    "        if not c: raise SystemExit(0)\n"
+    "        b += c\n"
+    "    return bytes(b)\n"
+    "s = r(int.from_bytes(r(5)[1:], 'big'))\n"
+    "exec(compile(s, '<dockermagic-agent>', 'exec'), {'__name__': '__dockermagic__'})\n"
+)
+
+
 def _python() -> Interpreter:
-    path = f"{CODE_DIR}/{SERVER_DIR}/python_server.py"
     return Interpreter(
         language="python",
-        command=("python3", path),
-        files={f"{SERVER_DIR}/python_server.py": _server("python_server.py")},
+        command=("python3", "-c", _PYTHON_BOOT),
+        source=_server("python_server.py"),
     )
 
 
-#: Node has no pipe() or dup2(): the shell gives it the protocol on fds 3/4
-#: and two FIFOs (opened read-write, so neither end blocks) as fds 1/2, then
-#: becomes node (``exec``), so that init's SIGINT reaches node itself.
+#: Reads one frame (the agent's source) from fd 3, then runs it as a function
+#: of require, so that the agent's stack frames carry its own name. All in a
+#: function: top-level names here would clash with the names cells declare.
+_NODE_BOOT = (
+    "(()=>{const fs=require('fs'),vm=require('vm');"
+    "function r(n){const b=Buffer.alloc(n);let o=0;while(o<n){"
+    "const k=fs.readSync(3,b,o,n-o,null);if(k===0)process.exit(0);o+=k}return b}"
+    "const s=r(r(5).readUInt32BE(1)).toString('utf8');"
+    "vm.runInThisContext('(function(require){'+s+'\\n})',"
+    "{filename:'<dockermagic-agent>'})(require)})()"
+)
+
+#: Node has no pipe() or dup2(): the shell gives it the protocol on fds 3/4,
+#: two FIFOs (opened read-write, so neither end blocks) as fds 1/2 and a third
+#: as fd 0 (the program's stdin, fed by the agent), then becomes node (``exec``),
+#: so that init's SIGINT reaches node itself. fd 5 holds the stdin FIFO open
+#: for writing until node has opened it, so that opening fd 0 does not block.
 _NODE_LAUNCHER = (
-    'd=$(mktemp -d /tmp/.dockermagic.XXXXXX) && mkfifo "$d/out" "$d/err" && '
-    'exec node --expose-internals {server} "$d/out" "$d/err" '
-    '3<&0 4>&1 0</dev/null 1<>"$d/out" 2<>"$d/err"'
+    'd=$(mktemp -d /tmp/.dockermagic.XXXXXX) && mkfifo "$d/out" "$d/err" "$d/in" && '
+    'exec 5<>"$d/in" && exec node --expose-internals -e "$0" "$d/out" "$d/err" "$d/in" '
+    '3<&0 4>&1 0<"$d/in" 1<>"$d/out" 2<>"$d/err" 5>&-'
 )
 
 
 def _javascript() -> Interpreter:
-    path = f"{CODE_DIR}/{SERVER_DIR}/node_server.js"
     return Interpreter(
         language="javascript",
-        command=("sh", "-c", _NODE_LAUNCHER.format(server=path)),
-        files={f"{SERVER_DIR}/node_server.js": _server("node_server.js")},
+        command=("sh", "-c", _NODE_LAUNCHER, _NODE_BOOT),
+        source=_server("node_server.js"),
     )
 
 

@@ -128,7 +128,10 @@ class SandboxPolicy:
         timeout: Wall-clock seconds before the container is killed.
         output_limit: Bytes of stdout+stderr kept before the run is killed.
         copy_limit: Bytes of files copied into one container at most (the
-            program, ``files=``, included folders).
+            program, ``files=``, included folders, ``put=``), and of files
+            brought back (``get=``).
+        display_limit: Bytes of displays (plots, HTML...) kept per run,
+            counted apart from ``output_limit``.
     """
 
     network: bool = False
@@ -145,6 +148,7 @@ class SandboxPolicy:
     timeout: float = 30.0
     output_limit: int = 1024**2
     copy_limit: int = 64 * 1024**2
+    display_limit: int = 16 * 1024**2
 
     def __post_init__(self) -> None:
         # Accept "256m"-style strings for sizes but store bytes, so that equal
@@ -156,6 +160,7 @@ class SandboxPolicy:
             "shm_size",
             "output_limit",
             "copy_limit",
+            "display_limit",
         ):
             object.__setattr__(self, name, parse_bytes(getattr(self, name), argument=name))
         if self.memory < 6 * 1024**2:
@@ -251,6 +256,15 @@ class SandboxPolicy:
             "ulimits": [Ulimit(name="nofile", soft=self.nofile, hard=self.nofile)],
             "ipc_mode": "private",
         }
+
+    def code_tmpfs(self) -> str:
+        """Mount options of the program's folder when an agent fills it.
+
+        Returns:
+            tmpfs options: owned by the sandbox user (the agent makes it
+            read-only before the program runs), as big as the copy limit.
+        """
+        return f"rw,nosuid,nodev,mode=0755,size={self.copy_limit}{self._owner_opts()}"
 
     def _owner_opts(self) -> str:
         # Docker 20.10 creates the working directory (0755, root) before the

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from dockermagic.policy import size_text
 from dockermagic.status import Status
@@ -34,6 +35,19 @@ class RunResult:
         output_truncated: The output cap was reached and the container killed.
         cancelled: The caller cancelled the run and the container was killed.
         container_name: The (already removed) container's name, for the logs.
+        displays: What the program displayed (``display()``, plots, the last
+            expression of a cell), in order: MIME bundles shaped like
+            Jupyter's ``display_data`` ``data`` (text as ``str``, binary types
+            base64-encoded ``str``).
+        displays_dropped: Displays dropped past the display cap.
+        files: Files fetched from the working directory after the run
+            (``get=``): relative path -> content.
+        files_skipped: Files that matched ``get=`` but were not fetched,
+            with the reason: ``(path, reason)``.
+        cpu_seconds: CPU time (user + system) the program and its children
+            used; None where the runner cannot tell.
+        peak_memory_bytes: The program's peak resident memory; None where
+            the runner cannot tell.
     """
 
     language: str
@@ -47,6 +61,12 @@ class RunResult:
     output_truncated: bool = False
     cancelled: bool = False
     container_name: str = ""
+    displays: tuple[dict[str, Any], ...] = ()
+    displays_dropped: int = 0
+    files: Mapping[str, bytes] = field(default_factory=dict)
+    files_skipped: tuple[tuple[str, str], ...] = ()
+    cpu_seconds: float | None = None
+    peak_memory_bytes: int | None = None
 
     @property
     def ok(self) -> bool:

@@ -8,12 +8,20 @@ to the registry that :func:`get_runner`, the magics and the batch runner read.
 
 One run is one fresh container, driven through the container layer
 (:mod:`dockermagic.container`) and watched by the supervisor
-(:mod:`dockermagic.supervisor`)::
+(:mod:`dockermagic.supervisor`). A language with an agent
+(:mod:`dockermagic.interpreters`: Python, JavaScript) runs its program under
+it, which brings displays, files out and exact CPU/memory figures::
 
-    create -> put_files(code) -> attach -> start (exit watched from before)
-      -> supervise: stream output; at the deadline kill (the container would
-         kill itself 2 s later anyway); on cancel or flood hang up and kill
-      -> exit code and OOM from the engine's events -> remove, always
+    create -> attach -> start (exit watched from before)
+      -> send the agent, the files and the request (one write)
+      -> supervise: stream output and displays; at the deadline kill (the
+         container would kill itself 2 s later anyway); on cancel or flood
+         hang up and kill
+      -> the agent's done frame (exit, CPU, memory, files) -> remove, always
+
+A language without one runs its program directly: files go in with
+``put_archive`` before start, output comes from Docker's multiplexed stream,
+the exit code from the engine's events.
 """
 
 from __future__ import annotations
@@ -23,11 +31,13 @@ import logging
 import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar, Protocol
 
 import docker
 
+from dockermagic.agent import Agent, AgentRequest
 from dockermagic.container import (
     CALL_TIMEOUT,
     DEADLINE_GRACE,
@@ -39,14 +49,25 @@ from dockermagic.container import (
 from dockermagic.engine import default_client
 from dockermagic.errors import InvalidArgumentError
 from dockermagic.images import OfflineImage, ProgressCallback, runner_image
-from dockermagic.inputs import bind_inputs
+from dockermagic.inputs import bind_inputs, encode_inputs
+from dockermagic.interpreters import Interpreter, maybe_interpreter_for
 from dockermagic.labels import container_labels
 from dockermagic.policy import CODE_DIR, SandboxPolicy
+from dockermagic.protocol import BASE_CODE, BASE_WORK, run_request
 from dockermagic.result import RunResult
-from dockermagic.streams import DemuxDecoder, OutputCallback, OutputCollector
+from dockermagic.streams import (
+    DemuxDecoder,
+    DisplayCallback,
+    DisplayCollector,
+    FileCollector,
+    OutputCallback,
+    OutputCollector,
+)
 from dockermagic.supervisor import (
+    Event,
     Exited,
     Output,
+    Program,
     StopReason,
     StreamEnded,
     check_timeout,
@@ -96,9 +117,29 @@ class CodeRunner(Protocol):
         filename: str | None = None,
         cancel: threading.Event | None = None,
         inputs: Mapping[str, Any] | None = None,
+        on_display: DisplayCallback | None = None,
+        display_last: bool | None = None,
+        put: Iterable[str | os.PathLike[str]] = (),
+        get: Sequence[str] = (),
     ) -> RunResult:
         """Run source code; a failing program is a result, not an exception."""
         ...
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One run, ready to go: what to copy in, what to run, what to bring back."""
+
+    code: Mapping[str, bytes]  # the program's folder (/code), the entry included
+    put: tuple[str | os.PathLike[str], ...]  # host paths for the working directory
+    entry: str
+    source: bytes
+    limit: float
+    stdin: bytes | None
+    inputs: Mapping[str, Any] | None
+    display_last: bool
+    get: tuple[str, ...]
+    labels: Mapping[str, str] | None
 
 
 class AbstractDockerCodeRunner(abc.ABC):
@@ -203,6 +244,7 @@ class AbstractDockerCodeRunner(abc.ABC):
         stdin: bool = False,
         deadline: float | None = None,
         labels: Mapping[str, str] | None = None,
+        agent: bool = False,
     ) -> ContainerSpec:
         """What a container of this runner is made from (runs and sessions alike).
 
@@ -211,6 +253,7 @@ class AbstractDockerCodeRunner(abc.ABC):
             stdin: Keep stdin open for an attached writer.
             deadline: Seconds after start at which the container kills itself.
             labels: Labels on top of the owner's and the runner's.
+            agent: The command is the language's agent (see :class:`ContainerSpec`).
 
         Returns:
             The spec.
@@ -223,7 +266,13 @@ class AbstractDockerCodeRunner(abc.ABC):
             policy=self.policy,
             stdin=stdin,
             deadline=deadline,
+            agent=agent,
         )
+
+    @property
+    def agent(self) -> Interpreter | None:
+        """The language's agent (displays, files, sessions), or None: programs run directly."""
+        return maybe_interpreter_for(self.language)
 
     def run(
         self,
@@ -236,6 +285,10 @@ class AbstractDockerCodeRunner(abc.ABC):
         filename: str | None = None,
         cancel: threading.Event | None = None,
         inputs: Mapping[str, Any] | None = None,
+        on_display: DisplayCallback | None = None,
+        display_last: bool | None = None,
+        put: Iterable[str | os.PathLike[str]] = (),
+        get: Sequence[str] = (),
         labels: Mapping[str, str] | None = None,
     ) -> RunResult:
         """Run source code in a new container and return what happened.
@@ -258,6 +311,14 @@ class AbstractDockerCodeRunner(abc.ABC):
             inputs: Notebook values (JSON-encodable) the program sees as
                 variables (Python) or constants (JavaScript); its line numbers
                 stay its own (:mod:`dockermagic.inputs`).
+            on_display: Called as ``on_display(data, metadata)`` with each
+                display (a MIME bundle), in order with the output.
+            display_last: Display the value of a last expression, as a
+                notebook cell does (default: no, as a script).
+            put: Host files or folders copied into the working directory
+                (writable; a folder keeps its name).
+            get: Glob patterns of files in the working directory to bring back
+                after the run (``RunResult.files``); nothing is written to disk.
             labels: Extra container labels for this run.
 
         Returns:
@@ -271,16 +332,27 @@ class AbstractDockerCodeRunner(abc.ABC):
             SandboxError: The container vanished or could not be created.
         """
         limit = check_timeout(timeout, self.policy.timeout)
-        bound = bind_inputs(self.language, code, inputs or {}, filename=filename or self.filename)
         budget = CopyBudget(self.policy.copy_limit)
-        entry = safe_relative(bound.filename)
-        program = {entry: _encode(bound.code)}
-        budget.take(len(program[entry]), entry)
-        for rel, content in {**dict(files or {}), **bound.files}.items():
+        entry = safe_relative(filename or self.filename)
+        source = _encode(code)
+        agent = self.agent
+        if agent is None and inputs:
+            # Without an agent a bootstrap defines the values, then runs the program.
+            bound = bind_inputs(self.language, source, inputs, filename=entry)
+            entry, source, extra = bound.filename, _encode(bound.code), bound.files
+            inputs = None
+        else:
+            extra = {}
+        program = {entry: source}
+        budget.take(len(source), entry)
+        for rel, content in {**dict(files or {}), **extra}.items():
             data = _encode(content)
             budget.take(len(data), rel)
             program[safe_relative(rel)] = data
-        return self._execute(program, entry, limit, stdin, on_output, cancel, labels)
+        job = self._job(
+            program, entry, source, limit, stdin, inputs, display_last, put, get, labels
+        )
+        return self._execute(job, budget, on_output, on_display, cancel)
 
     def run_file(
         self,
@@ -293,6 +365,9 @@ class AbstractDockerCodeRunner(abc.ABC):
         include: Iterable[str | os.PathLike[str]] = (),
         cancel: threading.Event | None = None,
         labels: Mapping[str, str] | None = None,
+        on_display: DisplayCallback | None = None,
+        put: Iterable[str | os.PathLike[str]] = (),
+        get: Sequence[str] = (),
     ) -> RunResult:
         """Run an existing script file under its own name.
 
@@ -311,6 +386,9 @@ class AbstractDockerCodeRunner(abc.ABC):
                 keeps its name), so a script can read inputs from its own folder.
             cancel: See :meth:`run`.
             labels: See :meth:`run`.
+            on_display: See :meth:`run`.
+            put: See :meth:`run`.
+            get: See :meth:`run`.
 
         Returns:
             The :class:`RunResult`.
@@ -326,59 +404,119 @@ class AbstractDockerCodeRunner(abc.ABC):
         budget = CopyBudget(self.policy.copy_limit)
         folder = Path(os.path.realpath(script.parent))
         entry = safe_relative(script.name, literal=True)
-        program = {entry: read_host_file(script, root=folder, budget=budget)}
+        source = read_host_file(script, root=folder, budget=budget)
+        program = {entry: source}
         for rel, content in (files or {}).items():
             data = _encode(content)
             budget.take(len(data), rel)
             program[safe_relative(rel)] = data
         for item in include:
             program.update(read_tree(item, budget=budget))
-        return self._execute(program, entry, limit, stdin, on_output, cancel, labels)
+        job = self._job(program, entry, source, limit, stdin, None, False, put, get, labels)
+        return self._execute(job, budget, on_output, on_display, cancel)
 
     # -- one run ------------------------------------------------------------------------
 
-    def _execute(
+    def _job(
         self,
         program: Mapping[str, bytes],
         entry: str,
+        source: bytes,
         limit: float,
         stdin: str | bytes | None,
-        on_output: OutputCallback | None,
-        cancel: threading.Event | None,
+        inputs: Mapping[str, Any] | None,
+        display_last: bool | None,
+        put: Iterable[str | os.PathLike[str]],
+        get: Sequence[str],
         labels: Mapping[str, str] | None,
-    ) -> RunResult:
-        stdin_bytes = _encode(stdin) if stdin is not None else None
-        spec = self.container_spec(
-            self.command(str(PurePosixPath(CODE_DIR) / entry)),
-            stdin=stdin_bytes is not None,
-            deadline=limit + DEADLINE_GRACE,
+    ) -> _Job:
+        put, get = tuple(put), tuple(get)
+        if (put or get) and self.agent is None:
+            raise InvalidArgumentError(
+                "put/get", self.language, "files in and out need a language with an agent"
+            )
+        for pattern in get:
+            if not isinstance(pattern, str) or not pattern or "\0" in pattern:
+                raise InvalidArgumentError("get", pattern, "expected a glob pattern")
+        return _Job(
+            code=program,
+            put=put,
+            entry=entry,
+            source=source,
+            limit=limit,
+            stdin=_encode(stdin) if stdin is not None else None,
+            inputs=encode_inputs(inputs) if inputs else None,
+            display_last=bool(display_last),
+            get=get,
             labels=labels,
         )
+
+    def _execute(
+        self,
+        job: _Job,
+        budget: CopyBudget,
+        on_output: OutputCallback | None,
+        on_display: DisplayCallback | None,
+        cancel: threading.Event | None,
+    ) -> RunResult:
+        # put= folders keep their names in the working directory, as include= does.
+        work: dict[str, bytes] = {}
+        for item in job.put:
+            work.update(read_tree(item, budget=budget))
+        agent = self.agent
         # A frozen engine must not hold the caller much past the run's own
         # timeout: each set-up call gets at most that long (issue 10).
-        setup = min(CALL_TIMEOUT, limit + SETUP_SLACK)
+        setup = min(CALL_TIMEOUT, job.limit + SETUP_SLACK)
+        collector = OutputCollector(self.policy.output_limit, on_output)
+        displays = DisplayCollector(self.policy.display_limit, on_display)
+        files = FileCollector(self.policy.copy_limit)
+        if agent is not None:
+            spec = self.container_spec(
+                agent.command,
+                stdin=True,
+                deadline=job.limit + DEADLINE_GRACE,
+                labels=job.labels,
+                agent=True,
+            )
+        else:
+            spec = self.container_spec(
+                self.command(str(PurePosixPath(CODE_DIR) / job.entry)),
+                stdin=job.stdin is not None,
+                deadline=job.limit + DEADLINE_GRACE,
+                labels=job.labels,
+            )
+        extra: dict[str, Any] = {}
         with SandboxContainer.create(
             self.client, spec, on_progress=self.on_progress, timeout=setup
         ) as box:
-            box.put_files({**self.support_files(), **program})
+            if agent is None:
+                box.put_files({**self.support_files(), **job.code})
             channel = box.attach()
             try:
                 box.start()
-                if stdin_bytes is not None:
-                    _feed_stdin(channel, stdin_bytes, limit)
-                collector = OutputCollector(self.policy.output_limit, on_output)
+                if agent is not None:
+                    program: Program = self._agent_program(box, channel, agent, job, work, files)
+                else:
+                    if job.stdin is not None:
+                        _feed_stdin(channel, job.stdin, job.limit)
+                    program = _OneShot(box, channel)
                 watch = supervise(
-                    _OneShot(box, channel), limit=limit, collector=collector, cancel=cancel
+                    program,
+                    limit=job.limit,
+                    collector=collector,
+                    cancel=cancel,
+                    displays=displays,
                 )
             finally:
                 # Hang up before anything else: after a flood or a cancel the
                 # engine would otherwise block writing to a socket nobody reads.
                 channel.close()
+            done = program.done if isinstance(program, AgentRequest) else None
             if watch.exit_code is not None:
                 exit_code, oom = watch.exit_code, box.oom_killed
             else:
                 # The exit was not seen while watching (a forced stop, a broken
-                # event stream): ask once, briefly.
+                # event stream, a killed agent): ask once, briefly.
                 state = (
                     box.exit_state(timeout=0.2, ask=False)
                     if watch.forced
@@ -386,6 +524,12 @@ class AbstractDockerCodeRunner(abc.ABC):
                 )
                 exit_code = state.exit_code if state.exit_code is not None else -1
                 oom = state.oom_killed
+            if done is not None:
+                extra = {
+                    "cpu_seconds": done.cpu_seconds,
+                    "peak_memory_bytes": done.peak_memory_bytes,
+                    "files_skipped": (*done.skipped, *files.skipped.items()),
+                }
         result = watch.result(
             collector,
             language=self.language,
@@ -393,6 +537,9 @@ class AbstractDockerCodeRunner(abc.ABC):
             exit_code=exit_code,
             oom_killed=oom,
             container_name=spec.name,
+            displays=displays,
+            files=dict(files.files),
+            **extra,
         )
         logger.debug(
             "%s finished: %s (%.3f s)",
@@ -403,17 +550,77 @@ class AbstractDockerCodeRunner(abc.ABC):
         )
         return result
 
+    def _agent_program(
+        self,
+        box: SandboxContainer,
+        channel: Channel,
+        interpreter: Interpreter,
+        job: _Job,
+        work: Mapping[str, bytes],
+        files: FileCollector,
+    ) -> AgentRequest:
+        agent = Agent(channel, interpreter)
+        request = run_request(
+            1,
+            job.source,
+            str(PurePosixPath(CODE_DIR) / job.entry),
+            stdin=job.stdin,
+            inputs=job.inputs,
+            script=True,
+            once=True,
+            display_last=job.display_last,
+            get=job.get,
+            get_limit=self.policy.copy_limit,
+        )
+        # The agent, the files and the request go in one write, from a helper
+        # thread: the agent may already print while a large file still travels.
+        agent.send_soon(
+            [
+                *agent.frames_to_boot(),
+                *agent.file_frames(job.code, BASE_CODE),
+                *agent.file_frames(work, BASE_WORK),
+                request,
+            ],
+            timeout=job.limit + SETUP_SLACK,
+        )
+        stop = _Stopper(box, channel)
+        return AgentRequest(agent, 1, stop=stop.stop, force=stop.force, files=files)
+
+
+class _Stopper:
+    """How a one-shot container is stopped: killed, never interrupted."""
+
+    def __init__(self, box: SandboxContainer, channel: Channel) -> None:
+        self.box = box
+        self.channel = channel
+
+    def stop(self, reason: StopReason) -> bool:
+        if reason is StopReason.TIMEOUT:
+            # Keep reading what the program wrote up to its kill.
+            self.box.kill_soon()
+            return True
+        # Cancel, Ctrl-C, a flood: we stop reading, so hang up first; the
+        # engine does not finish a kill while output it holds waits for a reader.
+        self.channel.close()
+        self.box.kill()
+        return False
+
+    def force(self) -> None:
+        self.channel.close()
+        self.box.kill_soon()
+
 
 class _OneShot:
-    """A one-shot container as the supervisor sees it (a ``supervisor.Program``)."""
+    """A container without an agent, as the supervisor sees it (a ``supervisor.Program``)."""
 
     def __init__(self, box: SandboxContainer, channel: Channel) -> None:
         self.box = box
         self.channel = channel
         self.decoder = DemuxDecoder()
         self.stream_done = False
+        self.stopper = _Stopper(box, channel)
 
-    def receive(self, timeout: float) -> list[Output | Exited]:
+    def receive(self, timeout: float) -> list[Event]:
         if not self.stream_done:
             data = self.channel.recv(timeout)
             if data is None:
@@ -432,19 +639,10 @@ class _OneShot:
         return [Exited(state.exit_code if state.exit_code is not None else -1)]
 
     def stop(self, reason: StopReason) -> bool:
-        if reason is StopReason.TIMEOUT:
-            # Keep reading what the program wrote up to its kill.
-            self.box.kill_soon()
-            return True
-        # Cancel, Ctrl-C, a flood: we stop reading, so hang up first; the
-        # engine does not finish a kill while output it holds waits for a reader.
-        self.channel.close()
-        self.box.kill()
-        return False
+        return self.stopper.stop(reason)
 
     def force_stop(self) -> None:
-        self.channel.close()
-        self.box.kill_soon()
+        self.stopper.force()
 
 
 def _encode(content: str | bytes) -> bytes:

@@ -47,36 +47,25 @@ from __future__ import annotations
 import atexit
 import collections
 import logging
+import os
 import re
 import threading
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
 import docker
 
+from dockermagic.agent import Agent, AgentRequest
 from dockermagic.container import CALL_TIMEOUT, Channel, SandboxContainer
 from dockermagic.errors import InvalidArgumentError, SandboxError
 from dockermagic.inputs import encode_inputs
 from dockermagic.interpreters import interpreter_for
 from dockermagic.labels import SESSION
 from dockermagic.policy import CODE_DIR, SandboxPolicy
-from dockermagic.protocol import (
-    KIND_DONE,
-    KIND_HELLO,
-    KIND_STDERR,
-    KIND_STDOUT,
-    CellDone,
-    Message,
-    MessageReader,
-    ProtocolError,
-    parse_done,
-    parse_hello,
-    run_request,
-    split_output,
-)
+from dockermagic.protocol import BASE_CODE, BASE_WORK, CellDone, ProtocolError, run_request
 from dockermagic.result import RunResult
 from dockermagic.runners import (
     SETUP_SLACK,
@@ -84,18 +73,21 @@ from dockermagic.runners import (
     get_runner,
     runner_class_for,
 )
-from dockermagic.streams import DemuxDecoder, OutputCallback, OutputCollector
+from dockermagic.streams import (
+    DisplayCallback,
+    DisplayCollector,
+    FileCollector,
+    OutputCallback,
+    OutputCollector,
+)
 from dockermagic.supervisor import (
-    POLL_SECONDS,
-    Exited,
-    Output,
     StopReason,
     StreamEnded,
     Supervision,
     check_timeout,
     supervise,
 )
-from dockermagic.transfer import CopyBudget, safe_relative
+from dockermagic.transfer import CopyBudget, read_tree, safe_relative
 
 __all__ = [
     "INTERRUPT_GRACE",
@@ -219,8 +211,7 @@ class Session:
         self.created_at = 0.0
         self._lock = _FifoLock()
         self._box: SandboxContainer | None = None
-        self._channel: Channel | None = None
-        self._reader = _Reader()
+        self._agent: Agent | None = None
         self._container_name = ""
 
     def __repr__(self) -> str:
@@ -307,6 +298,10 @@ class Session:
         filename: str | None = None,
         cancel: threading.Event | None = None,
         inputs: Mapping[str, Any] | None = None,
+        on_display: DisplayCallback | None = None,
+        display_last: bool | None = None,
+        put: Iterable[str | os.PathLike[str]] = (),
+        get: Sequence[str] = (),
     ) -> RunResult:
         """Run a cell in the warm interpreter; the run contract of the runners.
 
@@ -325,6 +320,13 @@ class Session:
             cancel: When set, the cell is interrupted and the result marked cancelled.
             inputs: JSON values defined before the cell runs: variables in
                 Python, read-only globals in JavaScript.
+            on_display: Called as ``on_display(data, metadata)`` with each display.
+            display_last: Display the value of a last expression (default: yes,
+                as a notebook cell does).
+            put: Host files or folders copied into the session's working
+                directory before the cell (they stay, as files a cell writes do).
+            get: Glob patterns of files in the working directory to bring back
+                after the cell (``RunResult.files``).
 
         Returns:
             The :class:`RunResult` (``container_name`` is the session's container).
@@ -339,32 +341,60 @@ class Session:
         stdin_bytes = stdin.encode("utf-8") if isinstance(stdin, str) else stdin
         values = encode_inputs(inputs) if inputs else None
         entry = safe_relative(filename or self.runner.filename)
+        budget = CopyBudget(self.policy.copy_limit)
         program: dict[str, bytes] = {}
-        if files:
-            budget = CopyBudget(self.policy.copy_limit)
-            for rel, content in {**files, entry: source}.items():
-                data = content.encode("utf-8") if isinstance(content, str) else bytes(content)
-                budget.take(len(data), rel)
-                program[safe_relative(rel)] = data
+        for rel, content in {**dict(files or {}), entry: source}.items():
+            data = content.encode("utf-8") if isinstance(content, str) else bytes(content)
+            budget.take(len(data), rel)
+            program[safe_relative(rel)] = data
+        work: dict[str, bytes] = {}
+        for item in put:
+            work.update(read_tree(item, budget=budget))
         with self._lock:
             self._ensure_started(min(CALL_TIMEOUT, limit + SETUP_SLACK))
             self.runs += 1
             folder = PurePosixPath(CODE_DIR, f"cell-{self.runs}")
-            box, channel = self._box, self._channel
+            box, agent = self._box, self._agent
             assert box is not None
-            assert channel is not None
-            if program:
-                box.put_files({f"{folder.name}/{rel}": data for rel, data in program.items()})
+            assert agent is not None
             request = run_request(
                 self.runs,
                 source,
                 str(folder / entry),
                 stdin=stdin_bytes,
                 inputs=values,
-                # The server's own last resort, after the host's interrupt and kill.
+                # The agent's own last resort, after the host's interrupt and kill.
                 deadline=limit + self.grace + SERVER_DEADLINE_SLACK,
+                display_last=True if display_last is None else display_last,
+                get=tuple(get),
+                get_limit=self.policy.copy_limit,
             )
-            return self._run_cell(box, channel, request, limit, on_output, cancel)
+            frames = [
+                *agent.file_frames(
+                    {f"{folder.name}/{rel}": data for rel, data in program.items()}, BASE_CODE
+                ),
+                *agent.file_frames(work, BASE_WORK),
+                request,
+            ]
+            return self._run_cell(box, agent, frames, limit, on_output, on_display, cancel)
+
+    def get(self, *patterns: str) -> dict[str, bytes]:
+        """Files of the session's working directory, fetched now.
+
+        Regular files only, no links, within ``policy.copy_limit`` bytes.
+
+        Args:
+            *patterns: Glob patterns (``"*.csv"``, ``"out/*"``), matched
+                against the path relative to the working directory and the name.
+
+        Returns:
+            Relative path -> content.
+
+        Raises:
+            SandboxError: The session's interpreter could not be reached.
+        """
+        result = self.run("", get=patterns, display_last=False)
+        return dict(result.files)
 
     def stop(self) -> None:
         """Remove the container (and its volume). Safe to call twice, from any thread.
@@ -390,8 +420,8 @@ class Session:
 
     def _ensure_started(self, call_timeout: float = CALL_TIMEOUT) -> None:
         if self._box is not None:
-            channel = self._channel
-            if channel is not None and channel.connected():
+            agent = self._agent
+            if agent is not None and (agent.backlog or agent.channel.connected()):
                 return
             reason = self._death_reason(self._box)
             self._restart_warning(f" had stopped ({reason})", stacklevel=5)
@@ -409,18 +439,26 @@ class Session:
 
     def _create(self, call_timeout: float) -> None:
         spec = self.runner.container_spec(
-            self.interpreter.command, stdin=True, labels={SESSION: self.name}
+            self.interpreter.command, stdin=True, labels={SESSION: self.name}, agent=True
         )
         box = SandboxContainer.create(
             self.client, spec, on_progress=self.runner.on_progress, timeout=call_timeout
         )
         self._box, self._container_name = box, spec.name
         try:
-            box.put_files({**self.runner.support_files(), **self.interpreter.files})
-            self._channel = box.attach()
-            self._reader = _Reader()
+            agent = Agent(box.attach(), self.interpreter)
+            self._agent = agent
             box.start()
-            self.interpreter_info = self._await_hello(box)
+            agent.send(agent.frames_to_boot(), timeout=call_timeout)
+            try:
+                self.interpreter_info = agent.await_hello(_START_TIMEOUT, time.monotonic)
+            except (StreamEnded, ProtocolError, SandboxError) as exc:
+                why = self._death_reason(box) if isinstance(exc, StreamEnded) else str(exc)
+                raise SandboxError(
+                    f"The {self.language} interpreter of session {self.name!r} did not start"
+                    f" ({why})",
+                    container=box.name,
+                ) from exc
         except BaseException as exc:
             self._discard()
             if isinstance(exc, SandboxError) and not str(exc).startswith("The "):
@@ -438,32 +476,6 @@ class Session:
             extra={"container": spec.name, "language": self.language},
         )
 
-    def _await_hello(self, box: SandboxContainer) -> dict[str, Any]:
-        channel = self._channel
-        assert channel is not None
-        deadline = time.monotonic() + _START_TIMEOUT
-        said: list[bytes] = []
-        while time.monotonic() < deadline:
-            try:
-                messages = self._reader.read(channel, POLL_SECONDS)
-            except (StreamEnded, ProtocolError) as exc:
-                text = b"".join(said).decode("utf-8", "replace").strip()
-                why = self._death_reason(box) if isinstance(exc, StreamEnded) else str(exc)
-                raise SandboxError(
-                    f"The {self.language} interpreter of session {self.name!r} did not start"
-                    f" ({why})" + (f": {text[-2000:]}" if text else ""),
-                    container=box.name,
-                ) from exc
-            for message in messages:
-                if message.kind == KIND_HELLO:
-                    return parse_hello(message.payload)
-                said.append(message.payload[4:] if len(message.payload) >= 4 else b"")
-        raise SandboxError(
-            f"The {self.language} interpreter of session {self.name!r} did not answer within "
-            f"{_START_TIMEOUT:g} s",
-            container=box.name,
-        )
-
     def _discard(self) -> None:
         """Forget the container (removing it) and its channel; the next cell starts anew."""
         box, self._box = self._box, None
@@ -472,10 +484,10 @@ class Session:
             box.remove()
 
     def _close_channel(self) -> None:
-        channel, self._channel = self._channel, None
-        if channel is not None:
-            channel.close()
-        self._reader.backlog.clear()
+        agent, self._agent = self._agent, None
+        if agent is not None:
+            agent.channel.close()
+            agent.backlog.clear()
 
     def _death_reason(self, box: SandboxContainer) -> str:
         if self._box is not box:
@@ -492,22 +504,31 @@ class Session:
     def _run_cell(
         self,
         box: SandboxContainer,
-        channel: Channel,
-        request: bytes,
+        agent: Agent,
+        frames: list[bytes],
         limit: float,
         on_output: OutputCallback | None,
+        on_display: DisplayCallback | None,
         cancel: threading.Event | None,
     ) -> RunResult:
         collector = OutputCollector(self.policy.output_limit, on_output)
-        cell = _Cell(self, box, channel, self.runs)
+        displays = DisplayCollector(self.policy.display_limit, on_display)
+        files = FileCollector(self.policy.copy_limit)
+        stopper = _Interrupter(self, box, agent.channel)
+        cell = AgentRequest(agent, self.runs, stop=stopper.stop, force=stopper.force, files=files)
         exit_code, oom, note = -1, False, ""
         started = time.monotonic()
         try:
-            # Blocking, and bounded: a large cell (code, stdin, inputs) takes a
-            # while to travel, and the socket may be in non-blocking mode.
-            channel.send(request, timeout=max(limit, 30.0))
+            # Blocking, and bounded: a large cell (code, stdin, inputs, files)
+            # takes a while to travel, and the socket may be in non-blocking mode.
+            agent.send(frames, timeout=max(limit, 30.0))
             watch = supervise(
-                cell, limit=limit, collector=collector, cancel=cancel, grace=self.grace
+                cell,
+                limit=limit,
+                collector=collector,
+                cancel=cancel,
+                grace=self.grace,
+                displays=displays,
             )
         except OSError as exc:
             # The stream broke while the request was being sent.
@@ -515,7 +536,7 @@ class Session:
             cell.broken = exc
         if watch.exit_code is not None:
             exit_code = watch.exit_code
-        elif cell.killed:
+        elif cell.forced:
             exit_code = 137
         elif cell.broken is not None:
             if self._box is not box:
@@ -528,6 +549,7 @@ class Session:
         if note:
             collector.add("stderr", note.encode())
             collector.finish()
+        done = cell.done
         result = watch.result(
             collector,
             language=self.language,
@@ -535,9 +557,14 @@ class Session:
             exit_code=exit_code,
             oom_killed=oom,
             container_name=box.name,
+            displays=displays,
+            files=dict(files.files),
+            files_skipped=(*done.skipped, *files.skipped.items()) if done else (),
+            cpu_seconds=done.cpu_seconds if done else None,
+            peak_memory_bytes=done.peak_memory_bytes if done else None,
         )
-        if cell.done is not None and self._box is box:
-            self._check_leftovers(cell.done)
+        if done is not None and self._box is box:
+            self._check_leftovers(done)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "%s session %s cell %d finished: %s (%.4f s)",
@@ -565,8 +592,9 @@ class Session:
 
     def _handle_death(self, box: SandboxContainer, exc: BaseException) -> tuple[int, bool, str]:
         """The stream ended or broke during a cell: report, clean up, warn."""
-        if isinstance(exc, ProtocolError):
-            reason = f"the interpreter broke the protocol ({exc})"
+        cause = exc.__cause__ if isinstance(exc, StreamEnded) else exc
+        if isinstance(cause, ProtocolError):
+            reason = f"the interpreter broke the protocol ({cause})"
         else:
             reason = self._death_reason(box)
         state = box.exit_state(timeout=0.2)
@@ -575,90 +603,18 @@ class Session:
         return exit_code, state.oom_killed, f"\n[dockermagic] {reason}\n"
 
 
-class _Reader:
-    """Turns the attached stream into protocol messages; keeps what one cell did not take."""
+class _Interrupter:
+    """How a session's cell is stopped: interrupted, and killed only past its grace."""
 
-    def __init__(self) -> None:
-        self.demux = DemuxDecoder()
-        self.messages = MessageReader()
-        self.backlog: collections.deque[Message] = collections.deque()
-
-    def read(self, channel: Channel, timeout: float) -> list[Message]:
-        """Messages that arrive within ``timeout`` seconds (maybe none).
-
-        Raises:
-            StreamEnded: The stream ended.
-            ProtocolError: The interpreter sent garbage.
-        """
-        if self.backlog:
-            messages = list(self.backlog)
-            self.backlog.clear()
-            return messages
-        data = channel.recv(timeout)
-        if data is None:
-            return []
-        if not data:
-            raise StreamEnded()
-        decoded: list[Message] = []
-        for stream, payload in self.demux.feed(data):
-            if stream == "stdout":
-                decoded.extend(self.messages.feed(payload))
-            else:
-                # The server's own fd 2 (its start-up errors): shown as the cell's stderr.
-                decoded.append(Message(KIND_STDERR, b"\0\0\0\0" + payload))
-        return decoded
-
-
-class _Cell:
-    """One running cell as the supervisor sees it (a ``supervisor.Program``)."""
-
-    def __init__(self, session: Session, box: SandboxContainer, channel: Channel, cell_id: int):
+    def __init__(self, session: Session, box: SandboxContainer, channel: Channel) -> None:
         self.session = session
         self.box = box
         self.channel = channel
-        self.id = cell_id
-        self.reason: StopReason | None = None
-        self.killed = False
-        self.done: CellDone | None = None
-        self.broken: BaseException | None = None
-
-    def receive(self, timeout: float) -> list[Output | Exited]:
-        reader = self.session._reader
-        try:
-            messages = reader.read(self.channel, timeout)
-        except (StreamEnded, ProtocolError) as exc:
-            self.broken = exc
-            raise StreamEnded() from exc
-        events: list[Output | Exited] = []
-        for index, message in enumerate(messages):
-            if message.kind in (KIND_STDOUT, KIND_STDERR):
-                try:
-                    owner, data = split_output(message.payload)
-                except ProtocolError as exc:
-                    self.broken = exc
-                    raise StreamEnded() from exc
-                # Output of another cell (its threads, or frames it forged) is
-                # dropped: nothing of one cell shows up in another's result.
-                if owner in (self.id, 0):
-                    stream = "stdout" if message.kind == KIND_STDOUT else "stderr"
-                    events.append(Output(stream, data))
-            elif message.kind == KIND_DONE:
-                try:
-                    done = parse_done(message.payload)
-                except ProtocolError as exc:
-                    self.broken = exc
-                    raise StreamEnded() from exc
-                if done.id == self.id:
-                    self.done = done
-                    # Anything after the done frame is for whoever reads next.
-                    reader.backlog.extend(messages[index + 1 :])
-                    events.append(Exited(done.exit_code))
-                    return events
-        return events
+        self.interrupted = False
 
     def stop(self, reason: StopReason) -> bool:
-        if self.reason is None:
-            self.reason = reason
+        if not self.interrupted:
+            self.interrupted = True
             # SIGINT reaches the interpreter through init: KeyboardInterrupt
             # in Python, a broken script in Node. In a helper thread, so that a
             # hung engine cannot hold the read loop.
@@ -667,8 +623,7 @@ class _Cell:
             ).start()
         return True
 
-    def force_stop(self) -> None:
-        self.killed = True
+    def force(self) -> None:
         session = self.session
         # Hang up first: the engine does not finish a kill while output it
         # holds waits for a reader.

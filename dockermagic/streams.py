@@ -1,9 +1,11 @@
-"""Decoding the engine's multiplexed attach stream, with an output cap.
+"""What a run produces, kept within caps: text, displays, files.
 
-Pure logic, no Docker calls: :class:`DemuxDecoder` splits the byte stream into
-``(stream, payload)`` chunks and :class:`OutputCollector` decodes them to text
-incrementally (a UTF-8 character split across frames stays whole; invalid bytes
-become U+FFFD) and stops keeping output past a byte cap.
+Pure logic, no Docker calls: :class:`DemuxDecoder` splits Docker's multiplexed
+attach stream into ``(stream, payload)`` chunks; :class:`OutputCollector`
+decodes text incrementally (a UTF-8 character split across frames stays whole;
+invalid bytes become U+FFFD) and stops keeping output past a byte cap;
+:class:`DisplayCollector` keeps MIME bundles within a cap of their own;
+:class:`FileCollector` puts together files sent back in chunks.
 """
 
 from __future__ import annotations
@@ -11,8 +13,18 @@ from __future__ import annotations
 import codecs
 import struct
 from collections.abc import Callable, Iterator
+from typing import Any
 
-__all__ = ["STDERR", "STDOUT", "DemuxDecoder", "OutputCallback", "OutputCollector"]
+__all__ = [
+    "STDERR",
+    "STDOUT",
+    "DemuxDecoder",
+    "DisplayCallback",
+    "DisplayCollector",
+    "FileCollector",
+    "OutputCallback",
+    "OutputCollector",
+]
 
 STDOUT = "stdout"
 STDERR = "stderr"
@@ -122,3 +134,84 @@ class OutputCollector:
         self._parts[stream].append(text)
         if self.on_output is not None:
             self.on_output(stream, text)
+
+
+#: ``on_display(data, metadata)``: a MIME bundle as Jupyter's ``display_data`` has it.
+DisplayCallback = Callable[[dict[str, Any], dict[str, Any]], None]
+
+
+class DisplayCollector:
+    """Keeps a run's displays (MIME bundles), up to a byte cap of their own.
+
+    Counted apart from the text cap: a plot must not push the program's
+    output out, nor the reverse. Past the cap, displays are dropped and
+    counted (the result says how many).
+
+    Args:
+        limit: Bytes of displays (their JSON size) to keep.
+        on_display: Called with each kept display, in order.
+    """
+
+    def __init__(self, limit: int, on_display: DisplayCallback | None = None) -> None:
+        self.limit = limit
+        self.on_display = on_display
+        self.total_bytes = 0
+        self.dropped = 0
+        self.bundles: list[dict[str, Any]] = []
+
+    def add(self, data: dict[str, Any], metadata: dict[str, Any], size: int) -> bool:
+        """Take one display.
+
+        Args:
+            data: MIME type -> value (text as str, binary as base64 str).
+            metadata: Its metadata.
+            size: Its size in bytes, as it came.
+
+        Returns:
+            False when it was dropped (over the cap).
+        """
+        if self.dropped or self.total_bytes + size > self.limit:
+            self.dropped += 1
+            return False
+        self.total_bytes += size
+        self.bundles.append(data)
+        if self.on_display is not None:
+            self.on_display(data, metadata)
+        return True
+
+
+class FileCollector:
+    """Puts together the files an agent sends back, up to a byte cap.
+
+    Args:
+        limit: Bytes of files to keep in all.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.total_bytes = 0
+        self.files: dict[str, bytes] = {}
+        self.skipped: dict[str, str] = {}
+        self._parts: dict[str, list[bytes]] = {}
+
+    def add(self, path: str, data: bytes, *, first: bool, last: bool) -> None:
+        """Take one chunk of a file.
+
+        Args:
+            path: The file's path relative to the working directory.
+            data: The chunk.
+            first: The first chunk of the file.
+            last: The last chunk.
+        """
+        if path in self.skipped:
+            return
+        if first:
+            self._parts[path] = []
+        if self.total_bytes + len(data) > self.limit:
+            self._parts.pop(path, None)
+            self.skipped[path] = f"over the limit of {self.limit} bytes"
+            return
+        self.total_bytes += len(data)
+        self._parts.setdefault(path, []).append(data)
+        if last:
+            self.files[path] = b"".join(self._parts.pop(path))

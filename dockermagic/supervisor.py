@@ -29,15 +29,17 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, Union
 
 from dockermagic.errors import InvalidArgumentError
 from dockermagic.result import RunResult
-from dockermagic.streams import OutputCollector
+from dockermagic.streams import DisplayCollector, OutputCollector
 
 __all__ = [
     "POLL_SECONDS",
     "STOP_GRACE",
+    "Display",
+    "Event",
     "Exited",
     "Output",
     "Program",
@@ -77,6 +79,21 @@ class Output:
 
 
 @dataclass(frozen=True)
+class Display:
+    """A display the program made (a MIME bundle).
+
+    Attributes:
+        data: MIME type -> value (text as str, binary types base64).
+        metadata: Its metadata.
+        size: Its size in bytes as it travelled (what counts against the cap).
+    """
+
+    data: dict[str, Any]
+    metadata: dict[str, Any]
+    size: int
+
+
+@dataclass(frozen=True)
 class Exited:
     """The program said it is done (a session's cell), with its status.
 
@@ -87,6 +104,10 @@ class Exited:
     exit_code: int
 
 
+#: What a program sends the supervisor.
+Event = Union[Output, Display, Exited]  # noqa: UP007 (a runtime alias on Python 3.10)
+
+
 class StreamEnded(Exception):
     """The program's output channel ended (it exited, or its container went away)."""
 
@@ -94,7 +115,7 @@ class StreamEnded(Exception):
 class Program(Protocol):
     """A running program as the supervisor sees it."""
 
-    def receive(self, timeout: float) -> Sequence[Output | Exited]:
+    def receive(self, timeout: float) -> Sequence[Event]:
         """What arrives within ``timeout`` seconds (maybe nothing).
 
         Raises:
@@ -154,6 +175,8 @@ class Supervision:
         exit_code: int,
         oom_killed: bool,
         container_name: str,
+        displays: DisplayCollector | None = None,
+        **extra: Any,
     ) -> RunResult:
         """The :class:`RunResult` of the watched run.
 
@@ -164,6 +187,8 @@ class Supervision:
             exit_code: The program's status (-1 when unknown).
             oom_killed: Whether the OOM killer acted.
             container_name: The container's name.
+            displays: The displays kept, if the program could make any.
+            **extra: Further :class:`RunResult` fields (files, CPU, memory).
 
         Returns:
             The result.
@@ -180,6 +205,9 @@ class Supervision:
             output_truncated=self.truncated,
             cancelled=self.cancelled,
             container_name=container_name,
+            displays=tuple(displays.bundles) if displays is not None else (),
+            displays_dropped=displays.dropped if displays is not None else 0,
+            **extra,
         )
 
 
@@ -211,6 +239,7 @@ def supervise(
     grace: float = STOP_GRACE,
     poll: float = POLL_SECONDS,
     clock: Callable[[], float] = time.monotonic,
+    displays: DisplayCollector | None = None,
 ) -> Supervision:
     """Watch a program until it ends, stopping it at the deadline, on cancel or a flood.
 
@@ -222,6 +251,7 @@ def supervise(
         grace: Seconds a stopped program may take before it is forced.
         poll: Seconds between checks when nothing arrives.
         clock: The monotonic clock (tests pass a fake one).
+        displays: Takes the displays (dropped when None).
 
     Returns:
         What happened; the collector is finished (incomplete UTF-8 flushed).
@@ -262,7 +292,7 @@ def supervise(
             except StreamEnded:
                 watch.ended = True
                 break
-            if _take(events, collector, watch) is not None:
+            if _take(events, collector, displays, watch) is not None:
                 break
             if collector.truncated and stopped_at is None and not stop(StopReason.OUTPUT_LIMIT):
                 break
@@ -284,13 +314,20 @@ def supervise(
 
 
 def _take(
-    events: Sequence[Output | Exited], collector: OutputCollector, watch: Supervision
+    events: Sequence[Event],
+    collector: OutputCollector,
+    displays: DisplayCollector | None,
+    watch: Supervision,
 ) -> int | None:
-    """Feed output to the collector; the exit status once the program said it is done."""
+    """Feed output to the collectors; the exit status once the program said it is done."""
     for event in events:
         if isinstance(event, Exited):
             watch.exit_code = event.exit_code
             return event.exit_code
+        if isinstance(event, Display):
+            if displays is not None:
+                displays.add(event.data, event.metadata, event.size)
+            continue
         # Past the cap the collector drops what comes (and says so); reading
         # on keeps a stopping program from blocking on a full pipe.
         collector.add(event.stream, event.data)

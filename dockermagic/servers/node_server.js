@@ -1,23 +1,33 @@
-// dockermagic's warm JavaScript interpreter (runs inside a session's container).
+// dockermagic's JavaScript agent: runs the program of a container, or a session's cells.
 //
-// Started as the container's main process under init by a shell line that
-// hands it the protocol on fd 3 (requests, the original stdin) and fd 4
-// (replies, the original stdout), and points fds 1 and 2 at two FIFOs whose
-// paths are argv[2] and argv[3], so that child processes cannot corrupt the
-// protocol (see dockermagic/protocol.py for the frames).
+// Every JavaScript container of dockermagic runs this as its main program. It
+// arrives on stdin: a shell line (see dockermagic/interpreters.py) hands node
+// the protocol on fd 3 (requests, the original stdin) and fd 4 (replies, the
+// original stdout), points fds 1 and 2 at two FIFOs and fd 0 at a third (the
+// program's stdin), and a bootstrap reads this source from fd 3 and runs it.
+// The frames are described in dockermagic/protocol.py.
 //
+// * Files arrive as F frames: the program's folder (/code, read-only once the
+//   program starts) or the working directory.
+// * A script request runs a program as `node path` would: the main CommonJS
+//   module (an ES module for .mjs), process.argv, stdin on fd 0; a `once`
+//   request ends the agent afterwards with the program's exit status.
 // * Cells run as scripts in this context: top-level const/let/class/function
 //   persist across cells; a cell with top-level await is rewritten by Node's
-//   own REPL transform (declarations hoisted, lines kept).
-// * A cell is done when its code (and awaited promise) finished and the work
-//   it scheduled (timers, I/O) has drained, as a script would end.
-// * process.stdout/stderr and console write frames directly, in order.
+//   own REPL transform (declarations hoisted, lines kept). The value of a
+//   cell's last expression is displayed, as in a notebook.
+// * A program is done when its code (and awaited promise) finished and the
+//   work it scheduled (timers, I/O) has drained, as a script would end.
+// * process.stdout/stderr and console write frames directly, in order;
+//   display(value) (and display.html/markdown/svg/png/jpeg/json) sends M frames.
+// * After the code, files of the working directory matching the request's
+//   `get` patterns come back as G frames (regular files, no links, a budget).
 // * SIGINT breaks a running script (breakOnSigint) or ends a cell that waits
 //   for async work; it is ignored between cells. process.exit() ends the cell
 //   with its status; the interpreter stays.
-// * Output frames carry the id of the cell they belong to (the last cell's
+// * Output frames carry the id of the request they belong to (the last one's
 //   once it is done), so the host drops what a cell's timers print later.
-// * The interpreter ends when its stdin closes (the host hung up) and, from a
+// * The agent ends when its stdin closes (the host hung up) and, from a
 //   watchdog thread, when a cell outlives the request's deadline: a runaway
 //   cell stops even when nobody is left to stop it.
 "use strict";
@@ -28,13 +38,17 @@ const path = require("path");
 const util = require("util");
 const vm = require("vm");
 const Module = require("module");
-const { Worker } = require("worker_threads");
+const { pathToFileURL } = require("url");
 const { Readable, Writable } = require("stream");
+const { Worker } = require("worker_threads");
 
 const PROTO_IN = 3;
 const PROTO_OUT = 4;
 const CHUNK = 1024 * 1024;
-const SERVER_FILE = __filename;
+const SERVER_FILE = "<dockermagic-agent>";
+const CODE_DIR = process.env.DOCKERMAGIC_CODE_DIR || "/code";
+const FIRST = 1;
+const LAST = 2;
 
 let processTopLevelAwait = null;
 try {
@@ -57,20 +71,15 @@ const real = {
 
 // -- frames ---------------------------------------------------------------------------
 
+const [fifoOut, fifoErr, fifoIn] = process.argv.slice(1, 4);
 const pipes = [];
-for (const [index, kind] of [
-  [2, "O"],
-  [3, "E"],
+for (const [fifo, kind] of [
+  [fifoOut, "O"],
+  [fifoErr, "E"],
 ]) {
-  const fifo = process.argv[index];
   const fd = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
   fs.unlinkSync(fifo);
   pipes.push([fd, kind]);
-}
-try {
-  fs.rmdirSync(path.dirname(process.argv[2]));
-} catch (_) {
-  // not ours to worry about
 }
 const pipeBuffer = Buffer.alloc(65536);
 
@@ -95,10 +104,10 @@ function writeAll(buffer) {
   }
 }
 
-let cellId = 0; // the running cell's id, or the last one's
+let cellId = 0; // the running request's id, or the last one's
 
 function frames(kind, payload) {
-  const tagged = kind === "O" || kind === "E";
+  const tagged = kind === "O" || kind === "E" || kind === "M";
   let start = 0;
   do {
     const part = payload.subarray(start, start + CHUNK);
@@ -110,27 +119,6 @@ function frames(kind, payload) {
     start += CHUNK;
   } while (start < payload.length);
 }
-
-// -- the deadline keeper ------------------------------------------------------------
-// A worker thread runs while a cell's synchronous code holds the main thread.
-
-const deadline = new Float64Array(new SharedArrayBuffer(8)); // ms since epoch, 0: none
-const keeper = new Worker(
-  `
-  const { workerData } = require("worker_threads");
-  const deadline = new Float64Array(workerData);
-  const nap = new Int32Array(new SharedArrayBuffer(4));
-  for (;;) {
-    Atomics.wait(nap, 0, 0, 250);
-    if (deadline[0] > 0 && Date.now() > deadline[0]) {
-      try { process.kill(-1, "SIGKILL"); } catch (_) {}
-      process.kill(process.pid, "SIGKILL");
-    }
-  }
-  `,
-  { eval: true, workerData: deadline.buffer, stdout: true, stderr: true },
-);
-keeper.unref();
 
 function drainPipes() {
   for (const [fd, kind] of pipes) {
@@ -168,7 +156,10 @@ function outputStream(kind, fd) {
   const stream = new Writable({ write: (_chunk, _encoding, callback) => callback() });
   stream.write = (chunk, encoding, callback) => {
     if (typeof encoding === "function") callback = encoding;
-    const data = typeof chunk === "string" ? Buffer.from(chunk, typeof encoding === "string" ? encoding : "utf8") : Buffer.from(chunk);
+    const data =
+      typeof chunk === "string"
+        ? Buffer.from(chunk, typeof encoding === "string" ? encoding : "utf8")
+        : Buffer.from(chunk);
     send(kind, data);
     if (typeof callback === "function") process.nextTick(callback);
     return true;
@@ -190,7 +181,253 @@ function emptyStdin() {
   return Readable.from([]);
 }
 
-// -- cells ----------------------------------------------------------------------------
+// -- displays -------------------------------------------------------------------------
+
+function publish(data, metadata) {
+  const body = JSON.stringify({ data, metadata: metadata || {} });
+  send("M", Buffer.from(body, "utf8"));
+}
+
+function plain(value) {
+  return typeof value === "string" ? value : util.inspect(value, { depth: 4 });
+}
+
+function display(...values) {
+  for (const value of values) {
+    if (typeof value === "string") {
+      publish({ "text/plain": value });
+    } else if (value !== undefined && value !== null && typeof value === "object" && !Buffer.isBuffer(value)) {
+      let json;
+      try {
+        json = JSON.parse(JSON.stringify(value));
+      } catch (_) {
+        json = undefined;
+      }
+      const data = { "text/plain": plain(value) };
+      if (json !== undefined) data["application/json"] = json;
+      publish(data);
+    } else {
+      publish({ "text/plain": plain(value) });
+    }
+  }
+}
+
+function binary(value) {
+  return Buffer.isBuffer(value) || value instanceof Uint8Array
+    ? Buffer.from(value).toString("base64")
+    : String(value);
+}
+
+display.html = (html) => publish({ "text/html": String(html), "text/plain": "<HTML>" });
+display.markdown = (text) => publish({ "text/markdown": String(text), "text/plain": String(text) });
+display.svg = (svg) => publish({ "image/svg+xml": String(svg), "text/plain": "<SVG>" });
+display.png = (data) => publish({ "image/png": binary(data), "text/plain": "<PNG image>" });
+display.jpeg = (data) => publish({ "image/jpeg": binary(data), "text/plain": "<JPEG image>" });
+display.json = (value) => publish({ "application/json": value, "text/plain": JSON.stringify(value, null, 1) });
+display.latex = (text) => publish({ "text/latex": String(text), "text/plain": String(text) });
+globalThis.display = display;
+
+// -- the deadline keeper ------------------------------------------------------------
+// A worker thread runs while a cell's synchronous code holds the main thread;
+// started with the first request that has a deadline (one-shot runs have a
+// deadline keeper as PID 1 instead).
+
+const deadline = new Float64Array(new SharedArrayBuffer(8)); // ms since epoch, 0: none
+let keeper = null;
+
+function keepDeadline(seconds) {
+  deadline[0] = seconds ? Date.now() + seconds * 1000 : 0;
+  if (!seconds || keeper !== null) return;
+  keeper = new Worker(
+    `
+    const { workerData } = require("worker_threads");
+    const deadline = new Float64Array(workerData);
+    const nap = new Int32Array(new SharedArrayBuffer(4));
+    for (;;) {
+      Atomics.wait(nap, 0, 0, 250);
+      if (deadline[0] > 0 && Date.now() > deadline[0]) {
+        try { process.kill(-1, "SIGKILL"); } catch (_) {}
+        process.kill(process.pid, "SIGKILL");
+      }
+    }
+    `,
+    { eval: true, workerData: deadline.buffer, stdout: true, stderr: true },
+  );
+  keeper.unref();
+}
+
+// -- files ----------------------------------------------------------------------------
+
+const writing = new Map(); // path -> fd of files arriving in F frames
+
+function receiveFile(payload) {
+  const flags = payload.readUInt8(0);
+  const base = payload.toString("latin1", 1, 2);
+  const length = payload.readUInt16BE(2);
+  const rel = payload.toString("utf8", 4, 4 + length);
+  const data = payload.subarray(4 + length);
+  const parts = rel.split("/").filter((p) => p !== "" && p !== ".");
+  if (parts.length === 0 || parts.includes("..") || rel.startsWith("/") || rel.includes("\0")) return;
+  const file = path.join(base === "c" ? CODE_DIR : process.cwd(), ...parts);
+  if (flags & FIRST) {
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    const fd = fs.openSync(
+      file,
+      fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW,
+      0o644,
+    );
+    writing.set(file, [fd, base]);
+  }
+  const [fd, fileBase] = writing.get(file);
+  let offset = 0;
+  while (offset < data.length) offset += fs.writeSync(fd, data, offset, data.length - offset);
+  if (flags & LAST) {
+    fs.closeSync(fd);
+    writing.delete(file);
+    if (fileBase === "c") fs.chmodSync(file, 0o444);
+  }
+}
+
+function sealCode(on) {
+  const walk = (dir) => {
+    let entries = [];
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true });
+    } catch (_) {
+      return;
+    }
+    for (const entry of entries) {
+      if (entry.isDirectory()) {
+        walk(path.join(dir, entry.name));
+        try {
+          fs.chmodSync(path.join(dir, entry.name), 0o555);
+        } catch (_) {
+          // not ours
+        }
+      }
+    }
+  };
+  if (on) walk(CODE_DIR);
+  try {
+    fs.chmodSync(CODE_DIR, on ? 0o555 : 0o755);
+  } catch (_) {
+    // no code folder
+  }
+}
+
+function globToRegExp(pattern) {
+  let out = "";
+  for (const ch of pattern) {
+    if (ch === "*") out += ".*";
+    else if (ch === "?") out += ".";
+    else out += ch.replace(/[.+^${}()|[\]\\]/g, "\\$&");
+  }
+  return new RegExp(`^${out}$`, "s");
+}
+
+function sendFiles(spec) {
+  const patterns = (spec.patterns || []).map(globToRegExp);
+  let budget = Number(spec.limit) || 0;
+  const got = [];
+  const skipped = [];
+  const root = process.cwd();
+  const walk = (dir) => {
+    let entries = [];
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true });
+    } catch (_) {
+      return;
+    }
+    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const entry of entries) {
+      const file = path.join(dir, entry.name);
+      if (entry.isDirectory()) {
+        walk(file);
+        continue;
+      }
+      const rel = path.relative(root, file);
+      if (!patterns.some((p) => p.test(rel) || p.test(entry.name))) continue;
+      let info;
+      try {
+        info = fs.lstatSync(file);
+      } catch (err) {
+        skipped.push([rel, err.code || String(err)]);
+        continue;
+      }
+      if (!info.isFile()) {
+        skipped.push([rel, "not a regular file"]);
+        continue;
+      }
+      if (info.size > budget) {
+        skipped.push([rel, `${info.size} bytes would pass the limit`]);
+        continue;
+      }
+      let data;
+      try {
+        const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+        try {
+          data = fs.readFileSync(fd);
+        } finally {
+          fs.closeSync(fd);
+        }
+      } catch (err) {
+        skipped.push([rel, err.code || String(err)]);
+        continue;
+      }
+      budget -= data.length;
+      const name = Buffer.from(rel, "utf8");
+      let start = 0;
+      do {
+        const part = data.subarray(start, start + CHUNK - 64);
+        const flags = (start === 0 ? FIRST : 0) | (start + part.length >= data.length ? LAST : 0);
+        const head = Buffer.alloc(7);
+        head.writeUInt32BE(cellId, 0);
+        head.writeUInt8(flags, 4);
+        head.writeUInt16BE(name.length, 5);
+        send("G", Buffer.concat([head, name, part]));
+        start += CHUNK - 64;
+      } while (start < data.length);
+      got.push(rel);
+    }
+  };
+  walk(root);
+  return [got, skipped];
+}
+
+// -- the program's stdin -------------------------------------------------------------
+
+function feedStdin(data) {
+  // fd 0 is a FIFO. Its writer opens here, before the program runs (a
+  // program reading fd 0 must not see end-of-file first); a worker writes,
+  // so that a program reading fd 0 synchronously cannot block the writer.
+  const fd = fs.openSync(fifoIn, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK);
+  const worker = new Worker(
+    `
+    const fs = require("fs");
+    const { workerData } = require("worker_threads");
+    const nap = new Int32Array(new SharedArrayBuffer(4));
+    const data = Buffer.from(workerData.data);
+    let offset = 0;
+    try {
+      while (offset < data.length) {
+        try {
+          offset += fs.writeSync(workerData.fd, data, offset, data.length - offset);
+        } catch (err) {
+          if (err.code !== "EAGAIN") throw err;
+          Atomics.wait(nap, 0, 0, 1);
+        }
+      }
+    } catch (_) {
+      // the program did not read it all
+    }
+    fs.closeSync(workerData.fd);
+    `,
+    { eval: true, workerData: { fd, data } },
+  );
+  worker.unref();
+}
+
+// -- running code ---------------------------------------------------------------------
 
 class CellExit extends Error {
   constructor(code) {
@@ -203,7 +440,7 @@ process.exit = function exit(code) {
   throw new CellExit(code === undefined ? (process.exitCode ?? 0) : code);
 };
 
-let current = null; // the running cell: {id, timers, finished, interrupted}
+let current = null; // the running request: {id, timers, finished, interrupted, ...}
 
 function track(kind, create, clear) {
   const wrapped = function (...args) {
@@ -220,12 +457,14 @@ track("setImmediate", real.setImmediate, real.clearImmediate);
 
 function describe(err) {
   if (err && typeof err.stack === "string") {
-    // Cut the stack where the server's own frames begin.
-    const lines = err.stack.split("\n");
-    const cut = lines.findIndex(
-      (line) => /^\s+at /.test(line) && (line.includes(SERVER_FILE) || line.includes("node:vm")),
-    );
-    return (cut === -1 ? lines : lines.slice(0, cut)).join("\n");
+    // Leave out the agent's own frames and Node's internals.
+    return err.stack
+      .split("\n")
+      .filter(
+        (line) =>
+          !(/^\s+at /.test(line) && /\(node:|at node:|<dockermagic-agent>/.test(line)),
+      )
+      .join("\n");
   }
   return "Uncaught " + util.inspect(err);
 }
@@ -236,6 +475,28 @@ function exitStatus(code) {
 }
 
 let baseline = 0;
+
+function count(dir) {
+  try {
+    return fs.readdirSync(dir).length;
+  } catch (_) {
+    return 0;
+  }
+}
+
+function countTasks() {
+  // Processes and threads in the container (its PID namespace).
+  let tasks = 0;
+  for (const pid of fs.readdirSync("/proc")) {
+    if (/^[0-9]+$/.test(pid)) tasks += count(`/proc/${pid}/task`);
+  }
+  return tasks;
+}
+
+function cpuSeconds() {
+  const usage = process.resourceUsage();
+  return (usage.userCPUTime + usage.systemCPUTime) / 1e6;
+}
 
 function finish(cell, exitCode) {
   if (cell.finished) return;
@@ -254,6 +515,9 @@ function finish(cell, exitCode) {
   deadline[0] = 0;
   stdin = emptyStdin();
   process.exitCode = undefined;
+  let got = [];
+  let skipped = [];
+  if (cell.get) [got, skipped] = sendFiles(cell.get);
   drainPipes();
   lastDrain = performance.now();
   const done = {
@@ -262,32 +526,15 @@ function finish(cell, exitCode) {
     interrupted: cell.interrupted,
     tasks: countTasks(),
     fds: count("/proc/self/fd"),
+    cpu: Math.round((cpuSeconds() - cell.cpu) * 1e6) / 1e6,
+    maxrss: process.resourceUsage().maxRSS * 1024,
+    got,
+    skipped,
   };
   send("D", Buffer.from(JSON.stringify(done)));
+  if (cell.once) real.exit(exitCode);
+  sealCode(false);
   cell.resolve();
-  if (cell.interrupted) {
-    // Handles the cell left open (and that we could not clear) are its own.
-    real.setImmediate(() => {
-      baseline = Math.max(baseline, process.getActiveResourcesInfo().length);
-    });
-  }
-}
-
-function count(dir) {
-  try {
-    return fs.readdirSync(dir).length;
-  } catch (_) {
-    return 0;
-  }
-}
-
-function countTasks() {
-  // Processes and threads in the container (its PID namespace).
-  let tasks = 0;
-  for (const pid of fs.readdirSync("/proc")) {
-    if (/^[0-9]+$/.test(pid)) tasks += count(`/proc/${pid}/task`);
-  }
-  return tasks;
 }
 
 function fail(cell, err) {
@@ -307,7 +554,7 @@ function busy() {
 }
 
 function settled(cell) {
-  // Done once the work the cell scheduled has run: poll between turns of
+  // Done once the work the code scheduled has run: poll between turns of
   // the event loop (setImmediate lets pending I/O callbacks run first).
   return new Promise((resolve) => {
     const check = () => {
@@ -318,30 +565,73 @@ function settled(cell) {
   });
 }
 
-function runCell(request) {
-  const cell = { id: request.id, timers: [], finished: false, interrupted: false };
+function run(request) {
+  const cell = {
+    id: request.id,
+    timers: [],
+    finished: false,
+    interrupted: false,
+    once: Boolean(request.once),
+    get: request.get,
+    cpu: cpuSeconds(),
+  };
   cell.whenFinished = new Promise((resolve) => {
     cell.resolve = resolve;
   });
   current = cell;
   cellId = request.id;
-  deadline[0] = request.deadline ? Date.now() + request.deadline * 1000 : 0;
+  keepDeadline(request.deadline);
+  sealCode(true);
   const file = request.path;
   const source = Buffer.from(request.code, "base64").toString("utf8");
-  stdin = request.stdin === null ? emptyStdin() : Readable.from([Buffer.from(request.stdin, "base64")]);
+  const input = request.stdin === null ? null : Buffer.from(request.stdin, "base64");
+  stdin = input === null ? emptyStdin() : Readable.from([input]);
   for (const [name, value] of Object.entries(request.inputs || {})) {
     // Constants, as for a cold run; configurable so a later cell can pass them again.
     Object.defineProperty(globalThis, name, { value, writable: false, enumerable: true, configurable: true });
   }
-  globalThis.require = Module.createRequire(file);
-  globalThis.__filename = file;
-  globalThis.__dirname = path.dirname(file);
-  process.exitCode = undefined;
-  execute(cell, source, file);
+  if (request.script && input !== null) feedStdin(input);
+  // What is active now (the agent's own handles, what earlier cells left
+  // open) is not the program's: it is done when nothing beyond that is left.
+  // Counted from inside an immediate, as settled() counts.
+  real.setImmediate(() => {
+    baseline = process.getActiveResourcesInfo().length;
+    if (request.script) {
+      executeScript(cell, file);
+    } else {
+      globalThis.require = Module.createRequire(file);
+      globalThis.__filename = file;
+      globalThis.__dirname = path.dirname(file);
+      process.exitCode = undefined;
+      executeCell(cell, source, file, Boolean(request.display_last));
+    }
+  });
   return cell.whenFinished;
 }
 
-async function execute(cell, source, file) {
+// The agent itself is compiled by vm, where import() is not available; a
+// module compiled by Node's own loader may call it.
+const importer = new Module("<dockermagic-import>");
+importer._compile("module.exports = (url) => import(url);", path.join(CODE_DIR, ".import.js"));
+const importModule = importer.exports;
+
+async function executeScript(cell, file) {
+  try {
+    process.argv = [process.argv[0], file];
+    process.exitCode = undefined;
+    if (file.endsWith(".mjs")) {
+      await importModule(pathToFileURL(file).href);
+    } else {
+      Module._load(file, null, true); // as the main module: require.main === module
+    }
+    await settled(cell);
+    finish(cell, exitStatus(process.exitCode ?? 0));
+  } catch (err) {
+    fail(cell, err);
+  }
+}
+
+async function executeCell(cell, source, file, displayLast) {
   try {
     let code = source;
     let wrapped = false;
@@ -367,8 +657,13 @@ async function execute(cell, source, file) {
       if (!wrapped) throw err;
       script = new vm.Script(source, { filename: file }); // report the user's own error
     }
-    const value = script.runInThisContext({ breakOnSigint: true, displayErrors: false });
-    if (wrapped) await value;
+    let value = script.runInThisContext({ breakOnSigint: true, displayErrors: false });
+    if (wrapped) {
+      value = await value;
+      // The REPL transform returns {value} for a last expression.
+      value = value && typeof value === "object" && "value" in value ? value.value : undefined;
+    }
+    if (displayLast && value !== undefined) display(value);
     await settled(cell);
     finish(cell, exitStatus(process.exitCode ?? 0));
   } catch (err) {
@@ -410,10 +705,14 @@ async function serveQueue() {
   if (serving) return;
   serving = true;
   while (queue.length > 0) {
-    const request = queue.shift();
-    // Wait for the cell's end, not for its code: an interrupted cell may
-    // leave a promise that never settles.
-    await runCell(request);
+    const [kind, payload] = queue.shift();
+    if (kind === "F") {
+      receiveFile(payload);
+    } else if (kind === "R") {
+      // Wait for the cell's end, not for its code: an interrupted cell may
+      // leave a promise that never settles.
+      await run(JSON.parse(payload.toString("utf8")));
+    }
   }
   serving = false;
 }
@@ -431,11 +730,11 @@ input.on("data", (data) => {
     if (inboxSize < 5 + length) break;
     const whole = inbox.length === 1 ? inbox[0] : Buffer.concat(inbox);
     const kind = whole.toString("latin1", 0, 1);
-    const payload = whole.subarray(5, 5 + length);
+    const payload = Buffer.from(whole.subarray(5, 5 + length));
     const rest = whole.subarray(5 + length);
     inbox = rest.length ? [rest] : [];
     inboxSize = rest.length;
-    if (kind === "R") queue.push(JSON.parse(payload.toString("utf8")));
+    queue.push([kind, payload]);
   }
   serveQueue();
 });
@@ -443,7 +742,6 @@ input.on("end", () => real.exit(0));
 input.on("error", () => real.exit(0));
 
 real.setImmediate(() => {
-  baseline = process.getActiveResourcesInfo().length;
   const hello = { language: "javascript", version: process.version, pid: process.pid };
   send("H", Buffer.from(JSON.stringify(hello)));
 });

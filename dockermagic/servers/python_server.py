@@ -1,23 +1,41 @@
-"""dockermagic's warm Python interpreter (runs inside a session's container).
+"""dockermagic's Python agent: runs the program of a container, or a session's cells.
 
-Started as the container's main process under init. Speaks the frame protocol
-described in ``dockermagic/protocol.py``: requests arrive on the original
-stdin, every reply goes to the original stdout, one frame per write.
+Every Python container of dockermagic runs this as its main program. It
+arrives on stdin (a bootstrap in the container's command reads it, so no file
+has to be copied in first) and then speaks the frame protocol described in
+``dockermagic/protocol.py``: requests on the original stdin, every reply on
+the original stdout, one frame per write.
 
-* Cells run in one persistent namespace (a module installed as ``__main__``,
-  so pickling classes defined in cells works), compiled with their own file
-  name, so tracebacks show the cell's own line numbers.
+* Files arrive as ``F`` frames: the program's folder (``/code``, made
+  read-only once the program starts) or the working directory (``/work``).
+* A ``script`` request runs a program as ``python3 path`` would: a fresh
+  ``__main__`` with ``__file__``, ``sys.argv`` and the script's folder on
+  ``sys.path``; then non-daemon threads are joined and ``atexit`` handlers
+  run, as at interpreter exit. A ``once`` request ends the agent afterwards
+  with the program's exit status.
+* A cell request runs in one persistent namespace (a module installed as
+  ``__main__``, so pickling classes defined in cells works). Its last
+  expression is displayed, as in a notebook.
+* Code is compiled with its own file name, so tracebacks show the program's
+  own line numbers; the agent's own frames are left out.
 * ``sys.stdout``/``sys.stderr`` write frames directly, in order. File
   descriptors 1 and 2 are pipes (for subprocesses and C code): their contents
-  are sent before each direct write, by a pump thread while the cell runs, and
-  at the end of the cell.
+  are sent before each direct write, by a pump thread while the code runs, and
+  at the end.
+* ``display(obj)`` (a builtin, also ``from dockermagic_display import
+  display``) sends a MIME bundle as an ``M`` frame, in order with the text;
+  matplotlib draws with an inline backend whose ``plt.show()`` displays the
+  figures as PNG, and figures left open at the end are displayed too.
+* After the code, files of the working directory matching the request's
+  ``get`` patterns come back as ``G`` frames (regular files only, no links,
+  within a byte budget).
 * SIGINT raises KeyboardInterrupt in a running cell, never in the middle of a
   frame, and is ignored between cells. After an interrupted cell the
-  processes it left behind are killed.
-* ``sys.exit()`` ends the cell with its status; the interpreter stays.
-* Output frames carry the id of the cell they belong to (the last cell's
+  processes it left behind are killed. ``sys.exit()`` ends a cell with its
+  status; the interpreter stays.
+* Output frames carry the id of the request they belong to (the last one's
   once it is done), so the host drops what a cell's threads print later.
-* The interpreter ends itself when the host hangs up (its stdin closes, even
+* The agent ends itself when the host hangs up (its stdin closes, even
   during a busy cell) and when a cell outlives the request's ``deadline``:
   a runaway cell stops even when nobody is left to stop it.
 
@@ -25,19 +43,22 @@ Standard library only: it runs on whatever Python the image has (3.8+).
 """
 
 import ast
-import asyncio
+import atexit
 import base64
 import builtins
 import contextlib
 import fcntl
+import fnmatch
 import io
 import json
 import linecache
 import os
 import select
 import signal
+import stat
 import struct
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -45,9 +66,187 @@ import types
 
 HEADER = struct.Struct(">cI")
 CELL_ID = struct.Struct(">I")
+FILE_HEAD = struct.Struct(">BcH")  # flags, base, path length
+GOT_HEAD = struct.Struct(">IBH")  # cell id, flags, path length
 CHUNK = 1024 * 1024
-SERVER_FILE = os.path.abspath(__file__)
+SERVER_FILE = "<dockermagic-agent>"
 CO_COROUTINE = 0x0080
+OUT_NAME = "__dockermagic_out__"
+FIRST, LAST = 1, 2
+TAGGED = (b"O", b"E", b"M")
+
+# -- the modules the program imports ------------------------------------------------------
+# Written to a folder on sys.path (and PYTHONPATH, for subprocesses) at start.
+
+DISPLAY_MODULE = r'''
+"""display() for programs run by dockermagic, with IPython's rules.
+
+In the process dockermagic started, a display is sent to the notebook (or the
+result) as a MIME bundle; in any other process (a subprocess, a spawned
+worker) its plain text is printed instead.
+"""
+
+import base64
+import json
+import sys
+
+__all__ = ["display", "display_html", "display_markdown", "display_svg",
+           "display_png", "display_jpeg", "display_json", "display_latex"]
+
+#: Set by the agent in its own process: publish(data, metadata).
+_publish = None
+
+_METHODS = (
+    ("_repr_html_", "text/html"),
+    ("_repr_markdown_", "text/markdown"),
+    ("_repr_svg_", "image/svg+xml"),
+    ("_repr_png_", "image/png"),
+    ("_repr_jpeg_", "image/jpeg"),
+    ("_repr_latex_", "text/latex"),
+    ("_repr_json_", "application/json"),
+)
+_BINARY = ("image/png", "image/jpeg")
+
+
+def _encode(mime, value):
+    if mime in _BINARY and isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if mime == "application/json" or isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
+
+
+def _figure_png(figure):
+    import io
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _is_figure(obj):
+    module = sys.modules.get("matplotlib.figure")
+    return module is not None and isinstance(obj, module.Figure)
+
+
+def bundle(obj):
+    """The MIME bundle of an object: (data, metadata)."""
+    data, metadata = {}, {}
+    if _is_figure(obj):
+        data["image/png"] = _encode("image/png", _figure_png(obj))
+    elif not isinstance(obj, type):
+        method = getattr(obj, "_repr_mimebundle_", None)
+        if callable(method):
+            try:
+                result = method(include=None, exclude=None)
+            except Exception as exc:
+                print(f"display: {type(obj).__name__}._repr_mimebundle_ failed: {exc!r}",
+                      file=sys.stderr)
+                result = None
+            if isinstance(result, tuple) and len(result) == 2:
+                result, extra = result
+                metadata.update(extra or {})
+            for mime, value in (result or {}).items():
+                data[mime] = _encode(mime, value)
+        for name, mime in _METHODS:
+            if mime in data:
+                continue
+            method = getattr(obj, name, None)
+            if not callable(method):
+                continue
+            try:
+                value = method()
+            except Exception as exc:
+                print(f"display: {type(obj).__name__}.{name} failed: {exc!r}", file=sys.stderr)
+                continue
+            if isinstance(value, tuple) and len(value) == 2:
+                value, extra = value
+                if extra:
+                    metadata[mime] = extra
+            if value is not None:
+                data[mime] = _encode(mime, value)
+    if "text/plain" not in data:
+        try:
+            data["text/plain"] = repr(obj)
+        except Exception as exc:
+            data["text/plain"] = f"<{type(obj).__name__} (repr failed: {exc!r})>"
+    return data, metadata
+
+
+def publish(data, metadata=None):
+    """Send one MIME bundle (mime type -> str; binary types base64)."""
+    data = {str(k): v for k, v in data.items()}
+    if _publish is not None:
+        _publish(data, metadata or {})
+    else:
+        text = data.get("text/plain")
+        print(text if text is not None else "<display>")
+
+
+def display(*objs, raw=False):
+    """Display objects as the notebook would (IPython's _repr_*_ rules)."""
+    for obj in objs:
+        if raw:
+            publish(obj)
+        else:
+            publish(*bundle(obj))
+
+
+def _raw(mime, value, plain):
+    publish({mime: _encode(mime, value), "text/plain": plain})
+
+
+def display_html(html):
+    _raw("text/html", html, "<IPython.core.display.HTML object>")
+
+
+def display_markdown(text):
+    _raw("text/markdown", text, text)
+
+
+def display_svg(svg):
+    _raw("image/svg+xml", svg, "<IPython.core.display.SVG object>")
+
+
+def display_png(data):
+    _raw("image/png", data, "<IPython.core.display.Image object>")
+
+
+def display_jpeg(data):
+    _raw("image/jpeg", data, "<IPython.core.display.Image object>")
+
+
+def display_latex(text):
+    _raw("text/latex", text, text)
+
+
+def display_json(value):
+    publish({"application/json": value, "text/plain": json.dumps(value, indent=1)})
+
+
+def show_figures():
+    """Display every open matplotlib figure as PNG, then close them."""
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is None:
+        return
+    for number in pyplot.get_fignums():
+        display(pyplot.figure(number))
+    pyplot.close("all")
+'''
+
+INLINE_BACKEND = r'''
+"""A matplotlib backend like the notebook's inline one: plt.show() displays PNGs."""
+
+from matplotlib.backend_bases import FigureManagerBase as FigureManager
+from matplotlib.backends.backend_agg import FigureCanvasAgg as FigureCanvas
+
+
+def show(*args, **kwargs):
+    from dockermagic_display import show_figures
+
+    show_figures()
+'''
 
 
 class FrameWriter(io.RawIOBase):
@@ -84,7 +283,7 @@ class Server:
         self.pid = os.getpid()
         self.main_ident = threading.get_ident()
         # The protocol keeps the original descriptors (non-inheritable dups);
-        # 0/1/2 become what a cell and its subprocesses should see.
+        # 0/1/2 become what the program and its subprocesses should see.
         self.proto_in = os.dup(0)
         self.proto_out = os.dup(1)
         self.devnull = os.open(os.devnull, os.O_RDONLY)
@@ -114,19 +313,22 @@ class Server:
         self.wake = threading.Event()
         self.cell_id = 0
         self.deadline = None  # monotonic time at which a running cell ends us
+        self.code_dir = os.environ.get("DOCKERMAGIC_CODE_DIR", "/code")
+        self.writing = {}  # path -> fd of files arriving in F frames
         self.stdout = self._text(b"O", 1)
         self.stderr = self._text(b"E", 2)
         sys.stdout = sys.__stdout__ = self.stdout
         sys.stderr = sys.__stderr__ = self.stderr
         self._reset_stdin(None)
-        module = types.ModuleType("__main__")
-        module.__builtins__ = builtins
-        sys.modules["__main__"] = module
-        self.namespace = module.__dict__
+        self.namespace = self._new_main(None).__dict__
         # Cells import modules from the working directory, as in a kernel.
         sys.path[0] = ""
         sys.argv = [""]
         self.loop = None
+        self._install_display()
+        self._real_exit = os._exit
+        os._exit = self._exit
+        os.register_at_fork(after_in_child=self._forked)
         signal.signal(signal.SIGINT, self.on_sigint)
         threading.Thread(target=self.pump, name="dockermagic-pump", daemon=True).start()
         threading.Thread(target=self.flusher, name="dockermagic-flush", daemon=True).start()
@@ -139,6 +341,50 @@ class Server:
             errors="backslashreplace",
             write_through=True,
         )
+
+    def _new_main(self, path):
+        module = types.ModuleType("__main__")
+        module.__builtins__ = builtins
+        if path is not None:
+            module.__file__ = path
+            module.__cached__ = None
+        sys.modules["__main__"] = module
+        return module
+
+    def _install_display(self):
+        # Real files, so that subprocesses (PYTHONPATH) and matplotlib
+        # (MPLBACKEND) find them too.
+        folder = tempfile.mkdtemp(prefix=".dockermagic-", dir="/tmp")
+        for name, source in (
+            ("dockermagic_display.py", DISPLAY_MODULE),
+            ("dockermagic_inline.py", INLINE_BACKEND),
+        ):
+            with open(os.path.join(folder, name), "w", encoding="utf-8") as stream:
+                stream.write(source)
+        sys.path.append(folder)
+        paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        os.environ["PYTHONPATH"] = os.pathsep.join([*paths, folder])
+        os.environ.setdefault("MPLBACKEND", "module://dockermagic_inline")
+        import dockermagic_display
+
+        dockermagic_display._publish = self.publish
+        self.display_module = dockermagic_display
+        for name in dockermagic_display.__all__:
+            setattr(builtins, name, getattr(dockermagic_display, name))
+
+    def _forked(self):
+        # A child forked by the program: the parent's gathered output is the
+        # parent's to send; the child writes through the pumped pipes.
+        self.pending = []
+        self.pending_size = 0
+
+    def _exit(self, status):
+        # os._exit() right after a print must not lose the gathered output.
+        if os.getpid() == self.pid:
+            with contextlib.suppress(Exception), self.lock:
+                self._flush_pending()
+                self._drain_pipes()
+        self._real_exit(status)
 
     # -- frames ------------------------------------------------------------------------
 
@@ -158,6 +404,15 @@ class Server:
     def output(self, kind, data):
         """Gather a chunk of output; the flusher or a limit sends it soon."""
         self._locked(self._gather, kind, data)
+
+    def publish(self, data, metadata):
+        """Send a display (MIME bundle), in order with the text output."""
+        if os.getpid() != self.pid:
+            text = data.get("text/plain", "<display>")
+            os.write(1, (str(text) + "\n").encode("utf-8", "backslashreplace"))
+            return
+        body = {"data": data, "metadata": metadata}
+        self.send(b"M", json.dumps(body, ensure_ascii=False, default=str).encode("utf-8"))
 
     def _locked(self, action, kind, payload):
         main = threading.get_ident() == self.main_ident
@@ -218,7 +473,7 @@ class Server:
 
     def _frames(self, kind, payload):
         view = memoryview(payload)
-        tag = CELL_ID.pack(self.cell_id) if kind in (b"O", b"E") else b""
+        tag = CELL_ID.pack(self.cell_id) if kind in TAGGED else b""
         while True:
             part = view[:CHUNK]
             self._write_all(HEADER.pack(kind, len(tag) + len(part)) + tag + part)
@@ -232,7 +487,7 @@ class Server:
             try:
                 written = os.write(self.proto_out, view)
             except BrokenPipeError:
-                os._exit(0)  # the host hung up: nobody to serve
+                self._real_exit(0)  # the host hung up: nobody to serve
             view = view[written:]
 
     def _drain_pipes(self):
@@ -262,7 +517,7 @@ class Server:
         while len(data) < size:
             chunk = os.read(self.proto_in, min(size - len(data), CHUNK))
             if not chunk:
-                os._exit(0)  # stdin closed: the session is over
+                self._real_exit(0)  # stdin closed: the session is over
             data += chunk
         return bytes(data)
 
@@ -279,12 +534,101 @@ class Server:
                 self._die(137)
 
     def _die(self, status):
-        # Whatever the cells started goes too; kill(-1) spares init and us.
+        # Whatever the program started goes too; kill(-1) spares init and us.
         with contextlib.suppress(OSError):
             os.kill(-1, signal.SIGKILL)
-        os._exit(status)
+        self._real_exit(status)
 
-    # -- cells -------------------------------------------------------------------------
+    # -- files -------------------------------------------------------------------------
+
+    def _base(self, base):
+        return self.code_dir if base == b"c" else os.getcwd()
+
+    def receive_file(self, payload):
+        flags, base, length = FILE_HEAD.unpack_from(payload)
+        start = FILE_HEAD.size
+        rel = payload[start : start + length].decode("utf-8", "surrogateescape")
+        data = payload[start + length :]
+        parts = [p for p in rel.split("/") if p not in ("", ".")]
+        if not parts or ".." in parts or rel.startswith("/") or "\0" in rel:
+            return  # the host checks names; never write outside the folder
+        root = self._base(base)
+        path = os.path.join(root, *parts)
+        if flags & FIRST:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+            self.writing[path] = (fd, base)
+        fd, base = self.writing[path]
+        _write_all(fd, data)
+        if flags & LAST:
+            os.close(fd)
+            del self.writing[path]
+            if base == b"c":
+                os.chmod(path, 0o444)
+
+    def _seal_code(self):
+        """The program's folder becomes read-only before it runs."""
+        for folder, dirs, _ in os.walk(self.code_dir):
+            for name in dirs:
+                with contextlib.suppress(OSError):
+                    os.chmod(os.path.join(folder, name), 0o555)
+        with contextlib.suppress(OSError):
+            os.chmod(self.code_dir, 0o555)
+
+    def _unseal_code(self):
+        with contextlib.suppress(OSError):
+            os.chmod(self.code_dir, 0o755)
+
+    def send_files(self, spec):
+        """Files of the working directory matching the patterns, as G frames."""
+        patterns = spec.get("patterns") or []
+        budget = int(spec.get("limit") or 0)
+        got, skipped = [], []
+        root = os.getcwd()
+        for folder, dirs, files in os.walk(root):
+            dirs.sort()
+            for name in sorted(files):
+                path = os.path.join(folder, name)
+                rel = os.path.relpath(path, root)
+                if not any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in patterns):
+                    continue
+                try:
+                    info = os.lstat(path)
+                except OSError as exc:
+                    skipped.append([rel, exc.strerror or str(exc)])
+                    continue
+                if not stat.S_ISREG(info.st_mode):
+                    skipped.append([rel, "not a regular file"])
+                    continue
+                if info.st_size > budget:
+                    skipped.append([rel, f"{info.st_size} bytes would pass the limit"])
+                    continue
+                try:
+                    self._send_file(rel, path)
+                except OSError as exc:
+                    skipped.append([rel, exc.strerror or str(exc)])
+                    continue
+                budget -= info.st_size
+                got.append(rel)
+        return got, skipped
+
+    def _send_file(self, rel, path):
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        try:
+            name = rel.encode("utf-8", "surrogateescape")
+            flags = FIRST
+            while True:
+                chunk = os.read(fd, CHUNK - 64)
+                last = len(chunk) < CHUNK - 64
+                head = GOT_HEAD.pack(self.cell_id, flags | (LAST if last else 0), len(name))
+                self.send(b"G", head + name + chunk)
+                flags = 0
+                if last:
+                    return
+        finally:
+            os.close(fd)
+
+    # -- running code ------------------------------------------------------------------
 
     def _reset_stdin(self, data):
         if data is None:
@@ -298,7 +642,7 @@ class Server:
                 try:
                     _write_all(write_end, data)
                 except OSError:
-                    pass  # the cell did not read it all
+                    pass  # the program did not read it all
                 finally:
                     os.close(write_end)
 
@@ -310,39 +654,93 @@ class Server:
             io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding="utf-8"
         )
 
-    def run_cell(self, request):
+    def _compile(self, code, path, display_last):
+        flags = getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0)
+        if not display_last:
+            return compile(code, path, "exec", flags, dont_inherit=True)
+        tree = compile(code, path, "exec", flags | ast.PyCF_ONLY_AST, dont_inherit=True)
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            # The last expression's value is shown, as a notebook cell shows it.
+            last = tree.body[-1]
+            target = ast.Name(id=OUT_NAME, ctx=ast.Store())
+            tree.body[-1] = ast.copy_location(ast.Assign(targets=[target], value=last.value), last)
+            ast.fix_missing_locations(tree)
+        return compile(tree, path, "exec", flags, dont_inherit=True)
+
+    def run(self, request):
         self.cell_id = request["id"]
         code = base64.b64decode(request["code"])
         path = request["path"]
+        script = bool(request.get("script"))
         stdin = request.get("stdin")
         self._reset_stdin(None if stdin is None else base64.b64decode(stdin))
-        self.namespace.update(request.get("inputs") or {})
+        self._seal_code()
         text = code.decode("utf-8", "replace")
         linecache.cache[path] = (len(text), None, text.splitlines(True), path)
+        if script:
+            namespace = self._new_main(path).__dict__
+            sys.argv = [path, *(request.get("argv") or [])]
+            sys.path[0] = os.path.dirname(path)
+        else:
+            namespace = self.namespace
+        namespace.update(request.get("inputs") or {})
         exit_code = 0
         self.interrupted = False
         limit = request.get("deadline")
         self.deadline = time.monotonic() + limit if limit else None
+        cpu_before = _cpu()
         try:
             self.running = True
             try:
-                flags = getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0)
-                compiled = compile(code, path, "exec", flags, dont_inherit=True)
-                result = eval(compiled, self.namespace)
+                compiled = self._compile(code, path, bool(request.get("display_last")))
+                result = eval(compiled, namespace)
                 if compiled.co_flags & CO_COROUTINE:
                     # Top-level await, as in IPython: one loop for the session.
                     if self.loop is None:
+                        import asyncio
+
                         self.loop = asyncio.new_event_loop()
                     self.loop.run_until_complete(result)
+                value = namespace.pop(OUT_NAME, None)
+                if value is not None:
+                    self.display_module.display(value)
+                if script:
+                    self._end_of_script()
+                self.display_module.show_figures()
             finally:
                 self.running = False
         except SystemExit as exc:
             exit_code = self._exit_status(exc)
+            if script:
+                exit_code = self._after_exit(exit_code)
         except BaseException as exc:
             exit_code = 130 if isinstance(exc, KeyboardInterrupt) else 1
             self._print_exception(exc)
+            if script:
+                exit_code = self._after_exit(exit_code)
         if os.getpid() != self.pid:
-            os._exit(exit_code)  # a child forked by the cell must not serve
+            self._real_exit(exit_code)  # a child forked by the program must not serve
+        self._finish(request, exit_code, cpu_before)
+
+    def _end_of_script(self):
+        # What the interpreter does at exit: wait for non-daemon threads, then
+        # run the atexit handlers (their output is part of the program's).
+        main = threading.main_thread()
+        for thread in threading.enumerate():
+            if thread is not main and not thread.daemon:
+                thread.join()
+        atexit._run_exitfuncs()
+
+    def _after_exit(self, exit_code):
+        try:
+            self._end_of_script()
+        except SystemExit as exc:
+            return self._exit_status(exc)
+        except BaseException as exc:
+            self._print_exception(exc)
+        return exit_code
+
+    def _finish(self, request, exit_code, cpu_before):
         try:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -355,14 +753,24 @@ class Server:
                 os.kill(-1, signal.SIGKILL)
         self.deadline = None
         self._reset_stdin(None)
+        got, skipped = [], []
+        if request.get("get"):
+            got, skipped = self.send_files(request["get"])
         done = {
             "id": request["id"],
             "exit_code": exit_code,
             "interrupted": self.interrupted,
             "tasks": _count_tasks(),
             "fds": _count("/proc/self/fd"),
+            "cpu": round(_cpu() - cpu_before, 6),
+            "maxrss": _maxrss(),
+            "got": got,
+            "skipped": skipped,
         }
         self.send(b"D", json.dumps(done).encode("utf-8"))
+        if request.get("once"):
+            self._real_exit(exit_code)
+        self._unseal_code()
 
     def _exit_status(self, exc):
         code = exc.code
@@ -387,12 +795,14 @@ class Server:
         while True:
             kind, length = HEADER.unpack(self.read_exactly(HEADER.size))
             payload = self.read_exactly(length)
-            if kind == b"R":
-                self.run_cell(json.loads(payload))
+            if kind == b"F":
+                self.receive_file(payload)
+            elif kind == b"R":
+                self.run(json.loads(payload))
 
 
 def _hide_server_frames(report, seen):
-    """Drop the server's own frames (they mean nothing to the cell's author)."""
+    """Drop the agent's own frames (they mean nothing to the program's author)."""
     if report is None or id(report) in seen:
         return
     seen.add(id(report))
@@ -413,11 +823,29 @@ def _count_tasks():
     return sum(_count(f"/proc/{pid}/task") for pid in os.listdir("/proc") if pid.isdigit())
 
 
+def _cpu():
+    """CPU seconds (user + system) of this process and its waited-for children."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _maxrss():
+    """The largest resident memory of this process or a waited-for child, in bytes."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) * 1024
+
+
 def _write_all(fd, data):
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
 
 
-if __name__ == "__main__":
+if __name__ == "__dockermagic__":
     Server().serve()

@@ -131,12 +131,12 @@ def test_a_runaway_cell_ends_its_interpreter_at_the_cells_deadline() -> None:
     try:
         session.run("pass")
         box = session._box  # the test plays a hung host: reach past the API
-        channel = session._channel
+        agent = session._agent
         assert box is not None
-        assert channel is not None
+        assert agent is not None
         from dockermagic.protocol import run_request
 
-        channel.send(run_request(99, b"while True: pass", "/code/x.py", deadline=1.0), timeout=5)
+        agent.send([run_request(99, b"while True: pass", "/code/x.py", deadline=1.0)], timeout=5)
         state = box.exit_state(timeout=15)
         assert state.exit_code == 137
     finally:

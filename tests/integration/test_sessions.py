@@ -31,7 +31,7 @@ def manager() -> Iterator[SessionManager]:
 def _programs(client: docker.DockerClient, container_id: str) -> list[str]:
     """Commands running in a container besides init and the warm interpreter."""
     processes = client.api.top(container_id)["Processes"]
-    server = ("docker-init", "python_server.py", "node_server.js")
+    server = ("docker-init", "<dockermagic-agent>")
     return [p[-1] for p in processes if not any(name in p[-1] for name in server)]
 
 
