@@ -11,6 +11,8 @@ filesystem made by ``mmdebstrap`` and imported, no registry involved).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -32,12 +34,14 @@ from dockermagic.settings import current_settings
 
 __all__ = [
     "OFFLINE_BUILD_COMMAND",
+    "SPEC_LABEL",
     "ImageStatus",
     "OfflineImage",
     "build_offline_image",
     "ensure_image",
     "forget_image",
     "image_present",
+    "offline_image_current",
     "prepare_images",
     "resolve_image",
     "runner_image",
@@ -70,6 +74,37 @@ class OfflineImage:
     packages: tuple[str, ...]
     hooks: tuple[str, ...] = ()
     cmd: tuple[str, ...] = ("/bin/sh",)
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of what the image is built from (its label says it)."""
+        text = json.dumps([self.packages, self.hooks, self.cmd])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+#: The label an offline image carries with its spec's fingerprint.
+SPEC_LABEL = "dockermagic.offline.spec"
+
+
+def offline_image_current(client: docker.DockerClient, spec: OfflineImage) -> bool:
+    """Whether the offline image is present and built from this spec.
+
+    An image from an older spec (say, without the plotting packages) is
+    rebuilt by ``dockermagic images``.
+
+    Args:
+        client: The client.
+        spec: The spec.
+
+    Returns:
+        True when present and current.
+    """
+    try:
+        with engine_errors():
+            labels = client.images.get(spec.tag).labels or {}
+    except docker.errors.ImageNotFound:
+        return False
+    return labels.get(SPEC_LABEL) == spec.fingerprint
 
 
 def _client_key(client: docker.DockerClient) -> str:
@@ -298,6 +333,9 @@ def build_offline_image(
         command = [
             tool,
             "--variant=essential",
+            # Only what the packages need: recommends made the Python image
+            # with matplotlib 1.2 GB (a compiler, boost, scipy, sympy).
+            '--aptopt=APT::Install-Recommends "false"',
             f"--include={','.join(spec.packages)}",
             "--format=tar",
             # Documentation is dead weight in a sandbox image.
@@ -327,6 +365,7 @@ def build_offline_image(
                     f"CMD [{cmd}]",
                     "ENV LANG=C.UTF-8",
                     "LABEL dockermagic.offline=1",
+                    f"LABEL {SPEC_LABEL}={spec.fingerprint}",
                 ],
             )
     forget_image(client, spec.tag)
@@ -379,13 +418,19 @@ def prepare_images(
     for cls in runner_classes:
         spec: OfflineImage | None = cls.offline_image
         if offline and spec is not None:
-            if rebuild or not image_present(client, spec.tag):
+            if rebuild or not offline_image_current(client, spec):
                 build_offline_image(client, spec, on_progress=on_progress)
                 statuses.append(ImageStatus(cls.language, spec.tag, "built"))
             else:
                 statuses.append(ImageStatus(cls.language, spec.tag, "present"))
             continue
         image = runner_image(client, cls)
+        if spec is not None and image == spec.tag and not offline_image_current(client, spec):
+            if on_progress is not None:
+                on_progress(f"{spec.tag} was built from an older spec; building it again")
+            build_offline_image(client, spec, on_progress=on_progress)
+            statuses.append(ImageStatus(cls.language, spec.tag, "built"))
+            continue
         if image_present(client, image):
             statuses.append(ImageStatus(cls.language, image, "present"))
             continue

@@ -25,18 +25,21 @@ This is the only module that imports IPython; the core stays usable without it.
 from __future__ import annotations
 
 import atexit
+import collections
 import secrets
 import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
 
 import docker
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.display import publish_display_data
 from traitlets import Dict, Float, Int, TraitError, Unicode, Union, default, observe, validate
 
 from dockermagic.cleanup import cleanup
@@ -161,6 +164,23 @@ def _run_options(func: Any) -> Any:
         ),
         _argument("--session", metavar="NAME", help="run in the warm container NAME"),
         _argument("--quiet", action="store_true", help="do not show the output"),
+        _argument(
+            "--put",
+            metavar="PATH",
+            nargs="+",
+            action="extend",
+            default=[],
+            help="host files or folders to copy into the working directory first",
+        ),
+        _argument(
+            "--get",
+            metavar="GLOB",
+            nargs="+",
+            action="extend",
+            default=[],
+            help="files of the working directory to copy back after the run",
+        ),
+        _argument("--get-to", metavar="DIR", help="where --get writes (default: here)"),
     ]
     for option in reversed(options):
         func = option(func)
@@ -191,6 +211,10 @@ class DockerMagics(Magics):
         [Int(), Unicode()], help="Output kept per cell before the program is killed, e.g. '1m'."
     ).tag(config=True)
     log_dir = Unicode(help="Where every cell's run is logged (default: logs/).").tag(config=True)
+    head_lines = Int(200, help="Lines of a cell's output shown from its start (0: no limit).").tag(
+        config=True
+    )
+    tail_lines = Int(50, help="Lines of a cell's output shown from its end.").tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         # Set before the traits load their configuration: a configured log_dir
@@ -470,13 +494,25 @@ class DockerMagics(Magics):
         mirror.close()
         show_out = not quiet and args.out is None
         show_err = not quiet and args.err is None
+        sink = self._sink
+        shown = ShownOutput(
+            self.head_lines,
+            self.tail_lines,
+            log_file=str(sink.output_path(log_name)) if sink is not None else "",
+        )
 
         def on_output(stream: str, text: str) -> None:
             mirror(stream, text)
-            if stream == "stdout" and show_out:
-                _show(sys.stdout, text)
-            elif stream == "stderr" and show_err:
-                _show(sys.stderr, text)
+            if (stream == "stdout" and show_out) or (stream == "stderr" and show_err):
+                shown.write(stream, text)
+
+        def on_display(data: dict[str, Any], metadata: dict[str, Any]) -> None:
+            if quiet:
+                return
+            # Text written so far goes first: ipykernel sends stream output in
+            # batches, a display at once.
+            shown.flush()
+            publish_display_data(data, metadata)  # type: ignore[no-untyped-call]
 
         def on_progress(message: str) -> None:
             if not quiet:
@@ -493,7 +529,15 @@ class DockerMagics(Magics):
                     target = session
                 else:
                     target = cls(image=image, policy=policy, on_progress=on_progress)
-                result = target.run(cell, on_output=on_output, inputs=inputs)
+                result = target.run(
+                    cell,
+                    on_output=on_output,
+                    inputs=inputs,
+                    on_display=on_display,
+                    display_last=True,
+                    put=args.put,
+                    get=args.get,
+                )
         except KeyboardInterrupt:
             mirror.close()
             if args.session:
@@ -508,7 +552,10 @@ class DockerMagics(Magics):
             mirror.close()
             raise CellError(str(exc), title=type(exc).__name__) from exc
         mirror.close()
+        shown.close()
         log_result(log_name, run_id, result, origin="notebook")
+        if args.get:
+            _save_files(result, args.get_to or ".")
 
         namespace = self.shell.user_ns if self.shell is not None else {}
         if args.out:
@@ -538,6 +585,107 @@ def _show(stream: Any, text: str) -> None:
     # for a line to show while the program still runs.
     if not hasattr(stream, "flush_interval"):
         stream.flush()
+
+
+class ShownOutput:
+    """What of a cell's output the notebook shows: its head and its tail.
+
+    A flooding cell would otherwise turn the notebook file into megabytes:
+    past ``head`` lines (or 100 characters a line on average), output is held
+    back, and at the end one line says how much was left out and where all of
+    it is, followed by the last ``tail`` lines. Streams are shown as they come.
+
+    Args:
+        head: Lines shown from the start; 0 shows everything.
+        tail: Lines shown from the end.
+        log_file: The file that holds all of it, named in the note.
+    """
+
+    def __init__(self, head: int, tail: int, *, log_file: str = "") -> None:
+        self.head = head
+        self.tail = tail
+        self.log_file = log_file
+        self._lines = 0
+        self._chars = 0
+        self._held: collections.deque[tuple[str, str]] = collections.deque()
+        self._partial: dict[str, str] = {}
+        self._elided = 0
+
+    def _full(self) -> bool:
+        return bool(self.head) and (self._lines >= self.head or self._chars >= self.head * 100)
+
+    def write(self, stream: str, text: str) -> None:
+        """Show or hold back one chunk of a stream."""
+        while text and not self._full():
+            cut = text.find("\n")
+            piece = text if cut == -1 else text[: cut + 1]
+            room = self.head * 100 - self._chars if self.head else len(piece)
+            if len(piece) > room:
+                piece = piece[:room]
+            _show(sys.stdout if stream == "stdout" else sys.stderr, piece)
+            self._chars += len(piece)
+            self._lines += piece.endswith("\n")
+            text = text[len(piece) :]
+        if text:
+            self._hold(stream, text)
+
+    def _hold(self, stream: str, text: str) -> None:
+        pending = self._partial.pop(stream, "") + text
+        *lines, rest = pending.split("\n")
+        if rest:
+            self._partial[stream] = rest[-10_000:]
+        for line in lines:
+            self._held.append((stream, line[-10_000:] + "\n"))
+            if len(self._held) > self.tail:
+                self._held.popleft()
+                self._elided += 1
+
+    def flush(self) -> None:
+        """Send what was written so far (before a display)."""
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+
+    def close(self) -> None:
+        """Show the note of what was left out, then the tail."""
+        for stream, rest in self._partial.items():
+            self._held.append((stream, rest))
+            if len(self._held) > self.tail:
+                self._held.popleft()
+                self._elided += 1
+        self._partial = {}
+        if self._elided:
+            where = f" (all of it is in {self.log_file})" if self.log_file else ""
+            _show(
+                sys.stderr,
+                f"\n[dockermagic] {self._elided} line(s) of output not shown{where}\n",
+            )
+        for stream, line in self._held:
+            _show(sys.stdout if stream == "stdout" else sys.stderr, line)
+        self._held.clear()
+        self.flush()
+
+
+def _save_files(result: RunResult, folder: str) -> None:
+    """Write the files a run brought back into a folder, never outside it."""
+    root = Path(folder).resolve()
+    written, skipped = [], [f"{name} ({why})" for name, why in result.files_skipped]
+    for name, data in sorted(result.files.items()):
+        target = (root / name).resolve()
+        if root != target and root not in target.parents:
+            skipped.append(f"{name} (outside {root})")
+            continue
+        if target.is_symlink() or (target.exists() and not target.is_file()):
+            skipped.append(f"{name} (not a regular file here)")
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        written.append(name)
+    if written:
+        print(f"got {len(written)} file(s) into {folder}: {', '.join(written)}", file=sys.stderr)
+    if skipped:
+        print(f"not copied: {'; '.join(skipped)}", file=sys.stderr)
+    if not written and not skipped:
+        print("no file matched --get", file=sys.stderr)
 
 
 def _magic_names(cls: RunnerClass) -> list[str]:

@@ -537,6 +537,17 @@ function finish(cell, exitCode) {
   cell.resolve();
 }
 
+function missingModuleHint(err) {
+  if (!err || err.code !== "MODULE_NOT_FOUND") return "";
+  const match = /Cannot find module '([^']+)'/.exec(String(err.message));
+  if (!match || match[1].startsWith(".") || match[1].startsWith("/")) return "";
+  const image = process.env.DOCKERMAGIC_IMAGE || "this image";
+  return (
+    `[dockermagic] the package '${match[1]}' is not installed in ${image}; ` +
+    "use an image that has it (--image).\n"
+  );
+}
+
 function fail(cell, err) {
   if (cell.finished) return;
   if (err instanceof CellExit) {
@@ -545,7 +556,7 @@ function fail(cell, err) {
   }
   const interrupted = err && err.code === "ERR_SCRIPT_EXECUTION_INTERRUPTED";
   if (interrupted) cell.interrupted = true;
-  send("E", Buffer.from(describe(err) + "\n"));
+  send("E", Buffer.from(describe(err) + "\n" + missingModuleHint(err)));
   finish(cell, interrupted ? 130 : 1);
 }
 
@@ -590,13 +601,16 @@ function run(request) {
     // Constants, as for a cold run; configurable so a later cell can pass them again.
     Object.defineProperty(globalThis, name, { value, writable: false, enumerable: true, configurable: true });
   }
-  if (request.script && input !== null) feedStdin(input);
+  if (request.once && input !== null) feedStdin(input);
+  // A notebook cell run once (display_last) runs as a cell: its completion
+  // value is what it displays; a program runs as the main module.
+  const asScript = request.script && !request.display_last;
   // What is active now (the agent's own handles, what earlier cells left
   // open) is not the program's: it is done when nothing beyond that is left.
   // Counted from inside an immediate, as settled() counts.
   real.setImmediate(() => {
     baseline = process.getActiveResourcesInfo().length;
-    if (request.script) {
+    if (asScript) {
       executeScript(cell, file);
     } else {
       globalThis.require = Module.createRequire(file);

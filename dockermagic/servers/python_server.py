@@ -704,9 +704,10 @@ class Server:
                 value = namespace.pop(OUT_NAME, None)
                 if value is not None:
                     self.display_module.display(value)
+                # Before the atexit handlers: matplotlib's closes every figure.
+                self.display_module.show_figures()
                 if script:
                     self._end_of_script()
-                self.display_module.show_figures()
             finally:
                 self.running = False
         except SystemExit as exc:
@@ -788,6 +789,8 @@ class Server:
             self.stderr.write("".join(report.format()))
         except Exception:
             self.stderr.write(f"{type(exc).__name__}: (unprintable exception)\n")
+        if isinstance(exc, ModuleNotFoundError) and exc.name:
+            self.stderr.write(_missing_module_hint(exc.name.split(".")[0]))
 
     def serve(self):
         hello = {"language": "python", "version": sys.version.split()[0], "pid": self.pid}
@@ -809,6 +812,15 @@ def _hide_server_frames(report, seen):
     report.stack[:] = [f for f in report.stack if f.filename != SERVER_FILE]
     _hide_server_frames(report.__cause__, seen)
     _hide_server_frames(report.__context__, seen)
+
+
+def _missing_module_hint(name):
+    image = os.environ.get("DOCKERMAGIC_IMAGE", "this image")
+    return (
+        f"[dockermagic] the package {name!r} is not installed in {image}. "
+        "dockermagic/python:offline (`dockermagic images --offline`) has numpy, pandas "
+        "and matplotlib; for other packages use an image that has them (--image).\n"
+    )
 
 
 def _count(path):
