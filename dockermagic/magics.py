@@ -375,12 +375,41 @@ class DockerMagics(Magics):
         return decorated
 
     @_magic_arguments
+    @_argument("name", nargs="?", help="a session, for --get")
     @_argument("--stop", metavar="NAME", help="stop the session NAME (all its languages)")
     @_argument("--stop-all", action="store_true", help="stop every session")
+    @_argument(
+        "--get",
+        metavar="GLOB",
+        nargs="+",
+        action="extend",
+        default=[],
+        help="copy files of the session's working directory here",
+    )
+    @_argument("--get-to", metavar="DIR", help="where --get writes (default: here)")
+    @_argument("--language", metavar="LANG", help="the session's language, for --get")
     @_line_magic
     def docker_session(self, line: str) -> None:
-        """List the warm sessions of this kernel, or stop them."""
+        """List the warm sessions of this kernel, stop them, or fetch their files."""
         args = _parse(self.docker_session, line)
+        if args.get:
+            if not args.name:
+                raise UsageError("--get needs the session's name: %docker_session NAME --get GLOB")
+            found = [
+                s
+                for s in self.sessions.sessions()
+                if s.name == args.name
+                and (not args.language or s.language == runner_class_for(args.language).language)
+            ]
+            if not found:
+                raise UsageError(f"no session named {args.name!r}")
+            try:
+                with _warnings_to_stderr():
+                    result = found[0].run("", get=args.get, display_last=False)
+            except DockermagicError as exc:
+                raise CellError(str(exc), title=type(exc).__name__) from exc
+            _save_files(result, args.get_to or ".")
+            return
         if args.stop_all:
             count = self.sessions.stop_all()
             print(f"stopped {count} session(s)")

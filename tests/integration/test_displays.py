@@ -253,3 +253,13 @@ def test_a_missing_package_says_how_to_get_it() -> None:
     assert "not installed in dockermagic/python:offline" in result.stderr
     js = JavaScriptDockerRunner().run("require('lodash')")
     assert "is not installed in dockermagic/node:offline" in js.stderr
+
+
+def test_docker_session_get(tmp_path: Path) -> None:
+    with loaded_shell(tmp_path / "logs") as shell, capture_output() as captured:
+        shell.run_cell_magic(
+            "docker_python", "--session keep", "open('result.txt', 'w').write('kept')"
+        )
+        shell.run_line_magic("docker_session", f"keep --get *.txt --get-to {tmp_path / 'out'}")
+    assert (tmp_path / "out" / "result.txt").read_text() == "kept"
+    assert "got 1 file(s)" in captured.stderr
