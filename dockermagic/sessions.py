@@ -343,10 +343,13 @@ class Session:
         entry = safe_relative(filename or self.runner.filename)
         budget = CopyBudget(self.policy.copy_limit)
         program: dict[str, bytes] = {}
-        for rel, content in {**dict(files or {}), entry: source}.items():
-            data = content.encode("utf-8") if isinstance(content, str) else bytes(content)
-            budget.take(len(data), rel)
-            program[safe_relative(rel)] = data
+        if files:
+            # The cell's own source travels in its request; with files next to
+            # it, it is written there too (a cell may read its own folder).
+            for rel, content in {**dict(files), entry: source}.items():
+                data = content.encode("utf-8") if isinstance(content, str) else bytes(content)
+                budget.take(len(data), rel)
+                program[safe_relative(rel)] = data
         work: dict[str, bytes] = {}
         for item in put:
             work.update(read_tree(item, budget=budget))

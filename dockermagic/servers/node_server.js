@@ -259,6 +259,7 @@ function keepDeadline(seconds) {
 // -- files ----------------------------------------------------------------------------
 
 const writing = new Map(); // path -> fd of files arriving in F frames
+const newDirs = new Set(); // folders made for code files since the last seal
 
 function receiveFile(payload) {
   const flags = payload.readUInt8(0);
@@ -270,6 +271,12 @@ function receiveFile(payload) {
   if (parts.length === 0 || parts.includes("..") || rel.startsWith("/") || rel.includes("\0")) return;
   const file = path.join(base === "c" ? CODE_DIR : process.cwd(), ...parts);
   if (flags & FIRST) {
+    if (base === "c") {
+      const root = CODE_DIR;
+      for (let dir = path.dirname(file); dir.startsWith(root) && dir !== root && !fs.existsSync(dir); dir = path.dirname(dir)) {
+        newDirs.add(dir);
+      }
+    }
     fs.mkdirSync(path.dirname(file), { recursive: true });
     const fd = fs.openSync(
       file,
@@ -289,25 +296,17 @@ function receiveFile(payload) {
 }
 
 function sealCode(on) {
-  const walk = (dir) => {
-    let entries = [];
-    try {
-      entries = fs.readdirSync(dir, { withFileTypes: true });
-    } catch (_) {
-      return;
-    }
-    for (const entry of entries) {
-      if (entry.isDirectory()) {
-        walk(path.join(dir, entry.name));
-        try {
-          fs.chmodSync(path.join(dir, entry.name), 0o555);
-        } catch (_) {
-          // not ours
-        }
+  if (on) {
+    // Only what arrived since the last request: earlier folders are sealed.
+    for (const dir of newDirs) {
+      try {
+        fs.chmodSync(dir, 0o555);
+      } catch (_) {
+        // gone
       }
     }
-  };
-  if (on) walk(CODE_DIR);
+    newDirs.clear();
+  }
   try {
     fs.chmodSync(CODE_DIR, on ? 0o555 : 0o755);
   } catch (_) {

@@ -315,6 +315,7 @@ class Server:
         self.deadline = None  # monotonic time at which a running cell ends us
         self.code_dir = os.environ.get("DOCKERMAGIC_CODE_DIR", "/code")
         self.writing = {}  # path -> fd of files arriving in F frames
+        self.new_dirs = set()  # folders made for code files since the last seal
         self.stdout = self._text(b"O", 1)
         self.stderr = self._text(b"E", 2)
         sys.stdout = sys.__stdout__ = self.stdout
@@ -555,6 +556,11 @@ class Server:
         root = self._base(base)
         path = os.path.join(root, *parts)
         if flags & FIRST:
+            folder = os.path.dirname(path)
+            if base == b"c":
+                while folder.startswith(root) and folder != root and not os.path.isdir(folder):
+                    self.new_dirs.add(folder)
+                    folder = os.path.dirname(folder)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
             self.writing[path] = (fd, base)
@@ -568,10 +574,12 @@ class Server:
 
     def _seal_code(self):
         """The program's folder becomes read-only before it runs."""
-        for folder, dirs, _ in os.walk(self.code_dir):
-            for name in dirs:
-                with contextlib.suppress(OSError):
-                    os.chmod(os.path.join(folder, name), 0o555)
+        # Only what arrived since the last request: a session's earlier
+        # folders are sealed already, and walking them all would grow per cell.
+        for folder in self.new_dirs:
+            with contextlib.suppress(OSError):
+                os.chmod(folder, 0o555)
+        self.new_dirs.clear()
         with contextlib.suppress(OSError):
             os.chmod(self.code_dir, 0o555)
 
