@@ -16,6 +16,7 @@ from dockermagic.errors import (
     EngineUnavailableError,
     ImageUnavailableError,
     InvalidArgumentError,
+    PackageInstallError,
     SandboxError,
 )
 from dockermagic.inputs import bind_inputs
@@ -40,6 +41,7 @@ __all__ = [
     "ImageUnavailableError",
     "InvalidArgumentError",
     "JavaScriptDockerRunner",
+    "PackageInstallError",
     "PythonDockerRunner",
     "RunResult",
     "SandboxError",

@@ -59,7 +59,7 @@ from docker.types import LogConfig, Mount
 from dockermagic.engine import engine_errors
 from dockermagic.errors import EngineUnavailableError, SandboxError
 from dockermagic.images import ensure_image, forget_image
-from dockermagic.labels import DEADLINE, new_container_name
+from dockermagic.labels import DEADLINE, container_labels, new_container_name
 from dockermagic.policy import CODE_DIR, SandboxPolicy
 from dockermagic.transfer import tar_files
 
@@ -77,6 +77,7 @@ __all__ = [
     "list_containers",
     "reap",
     "remove_containers",
+    "run_utility",
 ]
 
 logger = logging.getLogger(__name__)
@@ -854,6 +855,57 @@ def reap(client: docker.DockerClient, container_id: str) -> None:
         container_id: The container.
     """
     _reaper.add(client, container_id)
+
+
+def run_utility(
+    client: docker.DockerClient, image: str, command: Sequence[str], *, timeout: float = 60.0
+) -> bytes:
+    """Run a short helper command (no network, an unprivileged user) and return its output.
+
+    For dockermagic's own questions to an image (which Python, which
+    platform), never for user code.
+
+    Args:
+        client: The Docker client.
+        image: The image.
+        command: The argv.
+        timeout: Seconds it may take.
+
+    Returns:
+        Its stdout and stderr together.
+
+    Raises:
+        EngineUnavailableError: No engine answers (in time).
+        SandboxError: The engine refused, or the command did not finish.
+    """
+    api = client.api
+    host_config = api.create_host_config(
+        network_mode="none", read_only=True, cap_drop=["ALL"], security_opt=["no-new-privileges"]
+    )
+    created = engine_call(
+        "create",
+        lambda: api.create_container(
+            image,
+            command=list(command),
+            user="65534:65534",
+            host_config=host_config,
+            labels=container_labels("utility"),
+        ),
+    )
+    container_id = str(created["Id"])
+    try:
+        engine_call("start", lambda: api.start(container_id))
+        engine_call(
+            "wait", lambda: api.wait(container_id, timeout=int(timeout)), timeout=timeout + 5
+        )
+        output: bytes = engine_call(
+            "logs", lambda: api.logs(container_id, stdout=True, stderr=True)
+        )
+    except docker.errors.APIError as exc:
+        raise _sandbox_error("run a helper", exc, container_id[:12]) from exc
+    finally:
+        _remove(client, container_id, container_id[:12], SHORT_TIMEOUT)
+    return output
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ __all__ = [
     "ImageUnavailableError",
     "InvalidArgumentError",
     "LogDirectoryError",
+    "PackageInstallError",
     "SandboxError",
 ]
 
@@ -87,6 +88,21 @@ class SandboxError(DockermagicError):
         self.container = container
         suffix = f" (container {container})" if container else ""
         super().__init__(f"{message}{suffix}")
+
+
+class PackageInstallError(DockermagicError):
+    """Packages a run asked for could not be had (nothing was left tagged).
+
+    Attributes:
+        package: The package that failed, when the package manager said which.
+        reason: Why, in a few words.
+    """
+
+    def __init__(self, package: str, reason: str) -> None:
+        self.package = package
+        self.reason = reason
+        what = f"package {package!r}" if package else "the packages"
+        super().__init__(f"Could not install {what}: {reason}")
 
 
 class LogDirectoryError(DockermagicError):

@@ -55,6 +55,7 @@ from dockermagic.logs import (
     prepare_log_dir,
     start_logging,
 )
+from dockermagic.packages import normalise_requirements, read_requirements
 from dockermagic.policy import SandboxPolicy, size_text
 from dockermagic.result import RunResult
 from dockermagic.runners import (
@@ -181,6 +182,13 @@ def _run_options(func: Any) -> Any:
             help="files of the working directory to copy back after the run",
         ),
         _argument("--get-to", metavar="DIR", help="where --get writes (default: here)"),
+        _argument(
+            "--requirements",
+            metavar="FILE_OR_SPEC",
+            nargs="+",
+            help="packages for this cell (specs, or a requirements.txt / package.json), "
+            "instead of those of %%docker_requirements",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -223,6 +231,8 @@ class DockerMagics(Magics):
         self._sink_lock = threading.Lock()
         super().__init__(shell=shell, **kwargs)
         self.sessions = SessionManager()
+        #: Language -> package specs for later cells (%docker_requirements).
+        self.requirements: dict[str, tuple[str, ...]] = {}
         for cls in runner_classes():
             for name in _magic_names(cls):
                 self.magics["cell"][name] = self._language_magic(cls, name)
@@ -428,6 +438,41 @@ class DockerMagics(Magics):
             print(_describe_session(session))
 
     @_magic_arguments
+    @_argument("language", nargs="?", help="python, javascript or an alias")
+    @_argument("specs", nargs="*", help="package specs, or a requirements.txt / package.json")
+    @_argument("--clear", action="store_true", help="forget the language's packages")
+    @_line_magic
+    def docker_requirements(self, line: str) -> None:
+        """Declare the packages later cells of a language need; alone, show them.
+
+        The first cell that needs them builds a derived image once (the
+        sandbox never gets network); every later cell, session and run reuses it.
+        """
+        args = _parse(self.docker_requirements, line)
+        if not args.language:
+            if not self.requirements:
+                print("no requirements (declare some: %docker_requirements python numpy)")
+            for language, specs in sorted(self.requirements.items()):
+                print(f"{language:<11} {' '.join(specs)}")
+            return
+        try:
+            language = runner_class_for(args.language).language
+            if args.clear:
+                self.requirements.pop(language, None)
+                print(f"{language}: no requirements")
+                return
+            if not args.specs:
+                specs = self.requirements.get(language, ())
+                print(f"{language:<11} {' '.join(specs) or 'no requirements'}")
+                return
+            self.requirements[language] = normalise_requirements(
+                language, _expand_specs(args.specs)
+            )
+        except InvalidArgumentError as exc:
+            raise UsageError(str(exc)) from exc
+        print(f"{language}: {' '.join(self.requirements[language])} (built at the next cell)")
+
+    @_magic_arguments
     @_argument("name", nargs="?", help="the session to restart (default: every session)")
     @_argument("--language", metavar="LANG", help="only this language's interpreter")
     @_line_magic
@@ -511,6 +556,14 @@ class DockerMagics(Magics):
         image = args.image or self.images.get(cls.language)
         quiet = bool(args.quiet)
         try:
+            requirements = (
+                normalise_requirements(cls.language, _expand_specs(args.requirements))
+                if args.requirements
+                else self.requirements.get(cls.language, ())
+            )
+        except InvalidArgumentError as exc:
+            raise UsageError(str(exc)) from exc
+        try:
             # Checked here, so that a bad value is a usage error before any container.
             inputs = encode_inputs(self._input_values(args.inputs))
         except InvalidArgumentError as exc:
@@ -552,12 +605,21 @@ class DockerMagics(Magics):
                 target: CodeRunner
                 if args.session:
                     session = self.sessions.get(
-                        args.session, cls.language, image=image, policy=policy
+                        args.session,
+                        cls.language,
+                        image=image,
+                        policy=policy,
+                        requirements=requirements,
                     )
                     session.runner.on_progress = on_progress
                     target = session
                 else:
-                    target = cls(image=image, policy=policy, on_progress=on_progress)
+                    target = cls(
+                        image=image,
+                        policy=policy,
+                        on_progress=on_progress,
+                        requirements=requirements,
+                    )
                 result = target.run(
                     cell,
                     on_output=on_output,
@@ -692,6 +754,17 @@ class ShownOutput:
             _show(sys.stdout if stream == "stdout" else sys.stderr, line)
         self._held.clear()
         self.flush()
+
+
+def _expand_specs(items: list[str]) -> list[str]:
+    """Specs from the command line: a file name stands for its specs."""
+    specs: list[str] = []
+    for item in items:
+        if item.endswith((".txt", ".json")) and Path(item).is_file():
+            specs += read_requirements(item)
+        else:
+            specs += [part for part in item.split(",") if part.strip()]
+    return specs
 
 
 def _save_files(result: RunResult, folder: str) -> None:

@@ -52,6 +52,7 @@ from dockermagic.images import OfflineImage, ProgressCallback, runner_image
 from dockermagic.inputs import bind_inputs, encode_inputs
 from dockermagic.interpreters import Interpreter, maybe_interpreter_for
 from dockermagic.labels import container_labels
+from dockermagic.packages import derived_image, normalise_requirements
 from dockermagic.policy import CODE_DIR, SandboxPolicy
 from dockermagic.protocol import BASE_CODE, BASE_WORK, run_request
 from dockermagic.result import RunResult
@@ -153,8 +154,12 @@ class AbstractDockerCodeRunner(abc.ABC):
             the official image, or the offline build (see :mod:`dockermagic.images`).
         policy: Limits and hardening; :meth:`SandboxPolicy.default` when None.
         client: A Docker client; the process's shared client when None.
-        on_progress: Receives image pull progress lines.
+        on_progress: Receives progress lines (image pulls, package builds).
         labels: Extra labels on every container of this runner (e.g. a batch id).
+        requirements: Third-party packages the code needs (``["numpy"]``,
+            ``["lodash@4"]``): the runner then uses a derived image with them,
+            built once on the host without network in any container
+            (:mod:`dockermagic.packages`).
     """
 
     #: The language's canonical name, e.g. ``"python"``.
@@ -180,6 +185,7 @@ class AbstractDockerCodeRunner(abc.ABC):
         client: docker.DockerClient | None = None,
         on_progress: ProgressCallback | None = None,
         labels: Mapping[str, str] | None = None,
+        requirements: Iterable[str] | None = None,
     ) -> None:
         self.policy = policy if policy is not None else SandboxPolicy.default()
         self._explicit_image = image
@@ -187,6 +193,7 @@ class AbstractDockerCodeRunner(abc.ABC):
         self._client = client
         self.on_progress = on_progress
         self.labels = dict(labels or {})
+        self.requirements = normalise_requirements(self.language, requirements or ())
 
     def __repr__(self) -> str:
         image = self._image or self._explicit_image or "auto"
@@ -231,10 +238,28 @@ class AbstractDockerCodeRunner(abc.ABC):
         return self._client
 
     @property
+    def base_image(self) -> str:
+        """The image before packages: explicit, configured, official or offline."""
+        return runner_image(self.client, self, self._explicit_image)
+
+    @property
     def image(self) -> str:
-        """The image this runner uses (resolved on first access)."""
+        """The image this runner uses (resolved, and with packages built, on first access).
+
+        Raises:
+            PackageInstallError: The requirements could not be installed.
+        """
         if self._image is None:
-            self._image = runner_image(self.client, self, self._explicit_image)
+            base = self.base_image
+            if self.requirements:
+                base = derived_image(
+                    self.client,
+                    base,
+                    self.language,
+                    self.requirements,
+                    on_progress=self.on_progress,
+                )
+            self._image = base
         return self._image
 
     def container_spec(

@@ -669,6 +669,7 @@ class SessionManager:
         *,
         image: str | None = None,
         policy: SandboxPolicy | None = None,
+        requirements: Iterable[str] | None = None,
     ) -> Session:
         """The session of that name and language, created when missing.
 
@@ -681,6 +682,8 @@ class SessionManager:
             language: A language name or alias (see :func:`~dockermagic.get_runner`).
             image: The image for a new session; the runner's default when None.
             policy: The policy for a new session (and the per-cell limits).
+            requirements: Packages for a new session (a derived image; see
+                :mod:`dockermagic.packages`).
 
         Returns:
             The session (its container starts at the first cell).
@@ -689,7 +692,9 @@ class SessionManager:
             InvalidArgumentError: Unknown language, a language without a warm
                 interpreter, or a bad name.
         """
-        runner = get_runner(language, image=image, policy=policy, client=self._client)
+        runner = get_runner(
+            language, image=image, policy=policy, client=self._client, requirements=requirements
+        )
         key = (name, runner.language)
         with self._lock:
             session = self._sessions.get(key)
@@ -699,12 +704,14 @@ class SessionManager:
                 return session
         old = session.runner.policy
         wanted = runner.policy
-        if _container_fields(old) != _container_fields(wanted) or (
-            image is not None and image != session.runner.image
+        if (
+            _container_fields(old) != _container_fields(wanted)
+            or (image is not None and image != session.runner.base_image)
+            or runner.requirements != session.runner.requirements
         ):
             warnings.warn(
-                f"session {name!r} ({runner.language}) keeps the image and limits it was "
-                "started with; stop it to change them",
+                f"session {name!r} ({runner.language}) keeps the image, packages and limits "
+                "it was started with; stop it to change them",
                 UserWarning,
                 stacklevel=2,
             )

@@ -17,6 +17,7 @@ variable                        meaning
 ``DOCKERMAGIC_<LANG>_IMAGE``    image override per language (the runner names it,
                                 e.g. ``DOCKERMAGIC_PYTHON_IMAGE``)
 ``DOCKERMAGIC_LOG_DIR``         where front ends write logs (default ``logs``)
+``DOCKERMAGIC_CACHE_DIR``       locks of image builds (default ``~/.cache/dockermagic``)
 ``DOCKERMAGIC_TAG``             a label value on every container (tests use it)
 ``DOCKERMAGIC_DEBIAN_SUITE``    Debian suite of offline images (default: the host's)
 ``DOCKERMAGIC_DEBIAN_MIRROR``   Debian mirror of offline images
@@ -59,6 +60,7 @@ class Settings:
         images: Image overrides by variable name, e.g.
             ``{"DOCKERMAGIC_PYTHON_IMAGE": "python:3.12"}``.
         log_dir: The log directory front ends use, or None.
+        cache_dir: Where build locks live.
         tag: The value of the tag label on every container, or None.
         debian_suite: The Debian suite offline images are built from, or None.
         debian_mirror: The Debian mirror offline images are built from, or None.
@@ -67,6 +69,7 @@ class Settings:
     policy: Mapping[str, Any] = field(default_factory=dict)
     images: Mapping[str, str] = field(default_factory=dict)
     log_dir: str | None = None
+    cache_dir: str = ""
     tag: str | None = None
     debian_suite: str | None = None
     debian_mirror: str | None = None
@@ -107,6 +110,10 @@ class Settings:
             policy=policy,
             images=images,
             log_dir=get("LOG_DIR"),
+            cache_dir=get("CACHE_DIR")
+            or os.path.join(
+                environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "dockermagic"
+            ),
             tag=get("TAG"),
             debian_suite=get("DEBIAN_SUITE"),
             debian_mirror=get("DEBIAN_MIRROR"),
