@@ -386,9 +386,7 @@ def _run_tool(command: list[str], report: ProgressCallback, cwd: Path | None = N
         for line in process.stdout:
             line = line.rstrip()
             lines.append(line)
-            if line.startswith(
-                ("Collecting", "Downloading", "Installing", "added ", "Successfully")
-            ):
+            if line.startswith(_PROGRESS_LINES):
                 report(line[:160])
     output = "\n".join(lines)
     if process.returncode != 0:
