@@ -725,7 +725,7 @@ class SandboxContainer:
         state = details.get("State") or {}
         return bool(state.get("Running")) and not state.get("Restarting")
 
-    def remove(self, *, timeout: float = SHORT_TIMEOUT) -> None:
+    def remove(self, *, timeout: float = SHORT_TIMEOUT, background: bool = False) -> None:
         """Remove the container and its volume; safe to call twice, never raises.
 
         Runs in a helper thread, so Ctrl-C stops the wait, never the removal;
@@ -734,14 +734,18 @@ class SandboxContainer:
 
         Args:
             timeout: Seconds to wait for the engine.
+            background: Do not wait at all (a pooled run's container: the
+                caller has its result; the engine's work goes on meanwhile).
         """
         if self.removed:
             return
         self.removed = True
-        _remove(self.client, self.id, self.name, timeout)
+        _remove(self.client, self.id, self.name, timeout, wait=not background)
 
 
-def _remove(client: docker.DockerClient, container_id: str, name: str, timeout: float) -> None:
+def _remove(
+    client: docker.DockerClient, container_id: str, name: str, timeout: float, *, wait: bool = True
+) -> None:
     """Remove in a helper thread; one warning (no traceback) when it cannot finish now."""
     done = threading.Event()
     lock = threading.Lock()
@@ -774,6 +778,8 @@ def _remove(client: docker.DockerClient, container_id: str, name: str, timeout: 
 
     worker = threading.Thread(target=remove, name="dockermagic-remove", daemon=True)
     worker.start()
+    if not wait:
+        return
     with contextlib.suppress(KeyboardInterrupt):  # the removal goes on regardless
         if not done.wait(timeout):
             warn_once("removing %s takes long; it goes on in the background", name)

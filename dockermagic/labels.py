@@ -43,6 +43,7 @@ __all__ = [
     "OWNER_PID",
     "OWNER_PIDNS",
     "OWNER_STARTED",
+    "POOL",
     "SESSION",
     "TAG",
     "Owner",
@@ -68,6 +69,8 @@ TAG = "dockermagic.tag"
 SESSION = "dockermagic.session"
 #: The id of the batch a container belongs to.
 BATCH = "dockermagic.batch"
+#: An idle container of a pool, waiting for one program.
+POOL = "dockermagic.pool"
 #: Unix time after which a one-shot container has certainly been killed from
 #: inside (its in-container deadline); cleanup removes it past this time.
 DEADLINE = "dockermagic.deadline"

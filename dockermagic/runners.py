@@ -27,6 +27,7 @@ the exit code from the engine's events.
 from __future__ import annotations
 
 import abc
+import contextlib
 import logging
 import os
 import threading
@@ -46,16 +47,18 @@ from dockermagic.container import (
     ContainerSpec,
     SandboxContainer,
 )
-from dockermagic.engine import default_client
+from dockermagic.engine import default_client, engine_address
 from dockermagic.errors import InvalidArgumentError
 from dockermagic.images import OfflineImage, ProgressCallback, runner_image
 from dockermagic.inputs import bind_inputs, encode_inputs
 from dockermagic.interpreters import Interpreter, maybe_interpreter_for
-from dockermagic.labels import container_labels
+from dockermagic.labels import POOL, container_labels
 from dockermagic.packages import derived_image, normalise_requirements
 from dockermagic.policy import CODE_DIR, SandboxPolicy
+from dockermagic.pool import IDLE_TTL, ContainerPool, pool_for
 from dockermagic.protocol import BASE_CODE, BASE_WORK, run_request
 from dockermagic.result import RunResult
+from dockermagic.settings import current_settings
 from dockermagic.streams import (
     DemuxDecoder,
     DisplayCallback,
@@ -160,6 +163,10 @@ class AbstractDockerCodeRunner(abc.ABC):
             ``["lodash@4"]``): the runner then uses a derived image with them,
             built once on the host without network in any container
             (:mod:`dockermagic.packages`).
+        pool: Keep this many idle containers started, so that a run starts
+            at once (each still runs one program only; :mod:`dockermagic.pool`),
+            or a shared :class:`~dockermagic.pool.ContainerPool`; by default
+            ``DOCKERMAGIC_POOL_SIZE``, else none.
     """
 
     #: The language's canonical name, e.g. ``"python"``.
@@ -186,6 +193,7 @@ class AbstractDockerCodeRunner(abc.ABC):
         on_progress: ProgressCallback | None = None,
         labels: Mapping[str, str] | None = None,
         requirements: Iterable[str] | None = None,
+        pool: int | ContainerPool | None = None,
     ) -> None:
         self.policy = policy if policy is not None else SandboxPolicy.default()
         self._explicit_image = image
@@ -194,6 +202,11 @@ class AbstractDockerCodeRunner(abc.ABC):
         self.on_progress = on_progress
         self.labels = dict(labels or {})
         self.requirements = normalise_requirements(self.language, requirements or ())
+        if isinstance(pool, bool) or not (
+            pool is None or isinstance(pool, ContainerPool) or (isinstance(pool, int) and pool >= 0)
+        ):
+            raise InvalidArgumentError("pool", pool, "expected a number of idle containers")
+        self._pool_setting = pool if pool is not None else current_settings().pool_size
 
     def __repr__(self) -> str:
         image = self._image or self._explicit_image or "auto"
@@ -297,6 +310,37 @@ class AbstractDockerCodeRunner(abc.ABC):
             deadline=deadline,
             agent=agent,
         )
+
+    @property
+    def pool(self) -> ContainerPool | None:
+        """The pool this runner takes containers from (shared by configuration), or None."""
+        setting, agent = self._pool_setting, self.agent
+        if isinstance(setting, ContainerPool):
+            return setting
+        if not setting or agent is None:
+            return None
+        size = setting
+        policy = self.policy
+        # Host-side caps do not change a container; everything else does.
+        key = (
+            engine_address(self.client),
+            self.language,
+            self.image,
+            policy.replace(output_limit=1, display_limit=1),
+            tuple(sorted(self.labels.items())),
+            size,
+        )
+
+        def spec() -> ContainerSpec:
+            return self.container_spec(
+                agent.command,
+                stdin=True,
+                deadline=IDLE_TTL + policy.timeout + DEADLINE_GRACE,
+                labels={POOL: "1"},
+                agent=True,
+            )
+
+        return pool_for(key, lambda: ContainerPool(self.client, spec, agent, size=size))
 
     @property
     def agent(self) -> Interpreter | None:
@@ -515,16 +559,37 @@ class AbstractDockerCodeRunner(abc.ABC):
                 labels=job.labels,
             )
         extra: dict[str, Any] = {}
-        with SandboxContainer.create(
-            self.client, spec, on_progress=self.on_progress, timeout=setup
-        ) as box:
+        pool = self.pool
+        warm = pool.take(job.limit + DEADLINE_GRACE) if pool is not None else None
+        if warm is not None:
+            box, boot = warm.box, False
+        else:
+            box, boot = (
+                SandboxContainer.create(
+                    self.client, spec, on_progress=self.on_progress, timeout=setup
+                ),
+                True,
+            )
+        finished = False
+        with contextlib.ExitStack() as stack:
+            # A pooled run that finished leaves its container to be removed in
+            # the background (its result is in); anything else waits for it.
+            stack.callback(lambda: box.remove(background=finished and warm is not None))
             if agent is None:
                 box.put_files({**self.support_files(), **job.code})
-            channel = box.attach()
+            channel = warm.agent.channel if warm is not None else box.attach()
             try:
-                box.start()
+                if warm is None:
+                    box.start()
                 if agent is not None:
-                    program: Program = self._agent_program(box, channel, agent, job, work, files)
+                    program: Program = self._agent_program(
+                        box,
+                        warm.agent if warm is not None else Agent(channel, agent),
+                        job,
+                        work,
+                        files,
+                        boot=boot,
+                    )
                 else:
                     if job.stdin is not None:
                         _feed_stdin(channel, job.stdin, job.limit)
@@ -559,6 +624,7 @@ class AbstractDockerCodeRunner(abc.ABC):
                     "peak_memory_bytes": done.peak_memory_bytes,
                     "files_skipped": (*done.skipped, *files.skipped.items()),
                 }
+            finished = not watch.cancelled
         result = watch.result(
             collector,
             language=self.language,
@@ -582,13 +648,14 @@ class AbstractDockerCodeRunner(abc.ABC):
     def _agent_program(
         self,
         box: SandboxContainer,
-        channel: Channel,
-        interpreter: Interpreter,
+        agent: Agent,
         job: _Job,
         work: Mapping[str, bytes],
         files: FileCollector,
+        *,
+        boot: bool,
     ) -> AgentRequest:
-        agent = Agent(channel, interpreter)
+        channel = agent.channel
         request = run_request(
             1,
             job.source,
@@ -605,7 +672,7 @@ class AbstractDockerCodeRunner(abc.ABC):
         # thread: the agent may already print while a large file still travels.
         agent.send_soon(
             [
-                *agent.frames_to_boot(),
+                *(agent.frames_to_boot() if boot else ()),
                 *agent.file_frames(job.code, BASE_CODE),
                 *agent.file_frames(work, BASE_WORK),
                 request,

@@ -18,6 +18,8 @@ variable                        meaning
                                 e.g. ``DOCKERMAGIC_PYTHON_IMAGE``)
 ``DOCKERMAGIC_LOG_DIR``         where front ends write logs (default ``logs``)
 ``DOCKERMAGIC_CACHE_DIR``       locks of image builds (default ``~/.cache/dockermagic``)
+``DOCKERMAGIC_POOL_SIZE``       idle containers runners keep started (default: none
+                                for library calls; front ends keep 2)
 ``DOCKERMAGIC_TAG``             a label value on every container (tests use it)
 ``DOCKERMAGIC_DEBIAN_SUITE``    Debian suite of offline images (default: the host's)
 ``DOCKERMAGIC_DEBIAN_MIRROR``   Debian mirror of offline images
@@ -61,6 +63,7 @@ class Settings:
             ``{"DOCKERMAGIC_PYTHON_IMAGE": "python:3.12"}``.
         log_dir: The log directory front ends use, or None.
         cache_dir: Where build locks live.
+        pool_size: Idle containers a runner keeps, when set.
         tag: The value of the tag label on every container, or None.
         debian_suite: The Debian suite offline images are built from, or None.
         debian_mirror: The Debian mirror offline images are built from, or None.
@@ -70,6 +73,7 @@ class Settings:
     images: Mapping[str, str] = field(default_factory=dict)
     log_dir: str | None = None
     cache_dir: str = ""
+    pool_size: int | None = None
     tag: str | None = None
     debian_suite: str | None = None
     debian_mirror: str | None = None
@@ -106,8 +110,14 @@ class Settings:
             for key, value in environ.items()
             if key.startswith(PREFIX) and key.endswith("_IMAGE") and value.strip()
         }
+        pool = get("POOL_SIZE")
+        try:
+            pool_size = int(pool) if pool is not None else None
+        except ValueError as exc:
+            raise InvalidArgumentError(PREFIX + "POOL_SIZE", pool, "not a number") from exc
         return cls(
             policy=policy,
+            pool_size=pool_size,
             images=images,
             log_dir=get("LOG_DIR"),
             cache_dir=get("CACHE_DIR")

@@ -17,6 +17,7 @@ import docker
 import pytest
 
 from dockermagic.cleanup import cleanup, list_containers
+from dockermagic.pool import idle_containers
 
 TAG = os.environ.setdefault("DOCKERMAGIC_TAG", f"pytest-{uuid.uuid4().hex[:10]}")
 
@@ -45,13 +46,17 @@ def no_leftover_containers(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     # Removal runs in a thread that a test's KeyboardInterrupt may have left
     # still working for a moment: give it a short grace period.
+    # Idle containers of a pool (DOCKERMAGIC_POOL_SIZE) are kept on purpose;
+    # any other container, a pooled one that ran a program included, is not.
     deadline = time.monotonic() + 5
     while True:
-        left = [c.name for c in list_containers(client, tag=TAG)]
+        idle = idle_containers()
+        left = [c.name for c in list_containers(client, tag=TAG) if c.name not in idle]
         if not left or time.monotonic() > deadline:
             break
         time.sleep(0.1)
     if left:
         for container in list_containers(client, tag=TAG):
-            client.api.remove_container(container.id, force=True, v=True)
+            if container.name not in idle:
+                client.api.remove_container(container.id, force=True, v=True)
         pytest.fail(f"test left containers behind: {left}")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import _thread
 import gc
+import os
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import docker
@@ -24,21 +26,47 @@ from dockermagic import (
     get_runner,
     register_runner,
 )
-from dockermagic.cleanup import list_containers
+from dockermagic.cleanup import ContainerSummary, list_containers
 from dockermagic.engine import reset_default_client
 from dockermagic.labels import TAG as LABEL_TAG
+from dockermagic.pool import close_pools, idle_containers
 from dockermagic.runners import unregister_runner
 from tests.conftest import TAG
 
 
+@pytest.fixture(scope="module", autouse=True, params=[0, 2], ids=["cold", "pooled"])
+def pooling(request: pytest.FixtureRequest) -> Iterator[int]:
+    """Every test of this module runs twice: cold containers, then pooled ones.
+
+    Pooled: every runner keeps 2 idle containers (DOCKERMAGIC_POOL_SIZE), and
+    the module's usual configurations stay warm from test to test.
+    """
+    before = os.environ.get("DOCKERMAGIC_POOL_SIZE")
+    os.environ["DOCKERMAGIC_POOL_SIZE"] = str(request.param)
+    try:
+        yield request.param
+    finally:
+        close_pools()
+        if before is None:
+            del os.environ["DOCKERMAGIC_POOL_SIZE"]
+        else:
+            os.environ["DOCKERMAGIC_POOL_SIZE"] = before
+
+
 @pytest.fixture(scope="module")
-def py() -> PythonDockerRunner:
+def py(pooling: int) -> PythonDockerRunner:
     return PythonDockerRunner()
 
 
 @pytest.fixture(scope="module")
-def js() -> JavaScriptDockerRunner:
+def js(pooling: int) -> JavaScriptDockerRunner:
     return JavaScriptDockerRunner()
+
+
+def program_containers(client: docker.DockerClient) -> list[ContainerSummary]:
+    """This run's containers, but the idle ones of a pool."""
+    idle = idle_containers()
+    return [c for c in list_containers(client, tag=TAG) if c.name not in idle]
 
 
 def collect(
@@ -360,7 +388,7 @@ def test_every_limit_is_applied(docker_client: docker.DockerClient) -> None:
 
     def inspect(stream: str, text: str) -> None:
         if not seen:
-            (container,) = list_containers(docker_client, tag=TAG)
+            (container,) = program_containers(docker_client)
             seen.update(docker_client.api.inspect_container(container.id))
 
     result = PythonDockerRunner(policy=policy).run(
@@ -406,7 +434,7 @@ def test_loosened_policy_applies(docker_client: docker.DockerClient) -> None:
 
     def inspect(stream: str, text: str) -> None:
         if not seen:
-            (container,) = list_containers(docker_client, tag=TAG)
+            (container,) = program_containers(docker_client)
             seen.update(docker_client.api.inspect_container(container.id)["HostConfig"])
 
     JavaScriptDockerRunner(policy=policy).run(
@@ -561,7 +589,7 @@ def test_keyboard_interrupt_mid_run_removes_the_container(
             "import time\nprint('running', flush=True)\ntime.sleep(60)", on_output=interrupt_soon
         )
     assert seen_running.is_set()
-    assert not list_containers(docker_client, tag=TAG)
+    assert not program_containers(docker_client)
     assert time.monotonic() - started < 5
 
 
