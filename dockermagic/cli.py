@@ -20,7 +20,7 @@ from dockermagic.cleanup import cleanup, list_containers
 from dockermagic.engine import default_client, engine_version
 from dockermagic.errors import DockermagicError, InvalidArgumentError, LogDirectoryError
 from dockermagic.images import image_present, prepare_images, runner_image
-from dockermagic.logs import prepare_log_dir
+from dockermagic.logs import prepare_log_dir, start_logging
 from dockermagic.progress import ConsoleProgress, summary_table, totals_line
 from dockermagic.runners import runner_classes
 
@@ -83,18 +83,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     if workers is not None and workers < 1:
         raise InvalidArgumentError("worker count", workers, "must be at least 1")
     names = [p.name for p in discover_scripts(args.directory).scripts]
-    prepare_log_dir(args.logs)
-    with ConsoleProgress(console, names) as progress:
-        report = run_scripts(
-            args.directory,
-            mode="parallel" if parallel else "sequential",
-            workers=workers,
-            timeout=args.timeout,
-            fail_fast=args.fail_fast,
-            on_event=progress,
-            log_dir=args.logs,
-            images={"python": args.image_python or "", "javascript": args.image_js or ""},
-        )
+    # The command, not the library, decides where logs go.
+    sink = start_logging(args.logs)
+    try:
+        with ConsoleProgress(console, names) as progress:
+            report = run_scripts(
+                args.directory,
+                mode="parallel" if parallel else "sequential",
+                workers=workers,
+                timeout=args.timeout,
+                fail_fast=args.fail_fast,
+                on_event=progress,
+                log_sink=sink,
+                images={"python": args.image_python or "", "javascript": args.image_js or ""},
+            )
+    finally:
+        sink.stop()  # every record written before anything else is shown
     console.print(summary_table(report))
     console.print(totals_line(report))
     if report.ignored:

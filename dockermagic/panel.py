@@ -40,7 +40,7 @@ from dockermagic.batch import (
 )
 from dockermagic.cleanup import cleanup
 from dockermagic.errors import DockermagicError
-from dockermagic.logs import log_directory, safe_log_name
+from dockermagic.logs import log_directory, safe_log_name, start_logging
 from dockermagic.runners import runner_class_for
 
 __all__ = ["ScriptsPanel"]
@@ -343,16 +343,21 @@ class ScriptsPanel:
 
     def _run_batch(self, chosen: list[str], mode: str, workers: int | None, timeout: float) -> None:
         try:
-            self.report = run_scripts(
-                self.directory,
-                mode="parallel" if mode == "parallel" else "sequential",
-                workers=workers,
-                timeout=timeout,
-                only=chosen,
-                on_event=self._on_event,
-                cancel=self._cancel,
-                log_dir=self.log_dir,
-            )
+            # A front end: the panel, not the library, starts the log writer.
+            sink = start_logging(self.log_dir)
+            try:
+                self.report = run_scripts(
+                    self.directory,
+                    mode="parallel" if mode == "parallel" else "sequential",
+                    workers=workers,
+                    timeout=timeout,
+                    only=chosen,
+                    on_event=self._on_event,
+                    cancel=self._cancel,
+                    log_sink=sink,
+                )
+            finally:
+                sink.stop()
             with self._lock:
                 for result in self.report.results:
                     state = self._scripts.get(result.name)

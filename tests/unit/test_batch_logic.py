@@ -14,15 +14,16 @@ from dockermagic.batch import (
     BatchReport,
     OutputTail,
     ScriptResult,
-    _run_task,
-    _Task,
     batch_status,
     default_workers,
     discover_scripts,
     run_scripts,
 )
+from dockermagic.batch.cache import RunnerCache
+from dockermagic.batch.script import Task, run_task
 from dockermagic.cli import build_parser
 from dockermagic.errors import InvalidArgumentError
+from dockermagic.policy import SandboxPolicy
 from dockermagic.progress import key_line
 from tests.support import make_result
 
@@ -166,22 +167,27 @@ def test_run_scripts_rejects_bad_arguments_before_running(
     assert not (tmp_path / "logs").exists()
 
 
+def _runners() -> RunnerCache:
+    # Never asked for a runner here: these tasks cannot or need not run.
+    return RunnerCache(SandboxPolicy.default(), "r1")
+
+
 def test_infrastructure_error_becomes_an_error_result(tmp_path: Path) -> None:
-    task = _Task(
+    task = Task(
         index=0,
         total=1,
         path=str(tmp_path / "a.py"),
         name="a.py",
         language="python",
         image="missing:image",
-        image_error="Image 'missing:image' is not available",
+        problem="Image 'missing:image' is not available",
         include=(),
         timeout=None,
         run_id="r1",
         log_file="",
     )
     events: list[BatchEvent] = []
-    result = _run_task(task, None, events.append, threading.Event())
+    result = run_task(task, _runners(), events.append, threading.Event())
     assert result.status == "error"
     assert "not available" in result.message
     assert result.exit_code is None
@@ -190,11 +196,11 @@ def test_infrastructure_error_becomes_an_error_result(tmp_path: Path) -> None:
 
 
 def test_cancelled_task_is_not_started(tmp_path: Path) -> None:
-    task = _Task(0, 1, str(tmp_path / "a.py"), "a.py", "python", "img", "", (), None, "r", "")
+    task = Task(0, 1, str(tmp_path / "a.py"), "a.py", "python", "img", "", (), None, "r", "")
     cancel = threading.Event()
     cancel.set()
     events: list[BatchEvent] = []
-    result = _run_task(task, None, events.append, cancel)
+    result = run_task(task, _runners(), events.append, cancel)
     assert result.status == "cancelled"
     assert events == []
 
