@@ -15,13 +15,13 @@ from pathlib import Path
 
 from rich.console import Console
 
-from dockermagic.batch import discover_scripts, run_scripts
+from dockermagic.batch import BatchProgress, discover_scripts, run_scripts
 from dockermagic.cleanup import cleanup, list_containers
+from dockermagic.console import ConsoleProgress, shown, summary_table, totals_line
 from dockermagic.engine import default_client, engine_version
 from dockermagic.errors import DockermagicError, InvalidArgumentError, LogDirectoryError
 from dockermagic.images import image_present, prepare_images, runner_image
 from dockermagic.logs import prepare_log_dir, start_logging
-from dockermagic.progress import ConsoleProgress, summary_table, totals_line
 from dockermagic.runners import runner_classes
 
 __all__ = ["build_parser", "main"]
@@ -82,18 +82,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     # line, before any container starts.
     if workers is not None and workers < 1:
         raise InvalidArgumentError("worker count", workers, "must be at least 1")
-    names = [p.name for p in discover_scripts(args.directory).scripts]
+    progress = BatchProgress.of(discover_scripts(args.directory))
     # The command, not the library, decides where logs go.
     sink = start_logging(args.logs)
     try:
-        with ConsoleProgress(console, names) as progress:
+        with ConsoleProgress(console, progress) as display:
             report = run_scripts(
                 args.directory,
                 mode="parallel" if parallel else "sequential",
                 workers=workers,
                 timeout=args.timeout,
                 fail_fast=args.fail_fast,
-                on_event=progress,
+                on_event=display,
                 log_sink=sink,
                 images={"python": args.image_python or "", "javascript": args.image_js or ""},
             )
@@ -102,8 +102,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.print(summary_table(report))
     console.print(totals_line(report))
     if report.ignored:
-        console.print(f"ignored (no runner): {', '.join(report.ignored)}")
-    console.print(f"logs: {report.log_dir}")
+        console.print(f"ignored (no runner): {', '.join(shown(name) for name in report.ignored)}")
+    console.print(f"logs: {shown(report.log_dir)}")
     if args.json:
         text = report.to_json()
         if args.json == "-":

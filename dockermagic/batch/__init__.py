@@ -35,11 +35,15 @@ script and kills the running containers, which the runners then remove; the
 report marks those scripts ``cancelled`` and :attr:`BatchReport.cancelled` is
 true. ``run_scripts`` returns the report rather than raising
 :class:`KeyboardInterrupt`.
+
+Progress for a display: :class:`~dockermagic.batch.progress.BatchProgress`
+reduces the events to per-script state that front ends draw.
 """
 
 from __future__ import annotations
 
 from dockermagic.batch.discovery import DATA_DIR, Discovery, discover_scripts
+from dockermagic.batch.progress import BatchProgress, ScriptProgress
 from dockermagic.batch.report import (
     STATUSES,
     TAIL_CHARS,
@@ -60,11 +64,13 @@ __all__ = [
     "TAIL_CHARS",
     "TAIL_LINES",
     "BatchEvent",
+    "BatchProgress",
     "BatchReport",
     "Discovery",
     "EventCallback",
     "Mode",
     "OutputTail",
+    "ScriptProgress",
     "ScriptResult",
     "StopSignal",
     "batch_status",

@@ -22,9 +22,9 @@ from dockermagic.batch import (
 from dockermagic.batch.cache import RunnerCache
 from dockermagic.batch.script import Task, run_task
 from dockermagic.cli import build_parser
+from dockermagic.console import key_line
 from dockermagic.errors import InvalidArgumentError
 from dockermagic.policy import SandboxPolicy
-from dockermagic.progress import key_line
 from tests.support import make_result
 
 
