@@ -16,12 +16,14 @@ from pathlib import Path
 from rich.console import Console
 
 from dockermagic.batch import BatchProgress, discover_scripts, run_scripts
-from dockermagic.cleanup import cleanup, list_containers
+from dockermagic.cleanup import cleanup
 from dockermagic.console import ConsoleProgress, shown, summary_table, totals_line
-from dockermagic.engine import default_client, engine_version
-from dockermagic.errors import DockermagicError, InvalidArgumentError, LogDirectoryError
-from dockermagic.images import image_present, prepare_images, runner_image
-from dockermagic.logs import prepare_log_dir, start_logging
+from dockermagic.diagnose import diagnose
+from dockermagic.engine import default_client
+from dockermagic.errors import DockermagicError, InvalidArgumentError
+from dockermagic.images import prepare_images
+from dockermagic.logs import start_logging
+from dockermagic.policy import size_text
 from dockermagic.runners import runner_classes
 
 __all__ = ["build_parser", "main"]
@@ -48,28 +50,37 @@ def cmd_images(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    """Report the engine, the images and leftover containers."""
-    client = default_client()
-    version = engine_version(client)
+    """Report the engine, the images, leftover containers, the logs and the limits."""
+    found = diagnose(log_dir=args.logs)
+    if found.version is None:
+        _echo(f"engine      NOT REACHABLE: {found.engine_error}")
+    else:
+        version = found.version
+        _echo(
+            f"engine      Docker {version['version']} (API {version['api_version']}, "
+            f"{version['os']}/{version['arch']}) at {found.address}"
+        )
+    for check in found.images:
+        if check.present:
+            state = "present"
+        elif check.problem:
+            state = f"UNAVAILABLE: {check.problem}"
+        else:
+            state = "MISSING (run `dockermagic images`)"
+        _echo(f"{check.language:<11} {check.image or 'default image':<32} {state}")
+    if found.containers is not None:
+        _echo(f"containers  {found.containers} dockermagic container(s) exist")
+    if found.log_problem:
+        _echo(f"logs        PROBLEM: {found.log_problem}")
+    else:
+        _echo(f"logs        {found.log_dir} is writable")
+    policy = found.policy
     _echo(
-        f"engine      Docker {version['version']} (API {version['api_version']}, "
-        f"{version['os']}/{version['arch']})"
+        f"limits      timeout {policy.timeout:g} s, memory {size_text(policy.memory)}, "
+        f"cpus {policy.cpus:g}, output {size_text(policy.output_limit)}, "
+        f"network {'on' if policy.network else 'off'}"
     )
-    problems = 0
-    for cls in runner_classes():
-        image = runner_image(client, cls)
-        present = image_present(client, image)
-        problems += not present
-        state = "present" if present else "MISSING (run `dockermagic images`)"
-        _echo(f"{cls.language:<11} {image:<32} {state}")
-    containers = list_containers(client)
-    _echo(f"containers  {len(containers)} dockermagic container(s) exist")
-    try:
-        _echo(f"logs        {prepare_log_dir(args.logs)} is writable")
-    except LogDirectoryError as exc:
-        problems += 1
-        _echo(f"logs        PROBLEM: {exc}")
-    return 1 if problems else 0
+    return 1 if found.problems else 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
