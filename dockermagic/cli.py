@@ -3,6 +3,9 @@
 A thin front end: each sub-command parses its options, calls the core, and
 prints. Errors of the :class:`~dockermagic.errors.DockermagicError` family are
 one line on stderr and exit status 2; they never show a traceback.
+
+Languages, file suffixes and the ``--image-<language>`` options come from the
+runner registry, so a newly registered language shows up here by itself.
 """
 
 from __future__ import annotations
@@ -24,13 +27,13 @@ from dockermagic.errors import DockermagicError, InvalidArgumentError
 from dockermagic.images import prepare_images
 from dockermagic.logs import start_logging
 from dockermagic.policy import size_text
-from dockermagic.runners import runner_classes
+from dockermagic.runners import RunnerClass, runner_classes
 
 __all__ = ["build_parser", "main"]
 
 logger = logging.getLogger(__name__)
 
-#: Sub-command name -> handler; other modules add theirs with :func:`command`.
+#: What a sub-command's handler looks like: parsed options in, exit status out.
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -94,7 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if workers is not None and workers < 1:
         raise InvalidArgumentError("worker count", workers, "must be at least 1")
     progress = BatchProgress.of(discover_scripts(args.directory))
-    # The command, not the library, decides where logs go.
+    images = {cls.language: getattr(args, _image_dest(cls)) or "" for cls in runner_classes()}
     sink = start_logging(args.logs)
     try:
         with ConsoleProgress(console, progress) as display:
@@ -106,7 +109,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 fail_fast=args.fail_fast,
                 on_event=display,
                 log_sink=sink,
-                images={"python": args.image_python or "", "javascript": args.image_js or ""},
+                images=images,
             )
     finally:
         sink.stop()  # every record written before anything else is shown
@@ -140,6 +143,25 @@ def _worker_count(text: str) -> int | str:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of workers: {text!r}") from None
+
+
+def _image_dest(cls: RunnerClass) -> str:
+    return f"image_{cls.language}"
+
+
+def _image_options(cls: RunnerClass) -> list[str]:
+    """``--image-<language>``, and ``--image-<first alias>`` when there is one."""
+    options = [f"--image-{cls.language}"]
+    if cls.aliases and cls.aliases[0] != cls.language:
+        options.append(f"--image-{cls.aliases[0]}")
+    return options
+
+
+def _suffix_list() -> str:
+    suffixes = [suffix for cls in runner_classes() for suffix in cls.suffixes]
+    if len(suffixes) < 2:
+        return "".join(suffixes)
+    return f"{', '.join(suffixes[:-1])} and {suffixes[-1]}"
 
 
 class _QuietRuns(logging.Filter):
@@ -178,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="run every script of a folder, each in its own container",
         description=(
-            "Run the .py, .js, .mjs and .cjs files of a folder (sorted by name), each in "
+            f"Run the {_suffix_list()} files of a folder (sorted by name), each in "
             "a fresh locked-down container; a data/ subfolder is copied next to every "
             "script. Exit status 0 only when every script succeeded."
         ),
@@ -200,8 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", metavar="FILE", help="write a JSON report ('-': stdout, display on stderr)"
     )
     run.add_argument("--fail-fast", action="store_true", help="stop after the first failure")
-    run.add_argument("--image-python", metavar="IMG", help="image for Python scripts")
-    run.add_argument("--image-js", metavar="IMG", help="image for JavaScript scripts")
+    for cls in runner_classes():
+        run.add_argument(
+            *_image_options(cls),
+            dest=_image_dest(cls),
+            metavar="IMG",
+            help=f"image for {cls.language} scripts ({', '.join(cls.suffixes)})",
+        )
     run.set_defaults(handler=cmd_run)
 
     clean = commands.add_parser("cleanup", help="remove containers whose owner has exited")

@@ -25,6 +25,7 @@ from dockermagic.cli import build_parser
 from dockermagic.console import key_line
 from dockermagic.errors import InvalidArgumentError
 from dockermagic.policy import SandboxPolicy
+from dockermagic.runners import AbstractDockerCodeRunner, register_runner, unregister_runner
 from tests.support import make_result
 
 
@@ -253,3 +254,38 @@ def test_only_rejects_unknown_or_empty_selection(tmp_path: Path) -> None:
 )
 def test_key_line_of_a_failure(tail: str, line: str) -> None:
     assert key_line(tail) == line
+
+
+def test_cli_image_options_come_from_the_registry(capsys: pytest.CaptureFixture[str]) -> None:
+    args = build_parser().parse_args(["run", "--image-py", "p:1", "--image-js", "j:1"])
+    assert (args.image_python, args.image_javascript) == ("p:1", "j:1")
+    args = build_parser().parse_args(["run", "--image-python", "p:2", "--image-javascript", "j:2"])
+    assert (args.image_python, args.image_javascript) == ("p:2", "j:2")
+
+    @register_runner
+    class RubyRunner(AbstractDockerCodeRunner):
+        language = "ruby"
+        aliases = ("rb",)
+        suffixes = (".rb",)
+        default_image = "ruby:3-slim"
+        image_env_var = "DOCKERMAGIC_RUBY_IMAGE"
+        filename = "main.rb"
+
+        def command(self, path: str) -> list[str]:
+            return ["ruby", path]
+
+        def environment(self) -> dict[str, str]:
+            return {}
+
+    try:
+        parser = build_parser()
+        assert parser.parse_args(["run", "--image-rb", "r:1"]).image_ruby == "r:1"
+        with pytest.raises(SystemExit):
+            parser.parse_args(["run", "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "Run the .py, .js, .mjs, .cjs and .rb files" in text
+        assert "--image-ruby IMG, --image-rb IMG" in text
+    finally:
+        unregister_runner("ruby")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--image-rb", "r:1"])
