@@ -4,6 +4,16 @@ A thin front end: each sub-command parses its options, calls the core, and
 prints. Errors of the :class:`~dockermagic.errors.DockermagicError` family are
 one line on stderr and exit status 2; they never show a traceback.
 
+Exit status of ``dockermagic run``: 0 when every script succeeded, 1 when one
+did not, 2 for bad input, and for a run that was stopped the shell's
+convention, 128 + the signal's number: 130 for Ctrl-C (SIGINT), 143 for
+SIGTERM, 129 for SIGHUP. SIGTERM and SIGHUP (a closed terminal, a cancelled CI
+job) stop a run exactly as Ctrl-C does: running containers are killed and
+removed, every unfinished script is reported ``cancelled`` (in the summary and
+the ``--json`` report), the logs are flushed and the pool's workers stopped.
+A second signal while that stop runs is ignored; SIGKILL cannot be handled,
+but then the pool's workers notice that their parent is gone and stop too.
+
 Languages, file suffixes and the ``--image-<language>`` options come from the
 runner registry, so a newly registered language shows up here by itself.
 """
@@ -12,13 +22,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import FrameType, TracebackType
 
 from rich.console import Console
 
-from dockermagic.batch import BatchProgress, discover_scripts, run_scripts
+from dockermagic.batch import BatchProgress, StopSignal, discover_scripts, run_scripts
 from dockermagic.cleanup import cleanup
 from dockermagic.console import ConsoleProgress, shown, summary_table, totals_line
 from dockermagic.diagnose import diagnose
@@ -29,12 +41,14 @@ from dockermagic.logs import start_logging
 from dockermagic.policy import size_text
 from dockermagic.runners import RunnerClass, runner_classes
 
-__all__ = ["build_parser", "main"]
+__all__ = ["STOP_SIGNALS", "build_parser", "main"]
 
 logger = logging.getLogger(__name__)
 
 #: What a sub-command's handler looks like: parsed options in, exit status out.
 Handler = Callable[[argparse.Namespace], int]
+#: Signals that stop the command in order, as Ctrl-C does.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def _echo(message: str) -> None:
@@ -87,7 +101,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run every script of a folder; 0 only when all succeeded, 130 when cancelled."""
+    """Run every script of a folder; see the module docstring for the exit status."""
     parallel = args.parallel is not None
     workers = None if args.parallel in (None, "auto") else int(args.parallel)
     # With the JSON report on stdout, the human-readable display goes to stderr.
@@ -113,19 +127,18 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
     finally:
         sink.stop()  # every record written before anything else is shown
+    if args.json and args.json != "-":
+        # Written before the display: after SIGHUP the terminal may be gone.
+        Path(args.json).write_text(report.to_json() + "\n", encoding="utf-8")
     console.print(summary_table(report))
     console.print(totals_line(report))
     if report.ignored:
         console.print(f"ignored (no runner): {', '.join(shown(name) for name in report.ignored)}")
     console.print(f"logs: {shown(report.log_dir)}")
-    if args.json:
-        text = report.to_json()
-        if args.json == "-":
-            print(text, flush=True)
-        else:
-            Path(args.json).write_text(text + "\n", encoding="utf-8")
+    if args.json == "-":
+        print(report.to_json(), flush=True)
     if report.cancelled:
-        return 130
+        return 128 + signal.SIGINT
     return 0 if report.ok else 1
 
 
@@ -202,7 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             f"Run the {_suffix_list()} files of a folder (sorted by name), each in "
             "a fresh locked-down container; a data/ subfolder is copied next to every "
-            "script. Exit status 0 only when every script succeeded."
+            "script. Exit status 0 only when every script succeeded; 1 when one did "
+            "not; 130 after Ctrl-C, 143 after SIGTERM, 129 after SIGHUP (each stops "
+            "the run in order)."
         ),
     )
     run.add_argument("directory", nargs="?", default="scripts", metavar="DIR", help="(scripts)")
@@ -237,6 +252,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StopOnSignals:
+    """While active, SIGTERM and SIGHUP raise :class:`StopSignal` (once) in the main thread.
+
+    The first signal takes Ctrl-C's path through the command; later ones are
+    ignored, so that they cannot break off the orderly stop they asked for.
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> _StopOnSignals:
+        for signum in STOP_SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)  # type: ignore[arg-type]
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is not None:
+            return
+        self.received = signum
+        raise StopSignal(signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line.
 
@@ -244,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: Arguments without the program name; ``sys.argv[1:]`` when None.
 
     Returns:
-        The exit status.
+        The exit status (see the module docstring).
     """
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -258,14 +305,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not any(isinstance(f, _QuietRuns) for f in console.filters):
                 console.addFilter(_QuietRuns())
     handler: Handler = args.handler
-    try:
-        if args.command != "cleanup":
-            # Containers of owners that died (killed shells, crashed kernels).
-            cleanup()
-        return handler(args)
-    except DockermagicError as exc:
-        print(f"dockermagic: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("dockermagic: interrupted", file=sys.stderr)
-        return 130
+    with _StopOnSignals() as signals:
+        try:
+            if args.command != "cleanup":
+                # Containers of owners that died (killed shells, crashed kernels).
+                cleanup()
+            status = handler(args)
+        except DockermagicError as exc:
+            print(f"dockermagic: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as exc:
+            how = f" ({exc.name})" if isinstance(exc, StopSignal) else ""
+            print(f"dockermagic: interrupted{how}", file=sys.stderr)
+            status = 128 + signal.SIGINT
+        except OSError:
+            if signals.received != signal.SIGHUP:
+                raise
+            status = 0  # the terminal went away while we were writing to it
+        return 128 + signals.received if signals.received is not None else status

@@ -73,6 +73,7 @@ from pathlib import Path
 from typing import Any
 
 from dockermagic.errors import LogDirectoryError
+from dockermagic.mphelpers import start_resource_tracker
 from dockermagic.result import RunResult
 
 __all__ = [
@@ -396,7 +397,9 @@ def start_logging(
             sink._users += 1
             return sink
         # A spawn-context queue can be handed to workers of any start method
-        # (a fork-context one refuses spawn and forkserver children).
+        # (a fork-context one refuses spawn and forkserver children). Its lock
+        # needs the resource tracker: start that one shielded from SIGHUP.
+        start_resource_tracker()
         queue: Any = multiprocessing.get_context("spawn").Queue(-1)
         app = _daily_handler(path / APP_LOG, backup_days)
         app.setFormatter(_OneLine(APP_FORMAT))

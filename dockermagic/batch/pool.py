@@ -9,9 +9,19 @@ alone writes the log files (pitfall 21).
 
 Stopping: the parent sets one cross-process event; each worker mirrors it into
 the ``cancel`` event its runner watches, so running containers are killed and
-removed and no queued script starts. Ctrl-C reaches the whole process group;
-workers ignore it, and only the parent decides what it means (it stops the
-batch, and the workers report).
+removed and no queued script starts. Signals in a worker:
+
+* SIGINT is ignored: Ctrl-C reaches the whole process group, and only the
+  parent decides what it means (it stops the batch, and the workers report).
+* SIGTERM and SIGHUP cancel the worker's running script; the worker then
+  reports and exits when the pool shuts down (a terminal that closes sends
+  SIGHUP to the whole group; the parent stops the batch in order).
+
+A worker never outlives the process that started the batch: a thread in each
+worker checks every :data:`PARENT_POLL` seconds that the parent still runs
+(its pid and start time). When it is gone (SIGKILL, a crash) the worker kills
+its running container and exits; with no worker left, the fork server exits
+too.
 """
 
 from __future__ import annotations
@@ -22,27 +32,36 @@ import contextlib
 import logging
 import multiprocessing
 import multiprocessing.context
+import os
 import queue as queue_module
 import signal
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any
 
 from dockermagic.batch.cache import RunnerCache
 from dockermagic.batch.report import EventCallback, ScriptResult
 from dockermagic.batch.script import Task, run_task, script_result
 from dockermagic.batch.stop import StopPolicy, fails_fast
+from dockermagic.labels import Owner, this_owner
 from dockermagic.logs import worker_logging
+from dockermagic.mphelpers import start_fork_server, unshield
 from dockermagic.policy import SandboxPolicy
 from dockermagic.status import Status
 
-__all__ = ["pool_context", "run_parallel"]
+__all__ = ["PARENT_POLL", "pool_context", "run_parallel"]
 
 logger = logging.getLogger(__name__)
 
 #: How often the parent wakes to check cancellation while waiting for workers.
 POLL_SECONDS = 0.05
+#: How often a worker checks that the process that started the batch still runs.
+PARENT_POLL = 0.5
+#: Seconds an orphaned worker gives its running script to be killed and removed.
+ORPHAN_GRACE = 10.0
 
 
 def pool_context() -> multiprocessing.context.BaseContext:
@@ -52,11 +71,11 @@ def pool_context() -> multiprocessing.context.BaseContext:
         The fork server context where there is one, else spawn.
     """
     if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
         # Workers fork from a server that has imported this module once, so
         # each new worker is ready in milliseconds, not a Python start-up.
-        context.set_forkserver_preload([__name__])
-        return context
+        # Started here, shielded: a SIGHUP to the whole group must not kill it.
+        start_fork_server([__name__])
+        return multiprocessing.get_context("forkserver")
     return multiprocessing.get_context("spawn")
 
 
@@ -68,6 +87,7 @@ class _Worker:
     events: Any
     stop: Any
     cancel: threading.Event
+    idle: threading.Event
     runners: RunnerCache
     fail_fast: bool
 
@@ -82,17 +102,28 @@ def _init_worker(
     policy: SandboxPolicy,
     fail_fast: bool,
     run_id: str,
+    parent: Owner,
 ) -> None:
-    """Pool initializer: logging to the parent's sink, Ctrl-C ignored, the stop bridge."""
+    """Pool initializer: logging, signals, the stop bridge and the parent watch."""
     global _worker
-    # Ctrl-C reaches the whole process group; only the parent decides what it
-    # means (cancel the batch), so that workers report instead of dying.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if log_queue is not None:
         worker_logging(log_queue)
     cancel = threading.Event()
+    idle = threading.Event()
+    idle.set()
     # The client is made on first use, here in the worker (never inherited).
-    _worker = _Worker(events, stop, cancel, RunnerCache(policy, run_id), fail_fast)
+    state = _Worker(events, stop, cancel, idle, RunnerCache(policy, run_id), fail_fast)
+    _worker = state
+
+    def cancel_soon(signum: int, frame: FrameType | None) -> None:
+        # From a thread: Event.set takes a lock the interrupted code may hold.
+        threading.Thread(target=cancel.set, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, cancel_soon)
+    signal.signal(signal.SIGHUP, cancel_soon)
+    # Forked from the shielded fork server, which never receives these.
+    unshield()
 
     def bridge() -> None:
         # The runner polls a threading.Event; mirror the cross-process one.
@@ -100,6 +131,44 @@ def _init_worker(
         cancel.set()
 
     threading.Thread(target=bridge, name="dockermagic-cancel", daemon=True).start()
+    threading.Thread(
+        target=_watch_parent, args=(parent, state), name="dockermagic-parent", daemon=True
+    ).start()
+
+
+def _alive(parent: Owner) -> bool:
+    """Whether the process that started the batch still runs.
+
+    A zombie counts as gone: a SIGKILLed parent stays one until its own
+    parent reaps it, and may never be reaped.
+    """
+    try:
+        with open(f"/proc/{parent.pid}/stat", encoding="ascii", errors="replace") as stream:
+            fields = stream.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc here: ask the kernel whether the pid exists
+        try:
+            os.kill(parent.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+    # Field 3 is the state, field 22 the start time (a reused pid starts later).
+    return fields[0] not in ("Z", "X") and (not parent.started or fields[19] == parent.started)
+
+
+def _watch_parent(parent: Owner, state: _Worker) -> None:
+    """Exit this worker once the process that started the batch is gone."""
+    while _alive(parent):
+        time.sleep(PARENT_POLL)
+    # Nobody will read our results or stop us: kill the running container
+    # (the runner removes it), then leave without waiting on queues whose
+    # reader is gone.
+    state.cancel.set()
+    state.idle.wait(ORPHAN_GRACE)
+    os._exit(1)
 
 
 def _worker_run(task: Task) -> ScriptResult | None:
@@ -111,9 +180,17 @@ def _worker_run(task: Task) -> ScriptResult | None:
         # The bridge thread may not have woken up yet (e.g. this very worker
         # just stopped the batch for fail-fast): never start a script late.
         state.cancel.set()
-    if state.cancel.is_set():
+    if state.stop.is_set():
         return None  # the parent knows why the batch stopped, and says so
-    result = run_task(task, state.runners, state.events.put, state.cancel)
+    if state.cancel.is_set():
+        return script_result(
+            task, Status.CANCELLED, "not started: its worker process was stopped by a signal"
+        )
+    state.idle.clear()
+    try:
+        result = run_task(task, state.runners, state.events.put, state.cancel)
+    finally:
+        state.idle.set()
     if state.fail_fast and fails_fast(result):
         # Stop here, before this worker takes the next task: waiting for the
         # parent to notice would let a queued script start.
@@ -155,7 +232,7 @@ def run_parallel(
         max_workers=count,
         mp_context=context,
         initializer=_init_worker,
-        initargs=(events, log_queue, stop_event, policy, stop.fail_fast, run_id),
+        initargs=(events, log_queue, stop_event, policy, stop.fail_fast, run_id, this_owner()),
     )
     futures: dict[concurrent.futures.Future[ScriptResult | None], Task] = {}
 
