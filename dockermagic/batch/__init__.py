@@ -15,6 +15,10 @@ Folder convention (:mod:`~dockermagic.batch.discovery`):
   ``Path(__file__).parent / "data" / "input.txt"`` in Python,
   ``path.join(__dirname, "data", "input.txt")`` in CommonJS. The working
   directory (``/work``) and ``/tmp`` are the writable places for outputs.
+* Only regular files are copied in, and links only when they stay inside the
+  folder (:mod:`dockermagic.transfer`): a script that is a FIFO, a device or a
+  link out of the folder, or a ``data`` folder holding one, makes that
+  script's result an ``error`` naming the file; the other scripts run.
 
 Modes: ``sequential`` runs the scripts in the calling thread
 (:mod:`~dockermagic.batch.sequential`); ``parallel`` in a pool of worker

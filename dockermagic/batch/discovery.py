@@ -8,7 +8,13 @@ The rules (also in :mod:`dockermagic.batch`):
   are never scripts.
 * A subfolder named ``data`` (:data:`DATA_DIR`) is copied next to every script.
 
-Discovery only looks at names and ``stat`` results: it never opens a file.
+Discovery only looks at names and ``stat`` results: it never opens a file, so
+a FIFO named ``job.py`` cannot block it. Whether a script may be copied into a
+sandbox (a regular file, a link that stays inside the folder) is decided when
+it runs, by :mod:`dockermagic.transfer`; a script that may not becomes that
+script's ``error``. The one check made here is on ``data`` itself: a ``data``
+link that leads out of the folder would copy the folder it points to, so it
+makes every script an ``error`` (:attr:`Discovery.data_error`).
 
 Pure logic apart from listing the folder; no Docker calls.
 """
@@ -23,6 +29,7 @@ from pathlib import Path
 
 from dockermagic.errors import InvalidArgumentError
 from dockermagic.runners import runner_classes
+from dockermagic.transfer import UnsafeFileError
 
 __all__ = ["DATA_DIR", "Discovery", "discover_scripts", "select_scripts", "suffix_languages"]
 
@@ -38,11 +45,13 @@ class Discovery:
         scripts: The runnable scripts, sorted by name.
         ignored: Names of files no runner claims.
         data_dir: The ``data`` subfolder, when there is one.
+        data_error: Why ``data`` cannot be copied ('' when it can, or there is none).
     """
 
     scripts: tuple[Path, ...]
     ignored: tuple[str, ...]
     data_dir: Path | None
+    data_error: str = ""
 
     def language_of(self, script: Path) -> str:
         """The language that runs a script of this folder.
@@ -91,6 +100,8 @@ def discover_scripts(directory: str | os.PathLike[str]) -> Discovery:
     ignored: list[str] = []
     with os.scandir(root) as entries:
         for entry in sorted(entries, key=lambda e: e.name):
+            # is_dir() is a stat (it follows a link): never an open, which
+            # would wait forever on a FIFO.
             if _is_dir(entry):
                 continue
             if Path(entry.name).suffix.lower() in suffixes:
@@ -107,7 +118,9 @@ def discover_scripts(directory: str | os.PathLike[str]) -> Discovery:
             )
         raise InvalidArgumentError("scripts folder", str(directory), "holds no scripts")
     data = root / DATA_DIR
-    return Discovery(tuple(scripts), tuple(ignored), data if data.is_dir() else None)
+    if not data.is_dir():
+        return Discovery(tuple(scripts), tuple(ignored), None)
+    return Discovery(tuple(scripts), tuple(ignored), data, _data_error(root, data))
 
 
 def _is_dir(entry: os.DirEntry[str]) -> bool:
@@ -115,6 +128,15 @@ def _is_dir(entry: os.DirEntry[str]) -> bool:
         return entry.is_dir()
     except OSError:  # a link loop, a vanished entry: not a folder
         return False
+
+
+def _data_error(root: Path, data: Path) -> str:
+    """Why ``data`` must not be copied: a link out of the scripts folder."""
+    folder = Path(os.path.realpath(root))
+    target = Path(os.path.realpath(data))
+    if target == folder or folder in target.parents:
+        return ""
+    return str(UnsafeFileError(data, f"is a link to {target}, outside {folder}: not copied"))
 
 
 def select_scripts(discovery: Discovery, only: Iterable[str]) -> Discovery:

@@ -226,7 +226,7 @@ def _tasks(
 ) -> list[Task]:
     languages = [discovery.language_of(path) for path in discovery.scripts]
     prepared = _prepare_images(client, languages, images)
-    include = (str(discovery.data_dir),) if discovery.data_dir else ()
+    include = (str(discovery.data_dir),) if discovery.data_dir and not discovery.data_error else ()
     total = len(discovery.scripts)
     return [
         Task(
@@ -236,7 +236,7 @@ def _tasks(
             name=path.name,
             language=language,
             image=prepared[language][0],
-            problem=prepared[language][1],
+            problem=discovery.data_error or prepared[language][1],
             include=include,
             timeout=timeout,
             run_id=run_id,
