@@ -21,6 +21,7 @@ runner registry, so a newly registered language shows up here by itself.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
@@ -316,7 +317,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         except KeyboardInterrupt as exc:
             how = f" ({exc.name})" if isinstance(exc, StopSignal) else ""
-            print(f"dockermagic: interrupted{how}", file=sys.stderr)
+            with contextlib.suppress(OSError):  # after SIGHUP, stderr may be gone
+                print(f"dockermagic: interrupted{how}", file=sys.stderr)
             status = 128 + signal.SIGINT
         except OSError:
             if signals.received != signal.SIGHUP:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing.forkserver
 import multiprocessing.resource_tracker
+import os
 import signal
 from collections.abc import Iterator, Sequence
 
@@ -27,6 +28,10 @@ __all__ = ["SHIELDED_SIGNALS", "start_fork_server", "start_resource_tracker", "u
 
 #: Signals that the helper processes never receive.
 SHIELDED_SIGNALS = frozenset({signal.SIGHUP, signal.SIGTERM})
+
+
+#: Where there are signal masks and these helpers (POSIX); elsewhere nothing to do.
+_POSIX = os.name == "posix" and hasattr(signal, "pthread_sigmask")
 
 
 @contextlib.contextmanager
@@ -41,6 +46,8 @@ def _blocked() -> Iterator[None]:
 
 def start_resource_tracker() -> None:
     """Start multiprocessing's resource tracker, shielded, unless it runs."""
+    if not _POSIX:
+        return
     with _blocked():
         multiprocessing.resource_tracker.ensure_running()
 
@@ -53,6 +60,8 @@ def start_fork_server(preload: Sequence[str]) -> None:
     """
     start_resource_tracker()
     multiprocessing.forkserver.set_forkserver_preload(list(preload))
+    if not _POSIX:
+        return
     with _blocked():
         # The tracker runs already, so this does not touch the signal mask.
         multiprocessing.forkserver.ensure_running()
@@ -60,4 +69,5 @@ def start_fork_server(preload: Sequence[str]) -> None:
 
 def unshield() -> None:
     """Receive SIGHUP and SIGTERM again (a process forked from a shielded helper)."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, SHIELDED_SIGNALS)
+    if _POSIX:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, SHIELDED_SIGNALS)

@@ -62,6 +62,8 @@ POLL_SECONDS = 0.05
 PARENT_POLL = 0.5
 #: Seconds an orphaned worker gives its running script to be killed and removed.
 ORPHAN_GRACE = 10.0
+#: Linux's process table, where a zombie and a reused pid can be told apart.
+_HAVE_PROC = os.path.exists("/proc/self/stat")
 
 
 def pool_context() -> multiprocessing.context.BaseContext:
@@ -142,12 +144,7 @@ def _alive(parent: Owner) -> bool:
     A zombie counts as gone: a SIGKILLed parent stays one until its own
     parent reaps it, and may never be reaped.
     """
-    try:
-        with open(f"/proc/{parent.pid}/stat", encoding="ascii", errors="replace") as stream:
-            fields = stream.read().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc here: ask the kernel whether the pid exists
+    if not _HAVE_PROC:  # ask the kernel whether the pid exists
         try:
             os.kill(parent.pid, 0)
         except ProcessLookupError:
@@ -155,6 +152,11 @@ def _alive(parent: Owner) -> bool:
         except PermissionError:
             pass
         return True
+    try:
+        with open(f"/proc/{parent.pid}/stat", encoding="ascii", errors="replace") as stream:
+            fields = stream.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return False
     # Field 3 is the state, field 22 the start time (a reused pid starts later).
     return fields[0] not in ("Z", "X") and (not parent.started or fields[19] == parent.started)
 
