@@ -3,33 +3,53 @@
 A thin front end: each sub-command parses its options, calls the core, and
 prints. Errors of the :class:`~dockermagic.errors.DockermagicError` family are
 one line on stderr and exit status 2; they never show a traceback.
+
+Exit status of ``dockermagic run``: 0 when every script succeeded, 1 when one
+did not, 2 for bad input, and for a run that was stopped the shell's
+convention, 128 + the signal's number: 130 for Ctrl-C (SIGINT), 143 for
+SIGTERM, 129 for SIGHUP. SIGTERM and SIGHUP (a closed terminal, a cancelled CI
+job) stop a run exactly as Ctrl-C does: running containers are killed and
+removed, every unfinished script is reported ``cancelled`` (in the summary and
+the ``--json`` report), the logs are flushed and the pool's workers stopped.
+A second signal while that stop runs is ignored; SIGKILL cannot be handled,
+but then the pool's workers notice that their parent is gone and stop too.
+
+Languages, file suffixes and the ``--image-<language>`` options come from the
+runner registry, so a newly registered language shows up here by itself.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import FrameType, TracebackType
 
 from rich.console import Console
 
-from dockermagic.batch import discover_scripts, run_scripts
-from dockermagic.cleanup import cleanup, list_containers
-from dockermagic.engine import default_client, engine_version
-from dockermagic.errors import DockermagicError, InvalidArgumentError, LogDirectoryError
-from dockermagic.images import image_present, prepare_images, runner_image
-from dockermagic.logs import prepare_log_dir
-from dockermagic.progress import ConsoleProgress, summary_table, totals_line
-from dockermagic.runners import runner_classes
+from dockermagic.batch import BatchProgress, StopSignal, discover_scripts, run_scripts
+from dockermagic.cleanup import cleanup
+from dockermagic.console import ConsoleProgress, shown, summary_table, totals_line
+from dockermagic.diagnose import diagnose
+from dockermagic.engine import default_client
+from dockermagic.errors import DockermagicError, InvalidArgumentError
+from dockermagic.images import prepare_images
+from dockermagic.logs import start_logging
+from dockermagic.policy import size_text
+from dockermagic.runners import RunnerClass, runner_classes
 
-__all__ = ["build_parser", "main"]
+__all__ = ["STOP_SIGNALS", "build_parser", "main"]
 
 logger = logging.getLogger(__name__)
 
-#: Sub-command name -> handler; other modules add theirs with :func:`command`.
+#: What a sub-command's handler looks like: parsed options in, exit status out.
 Handler = Callable[[argparse.Namespace], int]
+#: Signals that stop the command in order, as Ctrl-C does.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def _echo(message: str) -> None:
@@ -48,32 +68,41 @@ def cmd_images(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    """Report the engine, the images and leftover containers."""
-    client = default_client()
-    version = engine_version(client)
+    """Report the engine, the images, leftover containers, the logs and the limits."""
+    found = diagnose(log_dir=args.logs)
+    if found.version is None:
+        _echo(f"engine      NOT REACHABLE: {found.engine_error}")
+    else:
+        version = found.version
+        _echo(
+            f"engine      Docker {version['version']} (API {version['api_version']}, "
+            f"{version['os']}/{version['arch']}) at {found.address}"
+        )
+    for check in found.images:
+        if check.present:
+            state = "present"
+        elif check.problem:
+            state = f"UNAVAILABLE: {check.problem}"
+        else:
+            state = "MISSING (run `dockermagic images`)"
+        _echo(f"{check.language:<11} {check.image or 'default image':<32} {state}")
+    if found.containers is not None:
+        _echo(f"containers  {found.containers} dockermagic container(s) exist")
+    if found.log_problem:
+        _echo(f"logs        PROBLEM: {found.log_problem}")
+    else:
+        _echo(f"logs        {found.log_dir} is writable")
+    policy = found.policy
     _echo(
-        f"engine      Docker {version['version']} (API {version['api_version']}, "
-        f"{version['os']}/{version['arch']})"
+        f"limits      timeout {policy.timeout:g} s, memory {size_text(policy.memory)}, "
+        f"cpus {policy.cpus:g}, output {size_text(policy.output_limit)}, "
+        f"network {'on' if policy.network else 'off'}"
     )
-    problems = 0
-    for cls in runner_classes():
-        image = runner_image(client, cls)
-        present = image_present(client, image)
-        problems += not present
-        state = "present" if present else "MISSING (run `dockermagic images`)"
-        _echo(f"{cls.language:<11} {image:<32} {state}")
-    containers = list_containers(client)
-    _echo(f"containers  {len(containers)} dockermagic container(s) exist")
-    try:
-        _echo(f"logs        {prepare_log_dir(args.logs)} is writable")
-    except LogDirectoryError as exc:
-        problems += 1
-        _echo(f"logs        PROBLEM: {exc}")
-    return 1 if problems else 0
+    return 1 if found.problems else 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run every script of a folder; 0 only when all succeeded, 130 when cancelled."""
+    """Run every script of a folder; see the module docstring for the exit status."""
     parallel = args.parallel is not None
     workers = None if args.parallel in (None, "auto") else int(args.parallel)
     # With the JSON report on stdout, the human-readable display goes to stderr.
@@ -82,32 +111,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     # line, before any container starts.
     if workers is not None and workers < 1:
         raise InvalidArgumentError("worker count", workers, "must be at least 1")
-    names = [p.name for p in discover_scripts(args.directory).scripts]
-    prepare_log_dir(args.logs)
-    with ConsoleProgress(console, names) as progress:
-        report = run_scripts(
-            args.directory,
-            mode="parallel" if parallel else "sequential",
-            workers=workers,
-            timeout=args.timeout,
-            fail_fast=args.fail_fast,
-            on_event=progress,
-            log_dir=args.logs,
-            images={"python": args.image_python or "", "javascript": args.image_js or ""},
-        )
+    progress = BatchProgress.of(discover_scripts(args.directory))
+    images = {cls.language: getattr(args, _image_dest(cls)) or "" for cls in runner_classes()}
+    sink = start_logging(args.logs)
+    try:
+        with ConsoleProgress(console, progress) as display:
+            report = run_scripts(
+                args.directory,
+                mode="parallel" if parallel else "sequential",
+                workers=workers,
+                timeout=args.timeout,
+                fail_fast=args.fail_fast,
+                on_event=display,
+                log_sink=sink,
+                images=images,
+            )
+    finally:
+        sink.stop()  # every record written before anything else is shown
+    if args.json and args.json != "-":
+        # Written before the display: after SIGHUP the terminal may be gone.
+        Path(args.json).write_text(report.to_json() + "\n", encoding="utf-8")
     console.print(summary_table(report))
     console.print(totals_line(report))
     if report.ignored:
-        console.print(f"ignored (no runner): {', '.join(report.ignored)}")
-    console.print(f"logs: {report.log_dir}")
-    if args.json:
-        text = report.to_json()
-        if args.json == "-":
-            print(text, flush=True)
-        else:
-            Path(args.json).write_text(text + "\n", encoding="utf-8")
+        console.print(f"ignored (no runner): {', '.join(shown(name) for name in report.ignored)}")
+    console.print(f"logs: {shown(report.log_dir)}")
+    if args.json == "-":
+        print(report.to_json(), flush=True)
     if report.cancelled:
-        return 130
+        return 128 + signal.SIGINT
     return 0 if report.ok else 1
 
 
@@ -125,6 +157,25 @@ def _worker_count(text: str) -> int | str:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of workers: {text!r}") from None
+
+
+def _image_dest(cls: RunnerClass) -> str:
+    return f"image_{cls.language}"
+
+
+def _image_options(cls: RunnerClass) -> list[str]:
+    """``--image-<language>``, and ``--image-<first alias>`` when there is one."""
+    options = [f"--image-{cls.language}"]
+    if cls.aliases and cls.aliases[0] != cls.language:
+        options.append(f"--image-{cls.aliases[0]}")
+    return options
+
+
+def _suffix_list() -> str:
+    suffixes = [suffix for cls in runner_classes() for suffix in cls.suffixes]
+    if len(suffixes) < 2:
+        return "".join(suffixes)
+    return f"{', '.join(suffixes[:-1])} and {suffixes[-1]}"
 
 
 class _QuietRuns(logging.Filter):
@@ -163,9 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="run every script of a folder, each in its own container",
         description=(
-            "Run the .py, .js, .mjs and .cjs files of a folder (sorted by name), each in "
+            f"Run the {_suffix_list()} files of a folder (sorted by name), each in "
             "a fresh locked-down container; a data/ subfolder is copied next to every "
-            "script. Exit status 0 only when every script succeeded."
+            "script. Exit status 0 only when every script succeeded; 1 when one did "
+            "not; 130 after Ctrl-C, 143 after SIGTERM, 129 after SIGHUP (each stops "
+            "the run in order)."
         ),
     )
     run.add_argument("directory", nargs="?", default="scripts", metavar="DIR", help="(scripts)")
@@ -185,14 +238,51 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", metavar="FILE", help="write a JSON report ('-': stdout, display on stderr)"
     )
     run.add_argument("--fail-fast", action="store_true", help="stop after the first failure")
-    run.add_argument("--image-python", metavar="IMG", help="image for Python scripts")
-    run.add_argument("--image-js", metavar="IMG", help="image for JavaScript scripts")
+    for cls in runner_classes():
+        run.add_argument(
+            *_image_options(cls),
+            dest=_image_dest(cls),
+            metavar="IMG",
+            help=f"image for {cls.language} scripts ({', '.join(cls.suffixes)})",
+        )
     run.set_defaults(handler=cmd_run)
 
     clean = commands.add_parser("cleanup", help="remove containers whose owner has exited")
     clean.add_argument("--all", action="store_true", help="also remove live owners' containers")
     clean.set_defaults(handler=cmd_cleanup)
     return parser
+
+
+class _StopOnSignals:
+    """While active, SIGTERM and SIGHUP raise :class:`StopSignal` (once) in the main thread.
+
+    The first signal takes Ctrl-C's path through the command; later ones are
+    ignored, so that they cannot break off the orderly stop they asked for.
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> _StopOnSignals:
+        for signum in STOP_SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)  # type: ignore[arg-type]
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is not None:
+            return
+        self.received = signum
+        raise StopSignal(signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -202,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: Arguments without the program name; ``sys.argv[1:]`` when None.
 
     Returns:
-        The exit status.
+        The exit status (see the module docstring).
     """
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -216,14 +306,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not any(isinstance(f, _QuietRuns) for f in console.filters):
                 console.addFilter(_QuietRuns())
     handler: Handler = args.handler
-    try:
-        if args.command != "cleanup":
-            # Containers of owners that died (killed shells, crashed kernels).
-            cleanup()
-        return handler(args)
-    except DockermagicError as exc:
-        print(f"dockermagic: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("dockermagic: interrupted", file=sys.stderr)
-        return 130
+    with _StopOnSignals() as signals:
+        try:
+            if args.command != "cleanup":
+                # Containers of owners that died (killed shells, crashed kernels).
+                cleanup()
+            status = handler(args)
+        except DockermagicError as exc:
+            print(f"dockermagic: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as exc:
+            how = f" ({exc.name})" if isinstance(exc, StopSignal) else ""
+            with contextlib.suppress(OSError):  # after SIGHUP, stderr may be gone
+                print(f"dockermagic: interrupted{how}", file=sys.stderr)
+            status = 128 + signal.SIGINT
+        except OSError:
+            if signals.received != signal.SIGHUP:
+                raise
+            status = 0  # the terminal went away while we were writing to it
+        return 128 + signals.received if signals.received is not None else status

@@ -1,4 +1,4 @@
-"""Logging set-up: application and container output in daily-rotated files.
+r"""Logging set-up: application and container output in daily-rotated files.
 
 Files in the log directory (default ``logs/`` in the working directory, or
 ``DOCKERMAGIC_LOG_DIR``):
@@ -22,13 +22,43 @@ records go through one :class:`multiprocessing.Queue` to a single
 :func:`start_logging`, the only one that opens the files. Worker processes call
 :func:`worker_logging` with the sink's queue (e.g. in a pool initializer).
 
+One record, one line: every record in every file is exactly one physical
+line, whatever a program prints or a script is called, so no output can forge
+or tear a record (nor move the terminal of whoever reads the file). Program
+output is split into records on ``\n`` only; then, in the whole formatted
+record (names, messages and tracebacks included), :func:`escape_line`
+replaces each character that could break a line or drive a terminal:
+
+* ``\n`` and ``\r`` become ``\n`` and ``\r`` (backslash, letter);
+* every other C0 control but TAB, and DEL and every C1 control (``\x0b``,
+  ``\x0c``, ``\x1b``, ``\x85``...), become ``\xHH``;
+* the Unicode line and paragraph separators (U+2028, U+2029), the bidi
+  overrides (U+202A-U+202E, U+2066-U+2069) and lone surrogates (a file name
+  that is not valid UTF-8) become ``\uHHHH``;
+* a backslash is doubled only where it would otherwise read as the start of
+  one of these escapes (before another backslash, before ``n``, ``r``, ``x``
+  or ``u``, or before a character that is itself escaped); every other
+  backslash (``C:\temp``, a regex's ``\d``) stays as it is.
+
+So ``print("ok\rfake record")`` is logged as ``ok\rfake record``, and the
+escaping can be undone without ambiguity. The CLI shows names and output with
+the same escaping.
+
+Per-name files are called ``<safe name>.log`` (:func:`safe_log_name`): a
+name that is already safe keeps it; any other (spaces, control characters,
+more than :data:`MAX_NAME_CHARS` characters, the application log's own name)
+gets a short hash of the original name appended, so that ``h a.py`` and
+``h_a.py`` never share a file and long names are never cut into one.
+
 Only front ends (CLI, extension, panel) call :func:`start_logging`; library
-modules just use ``logging.getLogger(__name__)``.
+modules just use ``logging.getLogger(__name__)`` and leave the caller's
+logging alone.
 """
 
 from __future__ import annotations
 
 import atexit
+import hashlib
 import logging
 import logging.handlers
 import multiprocessing
@@ -43,6 +73,7 @@ from pathlib import Path
 from typing import Any
 
 from dockermagic.errors import LogDirectoryError
+from dockermagic.mphelpers import start_resource_tracker
 from dockermagic.result import RunResult
 
 __all__ = [
@@ -50,9 +81,12 @@ __all__ = [
     "DEFAULT_LOG_DIR",
     "LogSink",
     "OutputMirror",
+    "current_sink",
+    "escape_line",
     "log_directory",
     "log_result",
     "prepare_log_dir",
+    "safe_log_name",
     "start_logging",
     "worker_logging",
 ]
@@ -68,7 +102,47 @@ OUTPUT_FORMAT = "%(asctime)s run=%(run_id)s %(stream)s | %(message)s"
 #: Per-name files kept open at once; older ones are closed (and reopened on use).
 MAX_OPEN_FILES = 64
 
+#: Longest per-name file stem kept as it is: a file name has at most 255
+#: bytes, and a rotated copy adds ``.log.YYYY-MM-DD``.
+MAX_NAME_CHARS = 200
+
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+#: Characters escaped in a record (see the module docstring).
+_ESCAPED = "\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff"
+_UNSAFE = re.compile(f"[{_ESCAPED}]|\\\\(?=[\\\\nrxu{_ESCAPED}])")
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\\": "\\\\"}
+
+
+def _escape_one(match: re.Match[str]) -> str:
+    char = match.group()
+    short = _SHORT_ESCAPES.get(char)
+    if short is not None:
+        return short
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_line(text: str) -> str:
+    """Make text safe to write as (part of) one line of a log or a terminal.
+
+    The escaping is described in the module docstring: line breaks, control
+    characters, separators, bidi overrides and lone surrogates become
+    backslash escapes; a backslash is doubled only where it would be ambiguous.
+
+    Args:
+        text: Any text (a line of output, a file name, a message).
+
+    Returns:
+        The text without any character that breaks a line or drives a terminal.
+    """
+    return _UNSAFE.sub(_escape_one, text)
+
+
+class _OneLine(logging.Formatter):
+    """Formats a record, traceback included, as exactly one escaped line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return escape_line(super().format(record))
 
 
 def log_directory(directory: str | os.PathLike[str] | None = None) -> Path:
@@ -110,16 +184,23 @@ def prepare_log_dir(directory: str | os.PathLike[str] | None = None) -> Path:
 
 
 def safe_log_name(name: str) -> str:
-    """A file-name-safe version of a script or log name.
+    """The file stem of a name's log: the name itself when safe, else made safe and distinct.
 
     Args:
-        name: E.g. ``"compress.py"`` or ``"cells python"``.
+        name: E.g. ``"compress.py"`` or ``"h a.py"``.
 
     Returns:
-        E.g. ``"compress.py"`` or ``"cells_python"``.
+        E.g. ``"compress.py"``, or ``"h_a.py-3f2a9c01d4"``: letters, digits,
+        ``.``, ``_`` and ``-`` only, at most :data:`MAX_NAME_CHARS` characters.
+        Different names give different stems (a hash of the original name is
+        appended whenever the safe form differs from it, or is too long).
     """
     cleaned = _SAFE_NAME.sub("_", name).strip("._") or "output"
-    return cleaned[:100]
+    reserved = cleaned.lower() == Path(APP_LOG).stem
+    if cleaned == name and len(cleaned) <= MAX_NAME_CHARS and not reserved:
+        return cleaned
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return f"{cleaned[: MAX_NAME_CHARS - len(digest) - 1]}-{digest}"
 
 
 def _daily_handler(path: Path, backup_days: int) -> logging.handlers.TimedRotatingFileHandler:
@@ -136,7 +217,7 @@ class _OutputRouter(logging.Handler):
         self.directory = directory
         self.backup_days = backup_days
         self._files: OrderedDict[str, logging.handlers.TimedRotatingFileHandler] = OrderedDict()
-        self._formatter = logging.Formatter(OUTPUT_FORMAT)
+        self._formatter = _OneLine(OUTPUT_FORMAT)
 
     def filter(self, record: logging.LogRecord) -> bool:
         return hasattr(record, "log_name")
@@ -187,6 +268,7 @@ class LogSink:
     _users: int = 1
     _handlers: list[tuple[logging.Logger, logging.Handler]] = field(default_factory=list)
     _propagate: bool = True
+    _level: int = logging.INFO
 
     def output_path(self, name: str) -> Path:
         """The file that holds a name's container output.
@@ -244,9 +326,16 @@ class LogSink:
             if self._users > 0:
                 return
             _sinks.pop(self.directory, None)
+            remaining = list(_sinks.values())
         for logger, handler in self._handlers:
             logger.removeHandler(handler)
-        logging.getLogger("dockermagic").propagate = self._propagate
+        if remaining:
+            # Another sink is still running (a front end moved its logs): the
+            # package's records go on to the most recent one.
+            latest = remaining[-1]
+            latest._handlers = _attach(latest.queue, latest._level)
+        else:
+            logging.getLogger("dockermagic").propagate = self._propagate
         atexit.unregister(self._close_at_exit)
         self._listener.stop()
         self._router.close()
@@ -308,17 +397,25 @@ def start_logging(
             sink._users += 1
             return sink
         # A spawn-context queue can be handed to workers of any start method
-        # (a fork-context one refuses spawn and forkserver children).
+        # (a fork-context one refuses spawn and forkserver children). Its lock
+        # needs the resource tracker: start that one shielded from SIGHUP.
+        start_resource_tracker()
         queue: Any = multiprocessing.get_context("spawn").Queue(-1)
         app = _daily_handler(path / APP_LOG, backup_days)
-        app.setFormatter(logging.Formatter(APP_FORMAT))
+        app.setFormatter(_OneLine(APP_FORMAT))
         app.addFilter(_NotOutput())
         app.setLevel(level)
         router = _OutputRouter(path, backup_days)
         listener = _Listener(queue, app, router, respect_handler_level=True)
         listener.start()
-        sink = LogSink(path, queue, backup_days, listener, router, app)
-        sink._propagate = logging.getLogger("dockermagic").propagate
+        sink = LogSink(path, queue, backup_days, listener, router, app, _level=level)
+        # With another sink running, the package's records already skip the
+        # root logger; what to restore at the end is what the first one found.
+        sink._propagate = (
+            next(iter(_sinks.values()))._propagate
+            if _sinks
+            else logging.getLogger("dockermagic").propagate
+        )
         sink._handlers = _attach(queue, level)
         # While the files take the package's records, keep them out of the root
         # logger's handlers too: in a notebook those print into the cell.
@@ -327,6 +424,20 @@ def start_logging(
         atexit.register(sink._close_at_exit)
         _sinks[path] = sink
         return sink
+
+
+def current_sink() -> LogSink | None:
+    """The sink this process's front end started and that receives the package's records.
+
+    A library call (e.g. :func:`~dockermagic.batch.run_scripts` without a sink)
+    logs where the application already logs, and nowhere else.
+
+    Returns:
+        The most recently started running sink, or None when none runs.
+    """
+    with _sinks_lock:
+        running = list(_sinks.values())
+    return running[-1] if running else None
 
 
 def _attach(queue: Any, level: int) -> list[tuple[logging.Logger, logging.Handler]]:

@@ -35,7 +35,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
 
-import docker
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
@@ -43,9 +42,8 @@ from IPython.display import publish_display_data
 from traitlets import Dict, Float, Int, TraitError, Unicode, Union, default, observe, validate
 
 from dockermagic.cleanup import cleanup
-from dockermagic.engine import default_client, engine_address, engine_version
+from dockermagic.diagnose import diagnose
 from dockermagic.errors import DockermagicError, InvalidArgumentError
-from dockermagic.images import image_present, runner_image
 from dockermagic.inputs import encode_inputs
 from dockermagic.logs import (
     LogSink,
@@ -494,38 +492,35 @@ class DockerMagics(Magics):
     @_line_magic
     def docker_status(self, line: str) -> None:
         """Show the engine, the images, the live sessions and where the logs are."""
-        client: docker.DockerClient | None = None
-        try:
-            client = default_client()
-            version = engine_version(client)
-        except DockermagicError as exc:
-            print(f"engine      NOT REACHABLE: {exc}")
-            client = None
+        sink = self._sink
+        where = sink.directory if sink is not None else log_directory(self.log_dir)
+        found = diagnose(images=self.images, log_dir=where, policy=self.policy())
+        if found.version is None:
+            print(f"engine      NOT REACHABLE: {found.engine_error}")
         else:
+            version = found.version
             print(
                 f"engine      Docker {version['version']} (API {version['api_version']}, "
-                f"{version['os']}/{version['arch']}) at {engine_address(client)}"
+                f"{version['os']}/{version['arch']}) at {found.address}"
             )
-        for cls in runner_classes():
-            configured = self.images.get(cls.language)
-            if client is None:
-                print(f"{cls.language:<11} {configured or 'default image'}  (engine not reachable)")
+        for cls, check in zip(runner_classes(), found.images, strict=True):
+            if found.version is None:
+                image = check.image or "default image"
+                print(f"{check.language:<11} {image}  (engine not reachable)")
                 continue
-            try:
-                image = runner_image(client, cls, configured)
-                state = "present" if image_present(client, image) else "missing (pulled on use)"
-            except DockermagicError as exc:
-                image, state = configured or cls.default_image, f"unavailable: {exc}"
+            if check.problem:
+                state = f"unavailable: {check.problem}"
+            else:
+                state = "present" if check.present else "missing (pulled on use)"
             magics = ", ".join(f"%%{n}" for n in _magic_names(cls))
-            print(f"{cls.language:<11} {image:<32} {state}  [{magics}]")
+            print(f"{check.language:<11} {check.image:<32} {state}  [{magics}]")
         sessions = self.sessions.sessions()
         print(f"sessions    {len(sessions) or 'none'}")
         for session in sessions:
             print(f"            {_describe_session(session)}")
-        sink = self._sink
-        where = sink.directory if sink is not None else log_directory(self.log_dir)
-        print(f"logs        {where}")
-        policy = self.policy()
+        problem = f"  PROBLEM: {found.log_problem}" if found.log_problem else ""
+        print(f"logs        {where}{problem}")
+        policy = found.policy
         print(
             f"limits      timeout {policy.timeout:g} s, memory {size_text(policy.memory)}, "
             f"cpus {policy.cpus:g}, output {size_text(policy.output_limit)}, "

@@ -10,11 +10,16 @@ How it stays responsive and correct (pitfalls 17-20):
 * The batch runs in a background thread through :func:`~dockermagic.batch.run_scripts`
   (a process pool in parallel mode), so the kernel keeps answering and Cancel
   works while a batch runs; Run is disabled meanwhile.
-* Event callbacks only update plain state under a lock. Widgets are written in
-  one method, :meth:`ScriptsPanel.render`, at most ``RENDER_HZ`` times a second
-  and once more at the end; nothing is ever printed from a thread.
-* Output kept per script is bounded (``OUTPUT_CHARS`` per stream) and shown in
-  an ``HTML`` widget, not an ``Output`` widget whose appends grow quadratically.
+* The panel only draws: per-script state is the core's progress model
+  (:class:`~dockermagic.batch.progress.BatchProgress`), which the event
+  callback feeds under a lock. Widgets are written in one method,
+  :meth:`ScriptsPanel.render`, at most ``RENDER_HZ`` times a second and once
+  more at the end; nothing is ever printed from a thread.
+* Output kept per script is bounded (``OUTPUT_CHARS`` per stream, by the model)
+  and shown in an ``HTML`` widget, not an ``Output`` widget whose appends grow
+  quadratically.
+* The panel is a front end: it starts the log writer for each batch
+  (:func:`~dockermagic.logs.start_logging`) and hands it to the batch.
 * ``repr(panel)`` is a text table, for places where widgets do not render.
 """
 
@@ -25,7 +30,6 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,72 +37,36 @@ import ipywidgets as widgets
 
 from dockermagic.batch import (
     BatchEvent,
+    BatchProgress,
     BatchReport,
+    ScriptProgress,
     default_workers,
     discover_scripts,
     run_scripts,
 )
+from dockermagic.batch.progress import OUTPUT_CHARS
 from dockermagic.cleanup import cleanup
 from dockermagic.errors import DockermagicError
-from dockermagic.logs import log_directory, safe_log_name
-from dockermagic.runners import runner_class_for
+from dockermagic.logs import escape_line, log_directory, start_logging
+from dockermagic.status import Status
 
-__all__ = ["ScriptsPanel"]
+__all__ = ["OUTPUT_CHARS", "ScriptsPanel"]
 
 logger = logging.getLogger(__name__)
 
 #: Widget refreshes per second at most while a batch runs.
 RENDER_HZ = 6
-#: Characters of each stream kept per script (the log file has everything).
-OUTPUT_CHARS = 20_000
 
-_STATUS_LABELS = {
-    "idle": "",
-    "queued": "queued",
-    "running": "running",
-    "ok": "ok",
-    "failed": "failed",
-    "timed_out": "timed out",
-    "oom": "out of memory",
-    "error": "error",
-    "cancelled": "cancelled",
-}
 _STATUS_COLOURS = {
-    "queued": "#6b7280",
-    "running": "#2563eb",
-    "ok": "#15803d",
-    "failed": "#b91c1c",
-    "timed_out": "#b45309",
-    "oom": "#b45309",
-    "error": "#7c2d12",
-    "cancelled": "#6b7280",
+    Status.QUEUED: "#6b7280",
+    Status.RUNNING: "#2563eb",
+    Status.OK: "#15803d",
+    Status.FAILED: "#b91c1c",
+    Status.TIMED_OUT: "#b45309",
+    Status.OOM: "#b45309",
+    Status.ERROR: "#7c2d12",
+    Status.CANCELLED: "#6b7280",
 }
-
-
-@dataclass
-class _ScriptState:
-    """What the panel knows about one script (plain data, guarded by the lock)."""
-
-    name: str
-    language: str
-    status: str = "idle"
-    started: float | None = None
-    duration: float | None = None
-    stdout: str = ""
-    stderr: str = ""
-    dropped: dict[str, int] = field(default_factory=lambda: {"stdout": 0, "stderr": 0})
-    log_file: str = ""
-    message: str = ""
-
-    def append(self, stream: str, text: str) -> None:
-        kept = (self.stdout if stream == "stdout" else self.stderr) + text
-        if len(kept) > OUTPUT_CHARS:
-            self.dropped[stream] += len(kept) - OUTPUT_CHARS
-            kept = kept[-OUTPUT_CHARS:]
-        if stream == "stdout":
-            self.stdout = kept
-        else:
-            self.stderr = kept
 
 
 class ScriptsPanel:
@@ -126,7 +94,10 @@ class ScriptsPanel:
         self.report: BatchReport | None = None
         self.error: str = ""
         self._lock = threading.RLock()
-        self._scripts: dict[str, _ScriptState] = {}
+        #: Every script of the folder -> its language (the rows).
+        self._languages: dict[str, str] = {}
+        #: The current (or last) batch's progress; None before the first Run.
+        self.batch_progress: BatchProgress | None = None
         self._ignored: tuple[str, ...] = ()
         self._thread: threading.Thread | None = None
         self._cancel = threading.Event()
@@ -245,17 +216,16 @@ class ScriptsPanel:
             return
         try:
             found = discover_scripts(self.directory)
-            scripts, self._ignored = found.scripts, tuple(found.ignored)
+            languages = {path.name: found.language_of(path) for path in found.scripts}
+            self._ignored = tuple(found.ignored)
             self.error = ""
         except DockermagicError as exc:
-            scripts, self._ignored = (), ()
+            languages, self._ignored = {}, ()
             self.error = str(exc)
         with self._lock:
             chosen = {name: box.value for name, box in self._checkboxes.items()}
-            self._scripts = {
-                path.name: _ScriptState(path.name, runner_class_for(path).language)
-                for path in scripts
-            }
+            self._languages = languages
+            self.batch_progress = None
             self._checkboxes = {
                 name: widgets.Checkbox(
                     value=chosen.get(name, True),
@@ -263,29 +233,29 @@ class ScriptsPanel:
                     indent=False,
                     layout=widgets.Layout(width="260px"),
                 )
-                for name in self._scripts
+                for name in self._languages
             }
             self._status_cells = {
-                name: widgets.HTML(layout=widgets.Layout(width="130px")) for name in self._scripts
+                name: widgets.HTML(layout=widgets.Layout(width="130px")) for name in self._languages
             }
             self._duration_cells = {
-                name: widgets.HTML(layout=widgets.Layout(width="80px")) for name in self._scripts
+                name: widgets.HTML(layout=widgets.Layout(width="80px")) for name in self._languages
             }
             rows = [
                 widgets.HBox(
                     [
                         self._checkboxes[name],
                         widgets.HTML(
-                            f"<code>{state.language}</code>", layout=widgets.Layout(width="110px")
+                            f"<code>{language}</code>", layout=widgets.Layout(width="110px")
                         ),
                         self._status_cells[name],
                         self._duration_cells[name],
                     ],
                 )
-                for name, state in self._scripts.items()
+                for name, language in self._languages.items()
             ]
             self.rows_box.children = rows
-            names = list(self._scripts)
+            names = list(self._languages)
             self.selected.options = names
             self.selected.value = names[0] if names else None
             self._follow = True
@@ -304,10 +274,7 @@ class ScriptsPanel:
         self.report = None
         self._cancel = threading.Event()
         with self._lock:
-            for name, state in self._scripts.items():
-                fresh = _ScriptState(name, state.language)
-                fresh.status = "queued" if name in chosen else "idle"
-                self._scripts[name] = fresh
+            self.batch_progress = BatchProgress((name, self._languages[name]) for name in chosen)
             self._follow = True
             self._started = time.monotonic()
         mode = self.mode.value
@@ -343,30 +310,28 @@ class ScriptsPanel:
 
     def _run_batch(self, chosen: list[str], mode: str, workers: int | None, timeout: float) -> None:
         try:
-            self.report = run_scripts(
-                self.directory,
-                mode="parallel" if mode == "parallel" else "sequential",
-                workers=workers,
-                timeout=timeout,
-                only=chosen,
-                on_event=self._on_event,
-                cancel=self._cancel,
-                log_dir=self.log_dir,
-            )
+            sink = start_logging(self.log_dir)
+            try:
+                self.report = run_scripts(
+                    self.directory,
+                    mode="parallel" if mode == "parallel" else "sequential",
+                    workers=workers,
+                    timeout=timeout,
+                    only=chosen,
+                    on_event=self._on_event,
+                    cancel=self._cancel,
+                    log_sink=sink,
+                )
+            finally:
+                sink.stop()
             with self._lock:
-                for result in self.report.results:
-                    state = self._scripts.get(result.name)
-                    if state is not None:
-                        state.status = result.status
-                        state.duration = result.duration
-                        state.log_file = result.log_file or state.log_file
-                        state.message = result.message
+                if self.batch_progress is not None:
+                    self.batch_progress.finish(self.report)
         except DockermagicError as exc:
             self.error = str(exc)
             with self._lock:
-                for state in self._scripts.values():
-                    if state.status in ("queued", "running"):
-                        state.status = "error"
+                if self.batch_progress is not None:
+                    self.batch_progress.abandon(Status.ERROR)
         except Exception as exc:  # never let a bug kill the thread silently
             logger.exception("panel batch failed")
             self.error = f"{type(exc).__name__}: {exc}"
@@ -375,22 +340,11 @@ class ScriptsPanel:
 
     def _on_event(self, event: BatchEvent) -> None:
         with self._lock:
-            state = self._scripts.get(event.script)
-            if state is None:
+            if self.batch_progress is None or event.script not in self.batch_progress.scripts:
                 return
-            if event.kind == "start":
-                state.status = "running"
-                state.started = time.monotonic()
-                state.log_file = str(self.log_dir / f"{safe_log_name(event.script)}.log")
-                if self._follow:
-                    self._select_quietly(event.script)
-            elif event.kind == "output":
-                state.append(event.stream, event.text)
-            elif event.kind == "finish" and event.result is not None:
-                state.status = event.result.status
-                state.duration = event.result.duration
-                state.log_file = event.result.log_file or state.log_file
-                state.message = event.result.message
+            self.batch_progress.apply(event)
+            if event.kind == "start" and self._follow:
+                self._select_quietly(event.script)
         self.render()
 
     def _on_select(self, change: dict[str, Any]) -> None:
@@ -439,53 +393,41 @@ class ScriptsPanel:
             self._last_render = now
             if finished:
                 self._thread = None  # still alive for a moment; it is done
-            states = list(self._scripts.values())
-            active = [s for s in states if s.status != "idle"]
-            done = [s for s in active if s.status not in ("queued", "running")]
+            batch = self.batch_progress if self.batch_progress is not None else BatchProgress()
             folder = html.escape(str(self.directory))
             ignored = f" · {len(self._ignored)} other file(s) ignored" if self._ignored else ""
             self.title.value = (
-                f"<b>Scripts in</b> <code>{folder}</code> · {len(states)} script(s){ignored}"
+                f"<b>Scripts in</b> <code>{folder}</code> · "
+                f"{len(self._languages)} script(s){ignored}"
             )
-            self.progress.max = max(len(active), 1)
-            self.progress.value = len(done)
+            finished_scripts = batch.finished
+            self.progress.max = max(batch.total, 1)
+            self.progress.value = batch.done
             self.progress.bar_style = (
                 "danger"
-                if any(s.status not in ("ok", "queued", "running") for s in done)
+                if any(s.status is not Status.OK for s in finished_scripts)
                 else "success"
-                if done and len(done) == len(active)
+                if finished_scripts and batch.done == batch.total
                 else "info"
             )
-            tally: dict[str, int] = {}
-            for s in done:
-                tally[s.status] = tally.get(s.status, 0) + 1
-            parts = [f"{len(done)}/{len(active)} done"] if active else ["ready"]
-            parts += [f"{n} {_STATUS_LABELS[k]}" for k, n in sorted(tally.items())]
+            parts = [f"{batch.done}/{batch.total} done"] if batch.total else ["ready"]
+            parts += [f"{n} {status.label}" for status, n in batch.totals.items()]
             if self.running:
                 parts.append(f"{now - self._started:.1f} s")
             elif self.report is not None:
                 parts.append(f"wall time {self.report.wall_time:.1f} s")
             self.counts.value = " · ".join(parts)
-            for s in states:
-                cell = self._status_cells.get(s.name)
-                if cell is not None:
-                    cell.value = _badge(s.status)
-                duration = self._duration_cells.get(s.name)
-                if duration is not None:
-                    seconds = (
-                        s.duration
-                        if s.duration is not None
-                        else now - s.started
-                        if s.started is not None
-                        else None
-                    )
-                    duration.value = "" if seconds is None else f"{seconds:.1f} s"
+            for name, cell in self._status_cells.items():
+                script = batch.scripts.get(name)
+                cell.value = _badge(script.status) if script is not None else ""
+                seconds = script.elapsed(batch.clock()) if script is not None else None
+                self._duration_cells[name].value = "" if seconds is None else f"{seconds:.1f} s"
             self.message.value = (
                 f"<span style='color:#b91c1c'>{html.escape(self.error)}</span>"
                 if self.error
                 else ""
             )
-            chosen = self._scripts.get(self.selected.value or "")
+            chosen = batch.scripts.get(self.selected.value or "")
             if chosen is None:
                 self.stdout_view.value = self.stderr_view.value = _pre("")
                 self.log_path.value = ""
@@ -514,28 +456,28 @@ class ScriptsPanel:
 
     def __repr__(self) -> str:
         with self._lock:
+            batch = self.batch_progress
             lines = [
-                f"ScriptsPanel({str(self.directory)!r}): {len(self._scripts)} script(s)"
+                f"ScriptsPanel({str(self.directory)!r}): {len(self._languages)} script(s)"
                 + (", running" if self.running else "")
             ]
-            for s in self._scripts.values():
-                seconds = f"{s.duration:.1f} s" if s.duration is not None else ""
-                status = _STATUS_LABELS.get(s.status, s.status) or "-"
-                lines.append(f"  {s.name:<28} {s.language:<11} {status:<14} {seconds}")
+            for name, language in self._languages.items():
+                script: ScriptProgress | None = batch.scripts.get(name) if batch else None
+                status = script.status.label if script is not None else "-"
+                duration = script.duration if script is not None else None
+                seconds = f"{duration:.1f} s" if duration is not None else ""
+                lines.append(f"  {escape_line(name):<28} {language:<11} {status:<14} {seconds}")
             if self.error:
-                lines.append(f"  error: {self.error}")
+                lines.append(f"  error: {escape_line(self.error)}")
             return "\n".join(lines)
 
 
-def _badge(status: str) -> str:
-    label = _STATUS_LABELS.get(status, status)
-    if not label:
-        return ""
+def _badge(status: Status) -> str:
     colour = _STATUS_COLOURS.get(status, "#374151")
     return (
         f"<span class='dockermagic-status dockermagic-status-{status}' "
         f"style='color:white;background:{colour};padding:1px 8px;border-radius:8px'>"
-        f"{html.escape(label)}</span>"
+        f"{html.escape(status.label)}</span>"
     )
 
 

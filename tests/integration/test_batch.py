@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -12,6 +13,7 @@ import pytest
 
 from dockermagic import BatchEvent, BatchReport, run_scripts
 from dockermagic.cleanup import list_containers
+from dockermagic.logs import current_sink, start_logging
 
 TAG = os.environ["DOCKERMAGIC_TAG"]
 
@@ -252,3 +254,42 @@ def test_shipped_example_scripts_all_succeed(tmp_path: Path) -> None:
     assert {"primes.py", "compress_logs.py", "word_count.py", "subprocess_demo.py"} <= names
     assert {".js", ".mjs"} <= {Path(n).suffix for n in names}
     assert "verified 4 files" in report.by_name()["compress_logs.py"].output_tail
+
+
+def test_a_library_call_without_a_sink_leaves_logging_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DOCKERMAGIC_LOG_DIR", raising=False)
+    folder = make_folder(
+        tmp_path / "scripts", {"a.py": "print('one')\n", "b.py": "raise SystemExit(1)\n"}
+    )
+
+    def logging_state() -> list[object]:
+        package, output = logging.getLogger("dockermagic"), logging.getLogger("dockermagic.output")
+        return [
+            (logger.propagate, list(logger.handlers), logger.level)
+            for logger in (package, output, logging.getLogger())
+        ]
+
+    before = logging_state()
+    for mode in ("sequential", "parallel"):
+        report = run_scripts(folder, mode=mode)  # type: ignore[arg-type]
+        assert [r.status for r in report.results] == ["ok", "failed"]
+        assert report.log_dir == ""
+        assert [r.log_file for r in report.results] == ["", ""]
+    assert not (tmp_path / "logs").exists()
+    assert current_sink() is None
+    assert logging_state() == before
+
+
+def test_a_sink_from_the_caller_is_used_and_left_running(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path / "scripts", {"a.py": "print('into the sink')\n"})
+    sink = start_logging(tmp_path / "logs")
+    try:
+        report = run_scripts(folder, mode="parallel", log_sink=sink)
+        assert current_sink() is sink  # still the caller's, still running
+        assert report.log_dir == str(tmp_path / "logs")
+        assert "into the sink" in Path(report.results[0].log_file).read_text()
+    finally:
+        sink.stop()

@@ -90,7 +90,8 @@ def test_output_is_live_and_bounded(tmp_path: Path) -> None:
     wait_for(lambda: "first" in panel.stdout_view.value)
     assert panel.running  # shown while the script still runs
     panel.wait(60)
-    state = panel._scripts["flood.py"]
+    assert panel.batch_progress is not None
+    state = panel.batch_progress.scripts["flood.py"]
     assert len(state.stdout) == OUTPUT_CHARS
     assert state.dropped["stdout"] > 0
     assert "earlier characters are in the log file" in panel.stdout_view.value

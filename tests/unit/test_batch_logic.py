@@ -14,16 +14,18 @@ from dockermagic.batch import (
     BatchReport,
     OutputTail,
     ScriptResult,
-    _run_task,
-    _Task,
     batch_status,
     default_workers,
     discover_scripts,
     run_scripts,
 )
+from dockermagic.batch.cache import RunnerCache
+from dockermagic.batch.script import Task, run_task
 from dockermagic.cli import build_parser
+from dockermagic.console import key_line
 from dockermagic.errors import InvalidArgumentError
-from dockermagic.progress import key_line
+from dockermagic.policy import SandboxPolicy
+from dockermagic.runners import AbstractDockerCodeRunner, register_runner, unregister_runner
 from tests.support import make_result
 
 
@@ -166,22 +168,27 @@ def test_run_scripts_rejects_bad_arguments_before_running(
     assert not (tmp_path / "logs").exists()
 
 
+def _runners() -> RunnerCache:
+    # Never asked for a runner here: these tasks cannot or need not run.
+    return RunnerCache(SandboxPolicy.default(), "r1")
+
+
 def test_infrastructure_error_becomes_an_error_result(tmp_path: Path) -> None:
-    task = _Task(
+    task = Task(
         index=0,
         total=1,
         path=str(tmp_path / "a.py"),
         name="a.py",
         language="python",
         image="missing:image",
-        image_error="Image 'missing:image' is not available",
+        problem="Image 'missing:image' is not available",
         include=(),
         timeout=None,
         run_id="r1",
         log_file="",
     )
     events: list[BatchEvent] = []
-    result = _run_task(task, None, events.append, threading.Event())
+    result = run_task(task, _runners(), events.append, threading.Event())
     assert result.status == "error"
     assert "not available" in result.message
     assert result.exit_code is None
@@ -190,11 +197,11 @@ def test_infrastructure_error_becomes_an_error_result(tmp_path: Path) -> None:
 
 
 def test_cancelled_task_is_not_started(tmp_path: Path) -> None:
-    task = _Task(0, 1, str(tmp_path / "a.py"), "a.py", "python", "img", "", (), None, "r", "")
+    task = Task(0, 1, str(tmp_path / "a.py"), "a.py", "python", "img", "", (), None, "r", "")
     cancel = threading.Event()
     cancel.set()
     events: list[BatchEvent] = []
-    result = _run_task(task, None, events.append, cancel)
+    result = run_task(task, _runners(), events.append, cancel)
     assert result.status == "cancelled"
     assert events == []
 
@@ -247,3 +254,38 @@ def test_only_rejects_unknown_or_empty_selection(tmp_path: Path) -> None:
 )
 def test_key_line_of_a_failure(tail: str, line: str) -> None:
     assert key_line(tail) == line
+
+
+def test_cli_image_options_come_from_the_registry(capsys: pytest.CaptureFixture[str]) -> None:
+    args = build_parser().parse_args(["run", "--image-py", "p:1", "--image-js", "j:1"])
+    assert (args.image_python, args.image_javascript) == ("p:1", "j:1")
+    args = build_parser().parse_args(["run", "--image-python", "p:2", "--image-javascript", "j:2"])
+    assert (args.image_python, args.image_javascript) == ("p:2", "j:2")
+
+    @register_runner
+    class RubyRunner(AbstractDockerCodeRunner):
+        language = "ruby"
+        aliases = ("rb",)
+        suffixes = (".rb",)
+        default_image = "ruby:3-slim"
+        image_env_var = "DOCKERMAGIC_RUBY_IMAGE"
+        filename = "main.rb"
+
+        def command(self, path: str) -> list[str]:
+            return ["ruby", path]
+
+        def environment(self) -> dict[str, str]:
+            return {}
+
+    try:
+        parser = build_parser()
+        assert parser.parse_args(["run", "--image-rb", "r:1"]).image_ruby == "r:1"
+        with pytest.raises(SystemExit):
+            parser.parse_args(["run", "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "Run the .py, .js, .mjs, .cjs and .rb files" in text
+        assert "--image-ruby IMG, --image-rb IMG" in text
+    finally:
+        unregister_runner("ruby")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--image-rb", "r:1"])

@@ -16,9 +16,13 @@ import pytest
 
 from dockermagic.errors import LogDirectoryError
 from dockermagic.logs import (
+    MAX_NAME_CHARS,
     OutputMirror,
+    current_sink,
+    escape_line,
     log_result,
     prepare_log_dir,
+    safe_log_name,
     start_logging,
     worker_logging,
 )
@@ -205,3 +209,161 @@ def test_a_file_in_the_way_is_a_clear_error(tmp_path: Path) -> None:
 def test_directory_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKERMAGIC_LOG_DIR", str(tmp_path / "env-logs"))
     assert prepare_log_dir() == tmp_path / "env-logs"
+
+
+# -- one record, one line (issue 10, item 6) ---------------------------------------------
+
+#: Every character str.splitlines() breaks a line at.
+LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def unescape(text: str) -> str:
+    """The inverse of escape_line, as the logs module docstring describes it."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        nxt = text[i + 1] if i + 1 < len(text) else ""
+        if char != "\\" or nxt not in "\\nrxu" or not nxt:
+            out.append(char)
+            i += 1
+        elif nxt == "\\":
+            out.append("\\")
+            i += 2
+        elif nxt in "nr":
+            out.append("\n" if nxt == "n" else "\r")
+            i += 2
+        else:
+            width = 2 if nxt == "x" else 4
+            out.append(chr(int(text[i + 2 : i + 2 + width], 16)))
+            i += 2 + width
+    return "".join(out)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "plain text, a tab\tand ünïcödé ✓",
+        "carriage\rreturn",
+        "\x1b[32mALL TESTS PASSED\x1b[0m",
+        LINE_BREAKS,
+        "".join(chr(c) for c in range(0x20)) + "\x7f" + "".join(chr(c) for c in range(0x80, 0xA0)),
+        "bidi \u202e and \u2066 overrides",
+        "a lone surrogate \udce9 from a file name",
+        "backslashes: \\ \\\\ \\n \\x1b \\u2028 \\r\\\n \\\x1b end\\",
+        "C:\\temp\\d+",
+    ],
+)
+def test_escaping_is_one_line_and_reversible(text: str) -> None:
+    escaped = escape_line(text)
+    assert len(escaped.splitlines()) <= 1
+    assert not any(ch in escaped for ch in LINE_BREAKS)
+    assert not any((ord(ch) < 32 and ch != "\t") or 0x7F <= ord(ch) < 0xA0 for ch in escaped)
+    escaped.encode("utf-8")  # no lone surrogate left
+    assert unescape(escaped) == text
+
+
+def test_ordinary_text_and_lone_backslashes_stay_as_they_are() -> None:
+    for text in ("hello", "C:\\temp", "a regex \\d+\\s*", "tab\there", "ünïcödé ✓"):
+        assert escape_line(text) == text
+    assert escape_line("ok\rfake") == "ok\\rfake"
+    assert escape_line("\\n") == "\\\\n"  # a backslash before n is doubled
+
+
+def test_every_record_is_one_physical_line(tmp_path: Path) -> None:
+    sink = start_logging(tmp_path)
+    try:
+        mirror = OutputMirror("job.py", "r1")
+        forged = [
+            "carriage\r2026-01-01 00:00:00,000 run=forged stdout | fake",
+            # Every break but \n, which does end a line of output.
+            f"breaks{LINE_BREAKS[1:]}inside",
+            "\x1b[2J\x1b[32mALL TESTS PASSED",
+        ]
+        mirror("stdout", "\n".join(forged) + "\n")
+        mirror.close()
+        result = RunResult("python", "img", 1, "", "", 0.1)
+        log_result("a\nline.py\u2028x", "r1", result, origin="test")
+        try:
+            raise ValueError("multi\nline\nerror")
+        except ValueError:
+            logging.getLogger("dockermagic.test").exception("failed: %s", "name\r\n")
+        assert sink.flush()
+    finally:
+        sink.stop()
+    output = tmp_path / "job.py.log"
+    with open(output, encoding="utf-8") as stream:
+        lines = list(stream)
+    assert len(lines) == len(output.read_text(encoding="utf-8").splitlines()) == len(forged)
+    assert (
+        lines[0].split(" | ", 1)[1]
+        == "carriage\\r2026-01-01 00:00:00,000 run=forged stdout | fake\n"
+    )
+    app = tmp_path / "dockermagic.log"
+    with open(app, encoding="utf-8") as stream:
+        records = list(stream)
+    assert len(records) == len(app.read_text(encoding="utf-8").splitlines()) == 2
+    assert "a\\nline.py\\u2028x run=r1" in records[0]
+    assert "failed: name\\r\\nTraceback (most recent call last):\\n" in records[1]
+    assert "ValueError: multi\\nline\\nerror" in records[1]
+
+
+def test_a_name_that_is_not_utf8_keeps_its_record(tmp_path: Path) -> None:
+    name = os.fsdecode(b"caf\xe9.py")
+    sink = start_logging(tmp_path)
+    try:
+        mirror = OutputMirror(name, "r1")
+        mirror("stdout", "hello\n")
+        mirror.close()
+        log_result(name, "r1", RunResult("python", "img", 0, "", "", 0.1), origin="test")
+        assert sink.flush()
+        output = sink.output_path(name)
+    finally:
+        sink.stop()
+    assert "caf\\udce9.py run=r1" in (tmp_path / "dockermagic.log").read_text(encoding="utf-8")
+    assert "hello" in output.read_text(encoding="utf-8")
+
+
+def test_names_that_look_alike_get_their_own_files() -> None:
+    names = [
+        "h a.py",
+        "h_a.py",
+        "h\na.py",
+        "h\ta.py",
+        os.fsdecode(b"h\xe9a.py"),
+        "dockermagic",
+        "Dockermagic",
+        ".hidden.py",
+        "hidden.py",
+        "x" * 300 + "1.py",
+        "x" * 300 + "2.py",
+        "",
+    ]
+    safe = [safe_log_name(name) for name in names]
+    assert len(set(safe)) == len(names)
+    for stem in safe:
+        assert re.fullmatch(r"[A-Za-z0-9._-]+", stem), stem
+        assert len(stem) <= MAX_NAME_CHARS
+        assert stem.lower() != "dockermagic"
+    # A name that is already safe keeps it.
+    assert safe_log_name("h_a.py") == "h_a.py"
+    assert safe_log_name("cells-python") == "cells-python"
+    assert safe_log_name("h a.py").startswith("h_a.py-")
+
+
+def test_current_sink_is_the_one_the_application_started(tmp_path: Path) -> None:
+    assert current_sink() is None
+    first = start_logging(tmp_path / "one")
+    second = start_logging(tmp_path / "two")
+    try:
+        assert current_sink() is second
+        second.stop()
+        assert current_sink() is first
+        # The package's records go on to the sink that is still running.
+        OutputMirror("after", "r")("stdout", "still logged\n")
+        assert first.flush()
+        assert "still logged" in (tmp_path / "one" / "after.log").read_text()
+    finally:
+        first.stop()
+    assert current_sink() is None
+    assert logging.getLogger("dockermagic").propagate

@@ -1,16 +1,22 @@
 """Showing a batch on the terminal with ``rich``: live progress and a summary.
 
-Used by ``dockermagic run``. :class:`ConsoleProgress` is an ``on_event``
-callback for :func:`~dockermagic.batch.run_scripts`: on a terminal it keeps a
-live table (one row per script, the last line of output of the running ones);
-elsewhere (a pipe, CI, a test) it prints one plain line per finished script.
+A front end, used by ``dockermagic run``; it only draws. Per-script state is
+the core's :class:`~dockermagic.batch.progress.BatchProgress`, reduced from the
+batch's events. :class:`ConsoleProgress` is an ``on_event`` callback for
+:func:`~dockermagic.batch.run_scripts`: on a terminal it keeps a live table
+(one row per script, the last line of output of the running ones); elsewhere
+(a pipe, CI, a test) it prints one plain line per finished script.
 :func:`summary_table` renders a :class:`~dockermagic.batch.BatchReport`.
+
+Everything a program or a file name supplies is shown escaped
+(:func:`dockermagic.logs.escape_line`): no control character or escape
+sequence of a script reaches the terminal, so a failing script cannot paint
+its own row green.
 """
 
 from __future__ import annotations
 
 import re
-import time
 from types import TracebackType
 
 from rich.console import Console, Group, RenderableType
@@ -19,19 +25,28 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from dockermagic.batch import STATUSES, BatchEvent, BatchReport, ScriptResult
+from dockermagic.batch import STATUSES, BatchEvent, BatchProgress, BatchReport, ScriptResult
+from dockermagic.logs import escape_line
+from dockermagic.status import Status
 
-__all__ = ["STATUS_STYLES", "ConsoleProgress", "key_line", "summary_table", "totals_line"]
+__all__ = [
+    "STATUS_STYLES",
+    "ConsoleProgress",
+    "key_line",
+    "shown",
+    "summary_table",
+    "totals_line",
+]
 
 STATUS_STYLES = {
-    "ok": "green",
-    "failed": "red",
-    "timed_out": "yellow",
-    "oom": "magenta",
-    "error": "bold red",
-    "cancelled": "dim",
-    "running": "cyan",
-    "queued": "dim",
+    Status.OK: "green",
+    Status.FAILED: "red",
+    Status.TIMED_OUT: "yellow",
+    Status.OOM: "magenta",
+    Status.ERROR: "bold red",
+    Status.CANCELLED: "dim",
+    Status.RUNNING: "cyan",
+    Status.QUEUED: "dim",
 }
 
 #: A line that names an error: "ValueError: ...", "Error: boom", "SyntaxError: ...".
@@ -40,20 +55,29 @@ _ERROR_LINE = re.compile(r"^(?:Uncaught )?[A-Za-z_.]*(?:Error|Exception)\b.*:")
 _LINE_WIDTH = 60
 
 
+def shown(text: str) -> str:
+    """Text from a program or a file name, safe to print as rich markup.
+
+    Args:
+        text: Any text.
+
+    Returns:
+        Control characters escaped (see :mod:`dockermagic.logs`), markup escaped.
+    """
+    return escape(escape_line(text))
+
+
 class ConsoleProgress:
     """Live progress of a batch; use as a context manager and as ``on_event``.
 
     Args:
         console: Where to draw.
-        names: The scripts, in order (rows appear as queued from the start).
+        progress: The batch's progress model (its rows appear as queued from the start).
     """
 
-    def __init__(self, console: Console, names: list[str] | None = None) -> None:
+    def __init__(self, console: Console, progress: BatchProgress | None = None) -> None:
         self.console = console
-        self._rows: dict[str, dict[str, str]] = {
-            name: {"status": "queued", "language": "", "line": ""} for name in names or []
-        }
-        self._started: dict[str, float] = {}
+        self.progress = progress if progress is not None else BatchProgress()
         self._live: Live | None = None
 
     def __enter__(self) -> ConsoleProgress:
@@ -83,26 +107,15 @@ class ConsoleProgress:
         Args:
             event: A start, output or finish event.
         """
-        row = self._rows.setdefault(event.script, {"status": "queued", "language": "", "line": ""})
-        row["language"] = event.language
-        if event.kind == "start":
-            row["status"] = "running"
-            self._started[event.script] = time.monotonic()
-        elif event.kind == "output":
-            lines = [line for line in event.text.splitlines() if line.strip()]
-            if lines:
-                row["line"] = lines[-1][:_LINE_WIDTH]
-        elif event.kind == "finish" and event.result is not None:
-            row["status"] = event.result.status
-            row["line"] = ""
-            if self._live is None:
-                self._print_finish(event.result, event.index, event.total)
+        self.progress.apply(event)
+        if event.kind == "finish" and event.result is not None and self._live is None:
+            self._print_finish(event.result)
 
-    def _print_finish(self, result: ScriptResult, index: int, total: int) -> None:
+    def _print_finish(self, result: ScriptResult) -> None:
         style = STATUS_STYLES.get(result.status, "")
         self.console.print(
-            f"[{style}]{result.status:<9}[/] {escape(result.name)} "
-            f"({result.duration:.2f} s) {escape(result.message)}",
+            f"[{style}]{result.status:<9}[/] {shown(result.name)} "
+            f"({result.duration:.2f} s) {shown(result.message)}",
             highlight=False,
         )
 
@@ -112,21 +125,17 @@ class ConsoleProgress:
         table.add_column("script")
         table.add_column("time", justify="right")
         table.add_column("output", style="dim", overflow="ellipsis", no_wrap=True)
-        now = time.monotonic()
-        done = 0
-        for name, row in self._rows.items():
-            status = row["status"]
-            done += status not in ("queued", "running")
-            elapsed = ""
-            if status == "running" and name in self._started:
-                elapsed = f"{now - self._started[name]:.1f} s"
+        now = self.progress.clock()
+        for script in self.progress.scripts.values():
+            running = script.status is Status.RUNNING
+            elapsed = script.elapsed(now) if running else None
             table.add_row(
-                Text(status, style=STATUS_STYLES.get(status, "")),
-                escape(name),
-                elapsed,
-                escape(row["line"]) if status == "running" else "",
+                Text(script.status, style=STATUS_STYLES.get(script.status, "")),
+                Text(escape_line(script.name)),
+                "" if elapsed is None else f"{elapsed:.1f} s",
+                Text(escape_line(script.last_line)[:_LINE_WIDTH]) if running else "",
             )
-        header = Text(f"{done}/{len(self._rows)} scripts done", style="bold")
+        header = Text(f"{self.progress.done}/{self.progress.total} scripts done", style="bold")
         return Group(header, table)
 
 
@@ -139,7 +148,7 @@ def summary_table(report: BatchReport) -> Table:
     Returns:
         A rich table.
     """
-    table = Table(title=f"dockermagic run {escape(report.directory)}", title_justify="left")
+    table = Table(title=f"dockermagic run {shown(report.directory)}", title_justify="left")
     table.add_column("script")
     table.add_column("language")
     table.add_column("status")
@@ -147,18 +156,18 @@ def summary_table(report: BatchReport) -> Table:
     table.add_column("time", justify="right")
     table.add_column("detail", overflow="fold")
     for result in report.results:
-        detail = "" if result.ok else result.message
-        if result.status in ("failed", "error", "timed_out", "oom"):
+        detail = [] if result.ok else [result.message]
+        if Status(result.status).is_failure:
             line = key_line(result.output_tail)
             if line:
-                detail += "\n" + line
+                detail.append(line)
         table.add_row(
-            escape(result.name),
+            Text(escape_line(result.name)),
             result.language,
             Text(result.status, style=STATUS_STYLES.get(result.status, "")),
             "" if result.exit_code is None else str(result.exit_code),
             f"{result.duration:.2f} s",
-            escape(detail),
+            Text("\n".join(escape_line(part) for part in detail)),
         )
     return table
 
@@ -174,7 +183,7 @@ def key_line(tail: str) -> str:
         tail: The script's output tail.
 
     Returns:
-        One line, stripped ('' for no output).
+        One line, stripped ('' for no output); not escaped.
     """
     lines = [line.strip() for line in tail.splitlines() if line.strip()]
     for line in reversed(lines):

@@ -1,0 +1,69 @@
+"""One runner per language and image for the scripts a process runs.
+
+Both modes share it: the sequential path holds one in the calling process,
+each pool worker holds its own (made in the worker, so its Docker client is
+the worker's own, never inherited through a fork: pitfall 8). Every runner
+labels its containers with the batch's id (:data:`dockermagic.labels.BATCH`).
+"""
+
+from __future__ import annotations
+
+import docker
+
+from dockermagic.batch.script import Task
+from dockermagic.engine import default_client
+from dockermagic.errors import DockermagicError
+from dockermagic.labels import BATCH
+from dockermagic.policy import SandboxPolicy
+from dockermagic.runners import AbstractDockerCodeRunner, get_runner
+
+__all__ = ["RunnerCache"]
+
+
+class RunnerCache:
+    """Runners of one batch, made on first use and kept for the next script.
+
+    Args:
+        policy: The sandbox policy of every runner.
+        run_id: The batch's id, put on every container as a label.
+        client: The Docker client; this process's shared client (made on
+            first use) when None.
+    """
+
+    def __init__(
+        self, policy: SandboxPolicy, run_id: str, client: docker.DockerClient | None = None
+    ) -> None:
+        self.policy = policy
+        self.run_id = run_id
+        self._client = client
+        self._runners: dict[tuple[str, str], AbstractDockerCodeRunner] = {}
+
+    def runner_for(self, task: Task) -> AbstractDockerCodeRunner:
+        """The runner for a script.
+
+        Args:
+            task: The script.
+
+        Returns:
+            The runner of its language and image.
+
+        Raises:
+            DockermagicError: The script cannot run (its ``problem``), or no
+                engine answers.
+        """
+        if task.problem:
+            raise DockermagicError(task.problem)
+        key = (task.language, task.image)
+        runner = self._runners.get(key)
+        if runner is None:
+            if self._client is None:
+                self._client = default_client()
+            runner = get_runner(
+                task.language,
+                image=task.image,
+                policy=self.policy,
+                client=self._client,
+                labels={BATCH: self.run_id},
+            )
+            self._runners[key] = runner
+        return runner

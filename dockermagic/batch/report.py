@@ -1,0 +1,259 @@
+"""What a batch reports: per-script results, the report, progress events.
+
+Pure data, no Docker calls. Statuses are :class:`~dockermagic.status.Status`
+members (plain strings in JSON).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from dockermagic.result import RunResult
+from dockermagic.status import Status
+
+__all__ = [
+    "STATUSES",
+    "TAIL_CHARS",
+    "TAIL_LINES",
+    "BatchEvent",
+    "BatchReport",
+    "EventCallback",
+    "OutputTail",
+    "ScriptResult",
+    "batch_status",
+]
+
+#: Every status a script can end with, in the order summaries list them.
+STATUSES = (
+    Status.OK,
+    Status.FAILED,
+    Status.TIMED_OUT,
+    Status.OOM,
+    Status.ERROR,
+    Status.CANCELLED,
+)
+#: How much of a script's output the report keeps (the log file has all of it).
+TAIL_LINES = 20
+TAIL_CHARS = 4000
+
+
+def batch_status(result: RunResult) -> Status:
+    """Map a runner's result to a batch status.
+
+    An output flood (``truncated``) counts as ``failed``: the program did not
+    finish its work.
+
+    Args:
+        result: The runner's result.
+
+    Returns:
+        One of :data:`STATUSES` (never ``error``: that needs an exception).
+    """
+    status = result.status
+    return Status.FAILED if status is Status.TRUNCATED else status
+
+
+class OutputTail:
+    """The last lines of a run's output, stdout and stderr interleaved as produced.
+
+    Keeps at most ``chars`` characters, so a flood cannot fill memory.
+
+    Args:
+        lines: Lines :meth:`text` returns at most.
+        chars: Characters kept at most.
+    """
+
+    def __init__(self, lines: int = TAIL_LINES, chars: int = TAIL_CHARS) -> None:
+        self.lines = lines
+        self.chars = chars
+        self._chunks: deque[str] = deque()
+        self._size = 0
+
+    def add(self, stream: str, text: str) -> None:
+        """Take one chunk of output (usable as a runner's ``on_output``).
+
+        Args:
+            stream: ``"stdout"`` or ``"stderr"`` (not distinguished here).
+            text: The chunk.
+        """
+        if len(text) > self.chars:
+            text = text[-self.chars :]
+        self._chunks.append(text)
+        self._size += len(text)
+        while self._size > self.chars and len(self._chunks) > 1:
+            self._size -= len(self._chunks.popleft())
+
+    def text(self) -> str:
+        """The last :attr:`lines` lines (and at most :attr:`chars` characters).
+
+        Returns:
+            The tail, without a trailing newline.
+        """
+        joined = "".join(self._chunks)[-self.chars :]
+        return "\n".join(joined.rstrip("\n").split("\n")[-self.lines :])
+
+
+@dataclass(frozen=True)
+class ScriptResult:
+    """The outcome of one script of a batch.
+
+    Attributes:
+        name: The script's file name.
+        path: The script's path on the host.
+        language: The runner's language.
+        status: One of :data:`STATUSES`.
+        exit_code: The program's exit status; None when it never ran to an exit.
+        duration: Seconds, from asking for the container until it was removed.
+        output_tail: The last lines of the output (the log file has all of it).
+        log_file: Where the full output was mirrored ('' when not logged).
+        message: A one-line account: the failure, the error, or the success.
+        image: The image the script ran in ('' when it never ran).
+    """
+
+    name: str
+    path: str
+    language: str
+    status: Status
+    exit_code: int | None = None
+    duration: float = 0.0
+    output_tail: str = ""
+    log_file: str = ""
+    message: str = ""
+    image: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when the script succeeded."""
+        return self.status == Status.OK
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dictionary.
+
+        Returns:
+            The fields, by name.
+        """
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """The outcome of a batch: one :class:`ScriptResult` per script, in name order.
+
+    Attributes:
+        directory: The scripts folder.
+        mode: ``"sequential"`` or ``"parallel"``.
+        workers: Worker processes used (1 when sequential).
+        run_id: Identifies the batch in the logs and container labels.
+        results: Per script, in name order.
+        ignored: Files in the folder that no runner claims.
+        wall_time: Seconds from start to the report.
+        started_at: ISO 8601 time the batch started.
+        log_dir: The log directory ('' when the batch was not logged).
+        cancelled: The batch was cancelled (Ctrl-C, a termination signal, or
+            the ``cancel`` event).
+    """
+
+    directory: str
+    mode: str
+    workers: int
+    run_id: str
+    results: tuple[ScriptResult, ...]
+    ignored: tuple[str, ...] = ()
+    wall_time: float = 0.0
+    started_at: str = ""
+    log_dir: str = ""
+    cancelled: bool = False
+
+    @property
+    def totals(self) -> dict[Status, int]:
+        """How many scripts ended with each status (every status, zeros included)."""
+        counts = dict.fromkeys(STATUSES, 0)
+        for result in self.results:
+            counts[result.status] = counts.get(result.status, 0) + 1
+        return counts
+
+    @property
+    def ok(self) -> bool:
+        """True when every script succeeded."""
+        return bool(self.results) and all(r.ok for r in self.results)
+
+    def by_name(self) -> dict[str, ScriptResult]:
+        """The results keyed by script name.
+
+        Returns:
+            A new dictionary.
+        """
+        return {r.name: r for r in self.results}
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dictionary (with ``totals`` and ``ok``).
+
+        Returns:
+            The report.
+        """
+        return {
+            "directory": self.directory,
+            "mode": self.mode,
+            "workers": self.workers,
+            "run_id": self.run_id,
+            "started_at": self.started_at,
+            "wall_time": round(self.wall_time, 3),
+            "log_dir": self.log_dir,
+            "cancelled": self.cancelled,
+            "ok": self.ok,
+            "totals": self.totals,
+            "ignored": list(self.ignored),
+            "results": [r.to_dict() for r in self.results],
+        }
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        """The report as JSON.
+
+        Args:
+            indent: Passed to :func:`json.dumps`.
+
+        Returns:
+            The JSON text.
+        """
+        return json.dumps(self.to_dict(), indent=indent)
+
+
+@dataclass(frozen=True)
+class BatchEvent:
+    """Progress of a batch, delivered to ``on_event`` in the calling process.
+
+    Kinds: ``"start"`` (a container is being started for the script),
+    ``"output"`` (a chunk of output: ``stream`` and ``text``), ``"finish"`` (the
+    script is done: ``result``). Every script gets exactly one ``finish``; a
+    script cancelled before it started gets no ``start``.
+
+    Attributes:
+        kind: ``"start"``, ``"output"`` or ``"finish"``.
+        script: The script's file name.
+        language: The runner's language.
+        index: The script's position in the batch (0-based).
+        total: The number of scripts in the batch.
+        stream: For output: ``"stdout"`` or ``"stderr"``.
+        text: For output: the chunk.
+        result: For finish: the script's result.
+        log_file: For start: where the script's output is mirrored ('' when
+            the batch is not logged).
+    """
+
+    kind: str
+    script: str
+    language: str
+    index: int
+    total: int
+    stream: str = ""
+    text: str = ""
+    result: ScriptResult | None = None
+    log_file: str = ""
+
+
+#: ``on_event(event)``: called in the thread that called ``run_scripts``.
+EventCallback = Callable[[BatchEvent], None]

@@ -1,0 +1,260 @@
+"""The entry point: :func:`run_scripts` runs a folder's scripts and reports.
+
+It checks the arguments, discovers the scripts, resolves each language's image
+once, builds one :class:`~dockermagic.batch.script.Task` per script, and hands
+them to the sequential path or the pool under one stop policy. Logging is the
+caller's choice: a front end passes its log sink; a plain library call logs
+only where the application already logs (see :func:`run_scripts`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from typing import Literal
+
+import docker
+
+from dockermagic.batch.cache import RunnerCache
+from dockermagic.batch.discovery import Discovery, discover_scripts, select_scripts
+from dockermagic.batch.pool import run_parallel
+from dockermagic.batch.report import BatchEvent, BatchReport, EventCallback
+from dockermagic.batch.script import Task
+from dockermagic.batch.sequential import run_sequential
+from dockermagic.batch.stop import StopPolicy
+from dockermagic.engine import default_client
+from dockermagic.errors import DockermagicError, InvalidArgumentError
+from dockermagic.images import ensure_image, runner_image
+from dockermagic.logs import LogSink, current_sink, start_logging
+from dockermagic.policy import SandboxPolicy
+from dockermagic.runners import runner_class_for
+
+__all__ = ["Mode", "default_workers", "run_scripts"]
+
+logger = logging.getLogger(__name__)
+
+Mode = Literal["sequential", "parallel"]
+
+
+def default_workers(scripts: int) -> int:
+    """A sensible worker count: one per CPU, no more than there are scripts.
+
+    Each container may use one CPU (the default policy), so more workers than
+    CPUs only help scripts that mostly wait.
+
+    Args:
+        scripts: How many scripts the batch has.
+
+    Returns:
+        At least 1.
+    """
+    return max(1, min(scripts, os.cpu_count() or 1))
+
+
+def run_scripts(
+    directory: str | os.PathLike[str],
+    *,
+    mode: Mode = "sequential",
+    workers: int | None = None,
+    timeout: float | None = None,
+    fail_fast: bool = False,
+    on_event: EventCallback | None = None,
+    cancel: threading.Event | None = None,
+    log_sink: LogSink | None = None,
+    log_dir: str | os.PathLike[str] | None = None,
+    images: Mapping[str, str] | None = None,
+    policy: SandboxPolicy | None = None,
+    only: Iterable[str] | None = None,
+) -> BatchReport:
+    """Run every script of a folder, each in its own container.
+
+    Where the output goes: with ``log_sink`` (what front ends pass), into that
+    sink; with ``log_dir``, into a sink started for this call and stopped at its
+    end; with neither, into the sink the application already runs in this
+    process (:func:`dockermagic.logs.current_sink`), if any, and otherwise
+    nowhere: a plain library call creates no folder, starts no writer and leaves
+    the logging configuration alone.
+
+    Args:
+        directory: The scripts folder (see :mod:`dockermagic.batch` for the rules).
+        mode: ``"sequential"`` or ``"parallel"``.
+        workers: Worker processes in parallel mode; :func:`default_workers`
+            when None. Never more than there are scripts.
+        timeout: Wall-clock seconds per script; the policy's when None.
+        fail_fast: After the first script that does not succeed, start no
+            further script and kill the running ones (reported ``cancelled``).
+        on_event: Receives :class:`BatchEvent` objects (start, output, finish)
+            in the calling thread.
+        cancel: Setting this event cancels the batch (as Ctrl-C does).
+        log_sink: Where outputs and the application log go.
+        log_dir: Log into this directory (see :func:`dockermagic.logs.log_directory`)
+            when no ``log_sink`` is given.
+        images: Image per language (``{"python": "python:3.12"}``); names or
+            aliases as keys. The runners' usual choice for the others.
+        policy: The sandbox policy; :meth:`SandboxPolicy.default` when None.
+        only: Run just these scripts (file names); the whole folder when None.
+
+    Returns:
+        The :class:`BatchReport`.
+
+    Raises:
+        InvalidArgumentError: A missing or empty folder, a folder without
+            runnable scripts, a bad mode, worker count or timeout.
+        LogDirectoryError: ``log_dir`` cannot be created or written (checked
+            before any script runs).
+        EngineUnavailableError: No Docker Engine answers.
+    """
+    _validate(mode, workers, timeout)
+    discovery = discover_scripts(directory)
+    if only is not None:
+        discovery = select_scripts(discovery, only)
+    chosen_images = _normalise_images(images)
+    policy = policy if policy is not None else SandboxPolicy.default()
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    clock = time.monotonic()
+    run_id = secrets.token_hex(6)
+    own_sink = log_sink is None and log_dir is not None
+    sink = start_logging(log_dir) if own_sink else (log_sink or current_sink())
+    try:
+        client = default_client()
+        tasks = _tasks(discovery, client, chosen_images, timeout, run_id, sink)
+        total = len(tasks)
+        count = 1 if mode == "sequential" else min(workers or default_workers(total), total)
+        logger.info(
+            "batch %s: %d script(s) from %s, %s, %d worker(s)",
+            run_id,
+            total,
+            directory,
+            mode,
+            count,
+        )
+        dispatcher = _Dispatcher(on_event)
+        stop = StopPolicy(cancel if cancel is not None else threading.Event(), fail_fast)
+        if mode == "sequential":
+            results = run_sequential(tasks, RunnerCache(policy, run_id, client), dispatcher, stop)
+        else:
+            results = run_parallel(
+                tasks,
+                count,
+                policy,
+                dispatcher,
+                stop,
+                run_id=run_id,
+                log_queue=sink.queue if sink is not None else None,
+            )
+        # Scripts that never started still get their one finish event.
+        for task, result in zip(tasks, results, strict=True):
+            if task.name not in dispatcher.finished:
+                dispatcher(task.event("finish", result=result))
+        report = BatchReport(
+            directory=str(directory),
+            mode=mode,
+            workers=count,
+            run_id=run_id,
+            results=tuple(results),
+            ignored=discovery.ignored,
+            wall_time=time.monotonic() - clock,
+            started_at=started_at,
+            log_dir=str(sink.directory) if sink is not None else "",
+            cancelled=stop.cancelled,
+        )
+        totals = ", ".join(f"{n} {s}" for s, n in report.totals.items() if n)
+        logger.info("batch %s finished in %.2f s: %s", run_id, report.wall_time, totals)
+        return report
+    finally:
+        if sink is not None:
+            sink.flush()
+            if own_sink:
+                sink.stop()
+
+
+def _validate(mode: str, workers: int | None, timeout: float | None) -> None:
+    if mode not in ("sequential", "parallel"):
+        raise InvalidArgumentError("mode", mode, "expected 'sequential' or 'parallel'")
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+    ):
+        raise InvalidArgumentError("workers", workers, "must be a positive whole number")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
+    ):
+        raise InvalidArgumentError("timeout", timeout, "must be a positive number of seconds")
+
+
+def _normalise_images(images: Mapping[str, str] | None) -> dict[str, str]:
+    normalised: dict[str, str] = {}
+    for key, image in (images or {}).items():
+        if image:
+            normalised[runner_class_for(key).language] = image
+    return normalised
+
+
+def _prepare_images(
+    client: docker.DockerClient, languages: Iterable[str], images: Mapping[str, str]
+) -> dict[str, tuple[str, str]]:
+    """Resolve (and pull if needed) each language's image once, in the parent.
+
+    Returns:
+        language -> (image, error message or '').
+    """
+    prepared: dict[str, tuple[str, str]] = {}
+    for language in sorted(set(languages)):
+        cls = runner_class_for(language)
+        image = ""
+        try:
+            image = runner_image(client, cls, images.get(language))
+            ensure_image(client, image)
+        except DockermagicError as exc:
+            prepared[language] = (image, str(exc))
+            continue
+        prepared[language] = (image, "")
+    return prepared
+
+
+def _tasks(
+    discovery: Discovery,
+    client: docker.DockerClient,
+    images: Mapping[str, str],
+    timeout: float | None,
+    run_id: str,
+    sink: LogSink | None,
+) -> list[Task]:
+    languages = [discovery.language_of(path) for path in discovery.scripts]
+    prepared = _prepare_images(client, languages, images)
+    include = (str(discovery.data_dir),) if discovery.data_dir and not discovery.data_error else ()
+    total = len(discovery.scripts)
+    return [
+        Task(
+            index=i,
+            total=total,
+            path=str(path),
+            name=path.name,
+            language=language,
+            image=prepared[language][0],
+            problem=discovery.data_error or prepared[language][1],
+            include=include,
+            timeout=timeout,
+            run_id=run_id,
+            log_file=str(sink.output_path(path.name)) if sink is not None else "",
+        )
+        for i, (path, language) in enumerate(zip(discovery.scripts, languages, strict=True))
+    ]
+
+
+class _Dispatcher:
+    """Delivers events to ``on_event`` in the calling thread and remembers the finishes."""
+
+    def __init__(self, on_event: EventCallback | None) -> None:
+        self.on_event = on_event
+        self.finished: set[str] = set()
+
+    def __call__(self, event: BatchEvent) -> None:
+        if event.kind == "finish":
+            self.finished.add(event.script)
+        if self.on_event is not None:
+            self.on_event(event)

@@ -1,0 +1,156 @@
+"""What state dockermagic's surroundings are in, as data: :func:`diagnose`.
+
+One check behind ``dockermagic doctor`` and ``%docker_status``: the engine
+(address, version, or why it does not answer), each registered language's
+image (which one, present or not), how many dockermagic containers exist,
+whether the log directory can be written, and the sandbox limits. Each front
+end renders the :class:`Diagnosis` in its own words.
+
+Never raises for a problem it finds: a problem is part of the answer.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+
+from dockermagic.cleanup import list_containers
+from dockermagic.engine import default_client, engine_address, engine_version
+from dockermagic.errors import DockermagicError, EngineUnavailableError
+from dockermagic.images import image_present, runner_image
+from dockermagic.logs import log_directory, prepare_log_dir
+from dockermagic.policy import SandboxPolicy
+from dockermagic.runners import AbstractDockerCodeRunner, runner_classes
+
+__all__ = ["Diagnosis", "ImageCheck", "diagnose"]
+
+
+@dataclass(frozen=True)
+class ImageCheck:
+    """A language's image.
+
+    Attributes:
+        language: The runner's language.
+        image: The image it would use ('' when that could not be decided).
+        present: Whether the engine has it locally; None when it could not be checked.
+        problem: Why it could not be decided or checked ('' when it could).
+    """
+
+    language: str
+    image: str
+    present: bool | None
+    problem: str = ""
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """What :func:`diagnose` found.
+
+    Attributes:
+        address: Where the engine is expected ('' when unknown).
+        version: ``version``, ``api_version``, ``os`` and ``arch`` of the
+            engine; None when it does not answer.
+        engine_error: Why the engine does not answer ('' when it does).
+        images: One check per registered language, in registration order.
+        containers: How many dockermagic containers exist (None without an engine).
+        log_dir: The log directory.
+        log_problem: Why it cannot be written ('' when it can, or was not checked).
+        policy: The sandbox limits in force.
+    """
+
+    address: str
+    version: Mapping[str, str] | None
+    engine_error: str
+    images: tuple[ImageCheck, ...]
+    containers: int | None
+    log_dir: Path
+    log_problem: str
+    policy: SandboxPolicy
+
+    @property
+    def problems(self) -> list[str]:
+        """Everything that stops runs from working, one line each ([] when none)."""
+        found = [f"engine: {self.engine_error}"] if self.engine_error else []
+        found += [
+            f"{check.language}: {check.problem or f'{check.image} is missing'}"
+            for check in self.images
+            if not check.present and not self.engine_error
+        ]
+        if self.log_problem:
+            found.append(f"logs: {self.log_problem}")
+        return found
+
+
+def diagnose(
+    *,
+    client: docker.DockerClient | None = None,
+    images: Mapping[str, str] | None = None,
+    log_dir: str | os.PathLike[str] | None = None,
+    check_log_dir: bool = True,
+    policy: SandboxPolicy | None = None,
+) -> Diagnosis:
+    """Check the engine, the images, leftover containers, the log directory.
+
+    Args:
+        client: The client; the process's shared client when None.
+        images: Image per language that the caller configured (others: the
+            runner's usual choice).
+        log_dir: The log directory (see :func:`dockermagic.logs.log_directory`).
+        check_log_dir: Create the log directory if missing and prove it is
+            writable (as a run would).
+        policy: The limits to report; :meth:`SandboxPolicy.default` when None.
+
+    Returns:
+        The diagnosis.
+    """
+    address, version, engine_error = "", None, ""
+    try:
+        client = client or default_client()
+        address = engine_address(client)
+        version = engine_version(client)
+    except EngineUnavailableError as exc:
+        address, engine_error, client = exc.base_url or address, str(exc), None
+    chosen = images or {}
+    checks = tuple(_image_check(client, cls, chosen.get(cls.language)) for cls in runner_classes())
+    containers: int | None = None
+    if client is not None:
+        try:
+            containers = len(list_containers(client))
+        except DockermagicError:
+            containers = None
+    directory, log_problem = log_directory(log_dir), ""
+    if check_log_dir:
+        try:
+            directory = prepare_log_dir(log_dir)
+        except DockermagicError as exc:
+            log_problem = str(exc)
+    return Diagnosis(
+        address=address,
+        version=version,
+        engine_error=engine_error,
+        images=checks,
+        containers=containers,
+        log_dir=directory,
+        log_problem=log_problem,
+        policy=policy if policy is not None else SandboxPolicy.default(),
+    )
+
+
+def _image_check(
+    client: docker.DockerClient | None,
+    cls: type[AbstractDockerCodeRunner],
+    configured: str | None,
+) -> ImageCheck:
+    language = cls.language
+    if client is None:
+        return ImageCheck(language, configured or "", None, "engine not reachable")
+    image = configured or ""
+    try:
+        image = runner_image(client, cls, configured)
+        return ImageCheck(language, image, image_present(client, image))
+    except DockermagicError as exc:
+        return ImageCheck(language, image or cls.default_image, None, str(exc))
