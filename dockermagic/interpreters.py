@@ -133,14 +133,14 @@ _NODE_BOOT = (
 )
 
 #: Node has no pipe() or dup2(): the shell gives it the protocol on fds 3/4,
-#: two FIFOs (opened read-write, so neither end blocks) as fds 1/2 and a third
-#: as fd 0 (the program's stdin, fed by the agent), then becomes node (``exec``),
-#: so that init's SIGINT reaches node itself. fd 5 holds the stdin FIFO open
-#: for writing until node has opened it, so that opening fd 0 does not block.
+#: two FIFOs (opened read-write, so neither end blocks) as fds 1/2 and an
+#: empty file as fd 0 (the agent writes a program's stdin into it before the
+#: program runs), then becomes node (``exec``), so that init's SIGINT reaches
+#: node itself.
 _NODE_LAUNCHER = (
-    'd=$(mktemp -d /tmp/.dockermagic.XXXXXX) && mkfifo "$d/out" "$d/err" "$d/in" && '
-    'exec 5<>"$d/in" && exec node --expose-internals -e "$0" "$d/out" "$d/err" "$d/in" '
-    '3<&0 4>&1 0<"$d/in" 1<>"$d/out" 2<>"$d/err" 5>&-'
+    'd=$(mktemp -d /tmp/.dockermagic.XXXXXX) && mkfifo "$d/out" "$d/err" && : > "$d/in" && '
+    'exec node --expose-internals -e "$0" "$d/out" "$d/err" "$d/in" '
+    '3<&0 4>&1 0<"$d/in" 1<>"$d/out" 2<>"$d/err"'
 )
 
 

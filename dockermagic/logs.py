@@ -75,6 +75,7 @@ from typing import Any
 from dockermagic.errors import LogDirectoryError
 from dockermagic.mphelpers import start_resource_tracker
 from dockermagic.result import RunResult
+from dockermagic.settings import current_settings
 
 __all__ = [
     "APP_LOG",
@@ -154,7 +155,7 @@ def log_directory(directory: str | os.PathLike[str] | None = None) -> Path:
     Returns:
         An absolute path (not created).
     """
-    chosen = directory or os.environ.get("DOCKERMAGIC_LOG_DIR") or DEFAULT_LOG_DIR
+    chosen = directory or current_settings().log_dir or DEFAULT_LOG_DIR
     return Path(chosen).expanduser().absolute()
 
 

@@ -71,7 +71,7 @@ const real = {
 
 // -- frames ---------------------------------------------------------------------------
 
-const [fifoOut, fifoErr, fifoIn] = process.argv.slice(1, 4);
+const [fifoOut, fifoErr, stdinFile] = process.argv.slice(1, 4);
 const pipes = [];
 for (const [fifo, kind] of [
   [fifoOut, "O"],
@@ -396,34 +396,9 @@ function sendFiles(spec) {
 // -- the program's stdin -------------------------------------------------------------
 
 function feedStdin(data) {
-  // fd 0 is a FIFO. Its writer opens here, before the program runs (a
-  // program reading fd 0 must not see end-of-file first); a worker writes,
-  // so that a program reading fd 0 synchronously cannot block the writer.
-  const fd = fs.openSync(fifoIn, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK);
-  const worker = new Worker(
-    `
-    const fs = require("fs");
-    const { workerData } = require("worker_threads");
-    const nap = new Int32Array(new SharedArrayBuffer(4));
-    const data = Buffer.from(workerData.data);
-    let offset = 0;
-    try {
-      while (offset < data.length) {
-        try {
-          offset += fs.writeSync(workerData.fd, data, offset, data.length - offset);
-        } catch (err) {
-          if (err.code !== "EAGAIN") throw err;
-          Atomics.wait(nap, 0, 0, 1);
-        }
-      }
-    } catch (_) {
-      // the program did not read it all
-    }
-    fs.closeSync(workerData.fd);
-    `,
-    { eval: true, workerData: { fd, data } },
-  );
-  worker.unref();
+  // fd 0 is a regular file the shell opened at start: what is written here
+  // before the program runs is what it reads, then end-of-file.
+  fs.writeFileSync(stdinFile, data);
 }
 
 // -- running code ---------------------------------------------------------------------
@@ -751,8 +726,17 @@ input.on("data", (data) => {
   }
   serveQueue();
 });
-input.on("end", () => real.exit(0));
-input.on("error", () => real.exit(0));
+// The host hung up (it stopped the run, or it died): end as a killed program does.
+function hungUp() {
+  try {
+    process.kill(-1, "SIGKILL");
+  } catch (_) {
+    // nothing else runs
+  }
+  real.exit(137);
+}
+input.on("end", hungUp);
+input.on("error", hungUp);
 
 real.setImmediate(() => {
   const hello = { language: "javascript", version: process.version, pid: process.pid };

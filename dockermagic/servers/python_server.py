@@ -529,7 +529,9 @@ class Server:
         poller.register(self.proto_in, 0)
         while True:
             if poller.poll(250):
-                self._die(0)  # the host's attach is gone: nobody to serve
+                # The host hung up (it stopped the run, or it died): end as a
+                # killed program does, with everything it started.
+                self._die(137)
             deadline = self.deadline
             if deadline is not None and time.monotonic() > deadline:
                 self._die(137)

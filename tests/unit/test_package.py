@@ -128,3 +128,13 @@ def test_raw_docker_api_calls_live_in_the_engine_layer_only() -> None:
                 and node.value.id == "client"
             ):
                 raise AssertionError(f"{module.name}:{node.lineno} calls client.{node.attr}")
+
+
+def test_only_settings_reads_dockermagic_variables() -> None:
+    for module in _modules():
+        if module.name == "settings.py":
+            continue
+        text = module.read_text()
+        for line in text.splitlines():
+            if ("os.environ" in line or "getenv" in line) and "DOCKERMAGIC_" in line:
+                raise AssertionError(f"{module.name} reads {line.strip()}")
