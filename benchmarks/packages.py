@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from typing import Any
 
 import docker
 
@@ -39,35 +40,61 @@ def median_ms(call: object, runs: int) -> float:
     return statistics.median(samples)
 
 
+def measure_case(
+    client: docker.DockerClient,
+    language: str,
+    base: str,
+    specs: tuple[str, ...],
+    cls: type[Any],
+    code: str,
+    runs: int,
+) -> None:
+    drop(client, specs)
+    started = time.perf_counter()
+    tag = derived_image(client, base, language, specs)
+    build = time.perf_counter() - started
+    added = client.images.get(tag).attrs["Size"] - client.images.get(base).attrs["Size"]
+    lookup = median_ms(lambda: derived_image(client, base, language, specs), runs)
+    with_reqs = cls(image=base, requirements=specs)
+    without = cls(image=base)
+    with_reqs.run(code)
+    without.run(code)
+    run_with = median_ms(lambda: with_reqs.run(code), runs)
+    run_without = median_ms(lambda: without.run(code), runs)
+    print(
+        f"{language:<12} {build:13.1f} {added / 2**20:9.1f} {lookup:9.2f} "
+        f"{run_with:8.1f} {run_without:15.1f}",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
     client = docker.from_env()
-    cases = [
-        ("python", "dockermagic/python:offline", ("numpy",), PythonDockerRunner, "print(1)"),
-        ("javascript", "dockermagic/node:offline", ("lodash",), JavaScriptDockerRunner, "1"),
-    ]
-    print(f"{'':<12} {'first build s':>13} {'layer MiB':>9} {'lookup ms':>9} "
-          f"{'run ms':>8} {'run, no reqs ms':>15}")
-    for language, base, specs, cls, code in cases:
-        drop(client, specs)
-        started = time.perf_counter()
-        tag = derived_image(client, base, language, specs)
-        build = time.perf_counter() - started
-        added = client.images.get(tag).attrs["Size"] - client.images.get(base).attrs["Size"]
-        lookup = median_ms(lambda: derived_image(client, base, language, specs), args.runs)
-        with_reqs = cls(image=base, requirements=specs)
-        without = cls(image=base)
-        with_reqs.run(code)
-        without.run(code)
-        run_with = median_ms(lambda: with_reqs.run(code), args.runs)
-        run_without = median_ms(lambda: without.run(code), args.runs)
-        print(
-            f"{language:<12} {build:13.1f} {added / 2**20:9.1f} {lookup:9.2f} "
-            f"{run_with:8.1f} {run_without:15.1f}",
-            flush=True,
-        )
+    print(
+        f"{'':<12} {'first build s':>13} {'layer MiB':>9} {'lookup ms':>9} "
+        f"{'run ms':>8} {'run, no reqs ms':>15}"
+    )
+    measure_case(
+        client,
+        "python",
+        "dockermagic/python:offline",
+        ("numpy",),
+        PythonDockerRunner,
+        "print(1)",
+        args.runs,
+    )
+    measure_case(
+        client,
+        "javascript",
+        "dockermagic/node:offline",
+        ("lodash",),
+        JavaScriptDockerRunner,
+        "1",
+        args.runs,
+    )
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from dockermagic.errors import InvalidArgumentError
+from dockermagic.policy import CODE_DIR
 from dockermagic.protocol import KIND_SOURCE, encode_message
 
 __all__ = ["Interpreter", "interpreter_for", "maybe_interpreter_for", "register_interpreter"]
@@ -138,7 +139,7 @@ _NODE_BOOT = (
 #: program runs), then becomes node (``exec``), so that init's SIGINT reaches
 #: node itself.
 _NODE_LAUNCHER = (
-    'd=$(mktemp -d /tmp/.dockermagic.XXXXXX) && mkfifo "$d/out" "$d/err" && : > "$d/in" && '
+    f'd={CODE_DIR}/.dockermagic && mkdir -p "$d" && mkfifo "$d/out" "$d/err" && : > "$d/in" && '
     'exec node --expose-internals -e "$0" "$d/out" "$d/err" "$d/in" '
     '3<&0 4>&1 0<"$d/in" 1<>"$d/out" 2<>"$d/err"'
 )

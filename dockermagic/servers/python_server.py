@@ -58,7 +58,6 @@ import signal
 import stat
 import struct
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -354,8 +353,10 @@ class Server:
 
     def _install_display(self):
         # Real files, so that subprocesses (PYTHONPATH) and matplotlib
-        # (MPLBACKEND) find them too.
-        folder = tempfile.mkdtemp(prefix=".dockermagic-", dir="/tmp")
+        # (MPLBACKEND) find them too; in the code folder, so that /tmp and
+        # the working directory are the program's alone.
+        folder = os.path.join(self.code_dir, ".dockermagic")
+        os.makedirs(folder, exist_ok=True)
         for name, source in (
             ("dockermagic_display.py", DISPLAY_MODULE),
             ("dockermagic_inline.py", INLINE_BACKEND),
