@@ -191,6 +191,11 @@ def _run_options(func: Any) -> Any:
         ),
         _argument("--get-to", metavar="DIR", help="where --get writes (default: here)"),
         _argument(
+            "--stdin",
+            metavar="VAR",
+            help="a notebook variable whose text is the program's standard input",
+        ),
+        _argument(
             "--requirements",
             metavar="FILE_OR_SPEC",
             nargs="+",
@@ -607,6 +612,10 @@ class DockerMagics(Magics):
             inputs = encode_inputs(self._input_values(args.inputs))
         except InvalidArgumentError as exc:
             raise UsageError(str(exc)) from exc
+        stdin = None
+        if args.stdin:
+            (value,) = self._input_values([args.stdin]).values()
+            stdin = value if isinstance(value, (str, bytes)) else str(value)
 
         log_name = f"cells-{cls.language}"
         run_id = secrets.token_hex(6)
@@ -668,6 +677,11 @@ class DockerMagics(Magics):
                     display_last=True,
                     put=args.put,
                     get=args.get,
+                    stdin=stdin,
+                    # Tracebacks as the editor shows the cell: its name, and
+                    # line 1 is the %% line.
+                    name=f"Cell In[{self.shell.execution_count}]" if self.shell else None,
+                    first_line=2,
                 )
         except KeyboardInterrupt:
             mirror.close()
@@ -860,7 +874,15 @@ def _magic_names(cls: RunnerClass) -> list[str]:
 
 
 def _failure_message(result: RunResult, policy: SandboxPolicy) -> str:
-    return f"{result.language} cell {result.describe(policy)}"
+    what = f"{result.language} cell {result.describe(policy)}"
+    # Say how to raise the limit the cell hit.
+    if result.timed_out:
+        return f"{what}; raise the limit with --timeout or %config DockerMagics.timeout"
+    if result.oom_killed:
+        return f"{what}; raise the limit with --memory 1g or %config DockerMagics.memory"
+    if result.output_truncated:
+        return f"{what}; raise the limit with %config DockerMagics.output_limit"
+    return what
 
 
 def _describe_session(session: Any) -> str:

@@ -28,7 +28,9 @@ kind      direction  payload
                      (seconds or null), "script" (run as a program, not a
                      cell), "once" (end the agent afterwards), "display_last"
                      (show the value of a last expression), "get"
-                     (``{"patterns", "limit"}`` or null)}``
+                     (``{"patterns", "limit"}`` or null), "name" and
+                     "first_line" (what tracebacks call the code, and the
+                     number of its first line)}``
 ``H``     to host    the agent is ready: JSON ``{"language", "version", "pid"}``
 ``O``     to host    a chunk of standard output: the request ``id`` (4 bytes,
                      BE) then the raw bytes
@@ -249,6 +251,8 @@ def run_request(
     display_last: bool = False,
     get: Sequence[str] = (),
     get_limit: int = 0,
+    name: str | None = None,
+    first_line: int = 1,
 ) -> bytes:
     """The ``R`` frame that runs a program or a cell.
 
@@ -264,6 +268,8 @@ def run_request(
         display_last: Display the value of a last expression statement.
         get: Patterns of files to send back from the working directory.
         get_limit: Bytes of files to send back at most.
+        name: What tracebacks call the code (``Cell In[5]``); ``path`` when None.
+        first_line: The line number of the code's first line in tracebacks.
 
     Returns:
         The encoded frame.
@@ -279,6 +285,8 @@ def run_request(
         "once": once,
         "display_last": display_last,
         "get": {"patterns": list(get), "limit": get_limit} if get else None,
+        "name": name,
+        "first_line": first_line,
     }
     return encode_message(KIND_RUN, json.dumps(request, ensure_ascii=False).encode("utf-8"))
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import dataclasses
 import logging
 import os
 import threading
@@ -125,6 +126,8 @@ class CodeRunner(Protocol):
         display_last: bool | None = None,
         put: Iterable[str | os.PathLike[str]] = (),
         get: Sequence[str] = (),
+        name: str | None = None,
+        first_line: int = 1,
     ) -> RunResult:
         """Run source code; a failing program is a result, not an exception."""
         ...
@@ -144,6 +147,8 @@ class _Job:
     display_last: bool
     get: tuple[str, ...]
     labels: Mapping[str, str] | None
+    name: str | None = None
+    first_line: int = 1
 
 
 class AbstractDockerCodeRunner(abc.ABC):
@@ -363,6 +368,8 @@ class AbstractDockerCodeRunner(abc.ABC):
         put: Iterable[str | os.PathLike[str]] = (),
         get: Sequence[str] = (),
         labels: Mapping[str, str] | None = None,
+        name: str | None = None,
+        first_line: int = 1,
     ) -> RunResult:
         """Run source code in a new container and return what happened.
 
@@ -393,6 +400,10 @@ class AbstractDockerCodeRunner(abc.ABC):
             get: Glob patterns of files in the working directory to bring back
                 after the run (``RunResult.files``); nothing is written to disk.
             labels: Extra container labels for this run.
+            name: What tracebacks call the code (a notebook's ``Cell In[5]``);
+                its file name when None.
+            first_line: The number tracebacks give the code's first line (2
+                for a cell under its ``%%`` line).
 
         Returns:
             The :class:`RunResult`.
@@ -425,6 +436,7 @@ class AbstractDockerCodeRunner(abc.ABC):
         job = self._job(
             program, entry, source, limit, stdin, inputs, display_last, put, get, labels
         )
+        job = dataclasses.replace(job, name=name, first_line=first_line)
         return self._execute(job, budget, on_output, on_display, cancel)
 
     def run_file(
@@ -667,6 +679,8 @@ class AbstractDockerCodeRunner(abc.ABC):
             display_last=job.display_last,
             get=job.get,
             get_limit=self.policy.copy_limit,
+            name=job.name,
+            first_line=job.first_line,
         )
         # The agent, the files and the request go in one write, from a helper
         # thread: the agent may already print while a large file still travels.

@@ -302,6 +302,8 @@ class Session:
         display_last: bool | None = None,
         put: Iterable[str | os.PathLike[str]] = (),
         get: Sequence[str] = (),
+        name: str | None = None,
+        first_line: int = 1,
     ) -> RunResult:
         """Run a cell in the warm interpreter; the run contract of the runners.
 
@@ -327,6 +329,9 @@ class Session:
                 directory before the cell (they stay, as files a cell writes do).
             get: Glob patterns of files in the working directory to bring back
                 after the cell (``RunResult.files``).
+            name: What tracebacks call the cell (``Cell In[5]``); its path
+                ``/code/cell-N/<filename>`` when None.
+            first_line: The number tracebacks give the cell's first line.
 
         Returns:
             The :class:`RunResult` (``container_name`` is the session's container).
@@ -371,6 +376,8 @@ class Session:
                 display_last=True if display_last is None else display_last,
                 get=tuple(get),
                 get_limit=self.policy.copy_limit,
+                name=name,
+                first_line=first_line,
             )
             frames = [
                 *agent.file_frames(

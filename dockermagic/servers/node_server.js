@@ -568,6 +568,10 @@ function run(request) {
   keepDeadline(request.deadline);
   sealCode(true);
   const file = request.path;
+  // A notebook cell's stack names the cell and counts lines as the editor
+  // does (its first line is the %% magic line).
+  const name = request.name || file;
+  const lineOffset = Math.max(Number(request.first_line) || 1, 1) - 1;
   const source = Buffer.from(request.code, "base64").toString("utf8");
   const input = request.stdin === null ? null : Buffer.from(request.stdin, "base64");
   stdin = input === null ? emptyStdin() : Readable.from([input]);
@@ -591,7 +595,7 @@ function run(request) {
       globalThis.__filename = file;
       globalThis.__dirname = path.dirname(file);
       process.exitCode = undefined;
-      executeCell(cell, source, file, Boolean(request.display_last));
+      executeCell(cell, source, name, Boolean(request.display_last), lineOffset);
     }
   });
   return cell.whenFinished;
@@ -619,7 +623,7 @@ async function executeScript(cell, file) {
   }
 }
 
-async function executeCell(cell, source, file, displayLast) {
+async function executeCell(cell, source, file, displayLast, lineOffset) {
   try {
     let code = source;
     let wrapped = false;
@@ -640,10 +644,10 @@ async function executeCell(cell, source, file, displayLast) {
     }
     let script;
     try {
-      script = new vm.Script(code, { filename: file });
+      script = new vm.Script(code, { filename: file, lineOffset });
     } catch (err) {
       if (!wrapped) throw err;
-      script = new vm.Script(source, { filename: file }); // report the user's own error
+      script = new vm.Script(source, { filename: file, lineOffset }); // the user's own error
     }
     let value = script.runInThisContext({ breakOnSigint: true, displayErrors: false });
     if (wrapped) {

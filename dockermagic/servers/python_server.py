@@ -682,12 +682,18 @@ class Server:
         self.cell_id = request["id"]
         code = base64.b64decode(request["code"])
         path = request["path"]
+        # A notebook cell's traceback names the cell and counts lines as the
+        # editor does (its first line is the %% magic line).
+        name = request.get("name") or path
+        first_line = max(int(request.get("first_line") or 1), 1)
+        code = b"\n" * (first_line - 1) + code
         script = bool(request.get("script"))
         stdin = request.get("stdin")
+        self.stdin_given = stdin is not None
         self._reset_stdin(None if stdin is None else base64.b64decode(stdin))
         self._seal_code()
         text = code.decode("utf-8", "replace")
-        linecache.cache[path] = (len(text), None, text.splitlines(True), path)
+        linecache.cache[name] = (len(text), None, text.splitlines(True), name)
         if script:
             namespace = self._new_main(path).__dict__
             sys.argv = [path, *(request.get("argv") or [])]
@@ -703,7 +709,7 @@ class Server:
         try:
             self.running = True
             try:
-                compiled = self._compile(code, path, bool(request.get("display_last")))
+                compiled = self._compile(code, name, bool(request.get("display_last")))
                 result = eval(compiled, namespace)
                 if compiled.co_flags & CO_COROUTINE:
                     # Top-level await, as in IPython: one loop for the session.
@@ -802,6 +808,12 @@ class Server:
             self.stderr.write(f"{type(exc).__name__}: (unprintable exception)\n")
         if isinstance(exc, ModuleNotFoundError) and exc.name:
             self.stderr.write(_missing_module_hint(exc.name.split(".")[0]))
+        elif isinstance(exc, EOFError) and not getattr(self, "stdin_given", True):
+            self.stderr.write(
+                "[dockermagic] the program read its standard input, and it had none: "
+                "a cell gets no interactive input; pass the input with --stdin VAR "
+                "(stdin= from Python).\n"
+            )
 
     def serve(self):
         hello = {"language": "python", "version": sys.version.split()[0], "pid": self.pid}
