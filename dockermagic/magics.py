@@ -923,8 +923,10 @@ def load_ipython_extension(ipython: Any) -> None:
         # Still load: %docker_status then explains what is wrong.
         print(f"Warning: dockermagic: {exc}", file=sys.stderr)
     else:
+        # Logged, not printed: a notebook's first output must not depend on
+        # what another kernel left behind.
         if removed:
-            print(f"dockermagic: removed {len(removed)} leftover container(s)", file=sys.stderr)
+            logger.info("removed %d leftover container(s)", len(removed))
     magics = DockerMagics(shell=ipython)
     ipython.register_magics(magics)
     _loaded[id(ipython)] = magics
