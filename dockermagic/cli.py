@@ -37,6 +37,7 @@ from dockermagic.console import ConsoleProgress, shown, summary_table, totals_li
 from dockermagic.diagnose import diagnose
 from dockermagic.engine import default_client
 from dockermagic.errors import DockermagicError, InvalidArgumentError
+from dockermagic.gradecli import add_grading_commands
 from dockermagic.images import prepare_images
 from dockermagic.logs import start_logging
 from dockermagic.policy import size_text
@@ -250,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     clean = commands.add_parser("cleanup", help="remove containers whose owner has exited")
     clean.add_argument("--all", action="store_true", help="also remove live owners' containers")
     clean.set_defaults(handler=cmd_cleanup)
+
+    add_grading_commands(commands)
     return parser
 
 

@@ -5,7 +5,9 @@ any registered language, plus ``%%docker_<language>`` and
 ``%%docker_<first alias>`` for each (``%%docker_python``, ``%%docker_py``,
 ``%%docker_javascript``, ``%%docker_js``). A runner subclass registered before
 the extension loads gets its magics for free. Line magics: ``%docker_status``,
-``%docker_session`` and ``%docker_reset`` (restart a session's interpreter).
+``%docker_session``, ``%docker_reset`` (restart a session's interpreter),
+``%docker_requirements``, ``%docker_panel`` and ``%docker_check`` (check an
+exercise's answer: :mod:`dockermagic.grading`).
 
 With ``--session NAME`` a cell runs in a warm interpreter that keeps its
 variables between cells, like a kernel (:mod:`dockermagic.sessions`).
@@ -45,6 +47,8 @@ from traitlets import Dict, Float, Int, TraitError, Unicode, Union, default, obs
 from dockermagic.cleanup import cleanup
 from dockermagic.diagnose import diagnose
 from dockermagic.errors import DockermagicError, InvalidArgumentError
+from dockermagic.grading import Cell, Outcome, Verdict, answer_from_cells, find_exercise
+from dockermagic.grading import check as check_answer
 from dockermagic.inputs import encode_inputs
 from dockermagic.logs import (
     LogSink,
@@ -575,6 +579,33 @@ class DockerMagics(Magics):
             f"cpus {policy.cpus:g}, output {size_text(policy.output_limit)}, "
             f"network {'on' if policy.network else 'off'}"
         )
+
+    @_magic_arguments
+    @_argument("exercise", help="the exercise's id, e.g. 01-subprocess/run_tool, or its function")
+    @_line_magic
+    def docker_check(self, line: str) -> Verdict:
+        """Check the answer to an exercise: in a fresh container, judged on this host.
+
+        The answer is the last cell run in this kernel that is the exercise's
+        cell or defines its function (a ``%%docker_python`` cell too); the
+        course's checks must be imported first (``import exercise_checks``).
+        """
+        args = _parse(self.docker_check, line)
+        try:
+            item = find_exercise(args.exercise)
+        except InvalidArgumentError as exc:
+            raise UsageError(str(exc)) from exc
+        history: list[str] = []
+        if self.shell is not None and self.shell.history_manager is not None:
+            history = list(self.shell.history_manager.input_hist_raw)
+        answer = answer_from_cells(item.id, [Cell(source) for source in history])
+        if answer is None:
+            return Verdict(
+                Outcome.MISSING,
+                f"run the cell that defines `{item.function}` first, then the check",
+                weight=item.weight,
+            )
+        return check_answer(item, answer, on_wait=lambda text: print(text, flush=True))
 
     @_magic_arguments
     @_argument("directory", nargs="?", default="scripts", help="the scripts folder")

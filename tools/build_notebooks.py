@@ -1,16 +1,14 @@
-"""Build the teaching notebooks from their Markdown sources and run them.
+"""Execute the teaching notebooks from their jupytext sources and store the outputs.
 
-Each notebook is written as Markdown in ``notebooks/src/NN-name.md``: prose
-becomes Markdown cells, and every fenced block that opens with three
-backticks and ``python`` becomes a code cell. Words after ``python`` on the
-opening fence are cell tags, e.g. ``python nbval-ignore-output`` or
-``python raises-exception``. Fences of other languages stay in the prose.
-
-The builder writes ``notebooks/NN-name.ipynb`` and then executes it with
-nbclient, from ``notebooks/`` (as nbval and Jupyter do), so the stored
-outputs are real. nbval later re-runs every notebook and compares its outputs
-with the stored ones; ``tests/unit/test_notebooks_current.py`` checks that
-the cells still match their sources.
+Each notebook is written in jupytext's Markdown format in
+``notebooks/src/NN-name.md`` (what teachers already keep notebooks in
+version control with): cell tags and metadata, such as an exercise cell's id,
+sit on the code fence. jupytext does the conversion; this tool adds only what
+jupytext does not do: stable cell ids, and executing the notebook with
+nbclient from ``notebooks/`` (as nbval and Jupyter do) so the stored outputs
+are real. nbval later re-runs every notebook and compares its outputs with
+the stored ones; ``tests/unit/test_notebooks_current.py`` checks that the
+cells still match their sources.
 
 Usage::
 
@@ -22,11 +20,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from pathlib import Path
 
+import jupytext
 import nbformat
 from nbclient import NotebookClient
 
@@ -34,62 +32,11 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 SOURCES = NOTEBOOKS / "src"
 
-_OPEN = re.compile(r"^```python(?P<tags>(?:[ \t]+[\w-]+)*)[ \t]*$")
-_CLOSE = re.compile(r"^```[ \t]*$")
-
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
 
 
-def parse(text: str) -> list[nbformat.NotebookNode]:
-    """Turn a Markdown source into notebook cells.
-
-    Args:
-        text: The source.
-
-    Returns:
-        The cells, in order.
-
-    Raises:
-        ValueError: A code fence is never closed.
-    """
-    cells: list[nbformat.NotebookNode] = []
-    prose: list[str] = []
-
-    def flush_prose() -> None:
-        body = "\n".join(prose).strip("\n")
-        if body.strip():
-            cells.append(nbformat.v4.new_markdown_cell(body))
-        prose.clear()
-
-    lines = text.splitlines()
-    index = 0
-    while index < len(lines):
-        match = _OPEN.match(lines[index])
-        if match is None:
-            prose.append(lines[index])
-            index += 1
-            continue
-        flush_prose()
-        start = index
-        index += 1
-        code: list[str] = []
-        while index < len(lines) and not _CLOSE.match(lines[index]):
-            code.append(lines[index])
-            index += 1
-        if index == len(lines):
-            raise ValueError(f"code fence opened on line {start + 1} is never closed")
-        index += 1
-        cell = nbformat.v4.new_code_cell("\n".join(code))
-        tags = match.group("tags").split()
-        if tags:
-            cell.metadata["tags"] = tags
-        cells.append(cell)
-    flush_prose()
-    return cells
-
-
 def notebook_from_source(source: Path) -> nbformat.NotebookNode:
-    """Build an unexecuted notebook from one Markdown source.
+    """Build an unexecuted notebook from one jupytext Markdown source.
 
     Args:
         source: ``notebooks/src/NN-name.md``.
@@ -97,8 +44,9 @@ def notebook_from_source(source: Path) -> nbformat.NotebookNode:
     Returns:
         The notebook (kernelspec ``python3``).
     """
-    nb = nbformat.v4.new_notebook()
-    nb.cells = parse(source.read_text(encoding="utf-8"))
+    nb = jupytext.read(source, fmt="md")
+    # The stored notebook says nothing of where it came from.
+    nb.metadata.pop("jupytext", None)
     # Stable cell ids keep a rebuild's diff down to what really changed.
     for number, cell in enumerate(nb.cells):
         cell["id"] = f"cell-{number:03d}"

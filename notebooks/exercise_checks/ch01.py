@@ -1,14 +1,97 @@
-"""Checks for notebook 01 (running external programs with subprocess)."""
+"""Exercises of notebook 01 (running external programs with subprocess).
+
+Each exercise is checked by :func:`dockermagic.grading.check`: the student's
+cell runs in a fresh container on inputs drawn on the host; the right answers
+are known on the host by construction and never enter the container.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import random
+import shlex
 from typing import Any
 
-from exercise_checks import Verdict, check_in_container
+from dockermagic.grading import Case, Exercise, register_exercise, value_judge
 
-# Counts the processes started through subprocess, however they are started
-# (run, check_output and Popen all create a Popen).
+NOTEBOOK = "01-subprocess"
+
+_WORDS = ["pear", "apple", "fig", "kiwi", "banana", "cherry", "date", "Apple", "lime", "plum"]
+
+
+def _run_tool_cases(rng: random.Random) -> list[Case]:
+    word = rng.choice(_WORDS)
+    code = rng.randint(3, 120)
+    script = f"echo {word}; echo noise >&2; exit {code}"
+    missing = f"/no/such/{rng.choice(_WORDS)}"
+    return [
+        Case((["echo", word],), f"`echo {word}`", (0, f"{word}\n")),
+        Case((["sh", "-c", script],), f"`sh -c {shlex.quote(script)}`", (code, f"{word}\n")),
+        # GNU ls exits with 2 when a folder does not exist.
+        Case((["ls", missing],), f"`ls {missing}`", (2, "")),
+    ]
+
+
+def _compare_run_tool(case: Case, value: Any, kind: str) -> str:
+    if kind not in ("tuple", "list") or not isinstance(value, list) or len(value) != 2:
+        return f"{case.label}: return a tuple of two things: (exit code, standard output text), not a {kind}"
+    code, output = value
+    want_code, want_output = case.expected
+    if not isinstance(code, int) or isinstance(code, bool):
+        return f"{case.label}: the first item should be the exit code, a number"
+    if not isinstance(output, str):
+        return f"{case.label}: the second item should be the standard output as text (str)"
+    if code != want_code:
+        return f"{case.label}: the exit code is not right"
+    if output != want_output:
+        if "noise" in output:
+            return f"{case.label}: the output holds standard error too; return only standard output"
+        return f"{case.label}: the output is not right (standard output, as text)"
+    return ""
+
+
+run_tool = register_exercise(
+    Exercise(
+        id=f"{NOTEBOOK}/run_tool",
+        function="run_tool",
+        cases=_run_tool_cases,
+        probe="""
+        def probe(function, case, observe):
+            argv = list(case[0])
+            return observe(lambda: function(argv))
+        """,
+        judge=value_judge(_compare_run_tool),
+    )
+)
+
+
+def _sort_words_cases(rng: random.Random) -> list[Case]:
+    many = [rng.choice(_WORDS) for _ in range(rng.randint(20, 40))]
+    first, second, third = rng.sample(_WORDS, 3)
+    few = [first, second, first, third]
+    return [
+        Case((few,), "a short list with a repeated word", sorted(set(few))),
+        Case(([],), "an empty list", []),
+        Case((many,), "a long list", sorted(set(many))),
+    ]
+
+
+def _compare_sort_words(case: Case, value: Any, kind: str) -> str:
+    if kind != "list" or not isinstance(value, list):
+        return f"{case.label}: return a list of strings (split the program's output), not a {kind}"
+    if value != case.expected:
+        if len(value) != len(case.expected):
+            return (
+                f"{case.label}: {len(value)} words came back instead of {len(case.expected)}; "
+                "look at duplicates, empty input and the trailing newline"
+            )
+        return f"{case.label}: the words are not in the right order"
+    return ""
+
+
+# The probe counts processes started through subprocess, however they are
+# started (run, check_output and Popen all create a Popen). The count lives
+# in the student's process, so a cheat could fake it, but never turns a
+# wrong list into a right one: the values are compared on the host.
 _COUNT_POPEN = """
 import subprocess as _subprocess
 
@@ -24,89 +107,29 @@ class _CountingPopen(_subprocess.Popen):
 _subprocess.Popen = _CountingPopen
 """
 
-_RUN_TOOL = """
-def _check():
-    cases = [
-        (["echo", "hello"], (0, "hello\\n")),
-        (["sh", "-c", "echo partial; exit 4"], (4, "partial\\n")),
-        (["ls", "/no/such/folder"], (2, "")),
-    ]
-    report = {"wrong": [], "types": True}
-    for argv, expected in cases:
-        try:
-            got = run_tool(argv)
-        except NotImplementedError:
-            raise
-        except Exception as exc:
-            report["wrong"].append({"argv": argv, "raised": type(exc).__name__})
-            continue
-        if not (isinstance(got, tuple) and len(got) == 2):
-            report["types"] = False
-        elif tuple(got) != expected:
-            report["wrong"].append({"argv": argv, "part": "code" if got[0] != expected[0] else "output"})
-    return report
-"""
+
+def _judge_sort_words(cases: Any, observations: Any) -> tuple[int, str]:
+    right, hint = value_judge(_compare_sort_words)(cases, observations)
+    if hint:
+        return right, hint
+    if sum(int(seen.get("processes", 0)) for seen in observations) < 2:
+        return 0, "the lists are right, but the sorting must be done by the `sort` program"
+    return right, ""
 
 
-def check_run_tool(run_tool: Callable[[list[str]], Any]) -> Verdict:
-    """Check ``run_tool(argv) -> (exit code, stdout)`` in a container."""
-
-    def judge(report: dict[str, Any]) -> Verdict:
-        if not report["types"]:
-            return Verdict(False, "return a tuple of two things: (exit code, standard output text)")
-        for wrong in report["wrong"]:
-            argv = " ".join(wrong["argv"])
-            if "raised" in wrong:
-                return Verdict(
-                    False,
-                    f"`{argv}` made your function raise {wrong['raised']}; "
-                    "a failing command should give its exit code, not an exception",
-                )
-            if wrong["part"] == "code":
-                return Verdict(False, f"the exit code of `{argv}` is not right")
-            return Verdict(
-                False, f"the output of `{argv}` is not right (only standard output, as text)"
-            )
-        return Verdict(True)
-
-    return check_in_container({"run_tool": run_tool}, _RUN_TOOL, judge)
-
-
-_SORT_WORDS = """
-def _check():
-    import random
-    rnd = random.Random(14)
-    pool = ["pear", "apple", "fig", "kiwi", "banana", "cherry", "date", "Apple"]
-    cases = [["b", "a", "b"], [], [rnd.choice(pool) for _ in range(40)]]
-    report = {"wrong": 0, "processes": 0, "not_list": False}
-    for words in cases:
-        before = len(_started)
-        got = sort_words(list(words))
-        report["processes"] += len(_started) - before
-        if not isinstance(got, list):
-            report["not_list"] = True
-        elif got != sorted(set(words)):
-            report["wrong"] += 1
-    return report
-"""
-
-
-def check_sort_words(sort_words: Callable[[list[str]], Any]) -> Verdict:
-    """Check ``sort_words(words)``: sorted, without duplicates, by an external ``sort``."""
-
-    def judge(report: dict[str, Any]) -> Verdict:
-        if report["not_list"]:
-            return Verdict(False, "return a list of strings (split the program's output)")
-        if report["wrong"]:
-            return Verdict(
-                False,
-                f"{report['wrong']} of 3 test lists came back wrong; look at empty input, "
-                "duplicates and the trailing newline",
-            )
-        if report["processes"] < 2:
-            return Verdict(
-                False, "the answers are right, but the sorting must be done by the `sort` program"
-            )
-        return Verdict(True)
-
-    return check_in_container({"sort_words": sort_words}, _SORT_WORDS, judge, prelude=_COUNT_POPEN)
+sort_words = register_exercise(
+    Exercise(
+        id=f"{NOTEBOOK}/sort_words",
+        function="sort_words",
+        cases=_sort_words_cases,
+        prelude=_COUNT_POPEN,
+        probe="""
+        def probe(function, case, observe):
+            before = len(_started)
+            seen = observe(lambda: function(list(case[0])))
+            seen["processes"] = len(_started) - before
+            return seen
+        """,
+        judge=_judge_sort_words,
+    )
+)

@@ -12,7 +12,7 @@ import dockermagic
 
 PACKAGE = Path(dockermagic.__file__).parent
 #: Modules that may import IPython, ipywidgets or rich: the front ends only.
-FRONT_ENDS = {"magics.py", "panel.py", "cli.py", "console.py"}
+FRONT_ENDS = {"magics.py", "panel.py", "cli.py", "console.py", "gradecli.py"}
 #: What only front ends may import.
 FRONT_END_LIBRARIES = {"IPython", "ipywidgets", "rich"}
 
