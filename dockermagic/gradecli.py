@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from dockermagic.engine import default_client, engine_version
 from dockermagic.errors import InvalidArgumentError
-from dockermagic.grading.course import handout, load_course
+from dockermagic.grading.course import handout, load_course, select
 from dockermagic.grading.grade import Record, grade, submissions
 from dockermagic.grading.report import (
     html_report,
@@ -42,13 +42,9 @@ def cmd_grade(args: argparse.Namespace) -> int:
     console = Console(highlight=False, stderr=args.json == "-")
     if args.workers < 1:
         raise InvalidArgumentError("worker count", args.workers, "must be at least 1")
-    course = load_course(args.course)
-    if args.exercise:
-        chosen = [item for item in course.exercises if item.id in args.exercise]
-        unknown = set(args.exercise) - {item.id for item in chosen}
-        if unknown:
-            raise InvalidArgumentError("exercise", ", ".join(sorted(unknown)), "not in the course")
-        course = type(course)(course.folder, course.notebooks, tuple(chosen))
+    course = select(load_course(args.course), notebooks=args.notebook, exercises=args.exercise)
+    if not course.exercises:
+        raise InvalidArgumentError("course", args.course, "no exercises to grade")
     try:
         entries = submissions(args.submissions)
     except NotADirectoryError as exc:
@@ -141,6 +137,12 @@ def add_grading_commands(commands: Any) -> None:
     grade_parser.add_argument("submissions", metavar="SUBMISSIONS", help="one entry per student")
     grade_parser.add_argument(
         "--course", default="notebooks", metavar="DIR", help="the course folder (notebooks)"
+    )
+    grade_parser.add_argument(
+        "--notebook",
+        action="append",
+        metavar="NAME",
+        help="only this notebook's exercises: its name or a prefix, e.g. 01 (repeatable)",
     )
     grade_parser.add_argument(
         "--exercise", action="append", metavar="ID", help="only this exercise (repeatable)"

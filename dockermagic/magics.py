@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import logging
 import secrets
 import sys
@@ -81,6 +82,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: How many of the latest cells %docker_check can find an answer in.
+CELLS_KEPT = 500
 
 RunnerClass = type[AbstractDockerCodeRunner]
 MagicFunction = Callable[[str, str], None]
@@ -254,6 +258,10 @@ class DockerMagics(Magics):
         self.sessions = SessionManager()
         #: Language -> package specs for later cells (%docker_requirements).
         self.requirements: dict[str, tuple[str, ...]] = {}
+        #: The cells run in this kernel, newest last, where %docker_check looks
+        #: for answers. Kept here, not read from the history, because nbval and
+        #: other front ends run cells with store_history=False.
+        self.cells_run: collections.deque[str] = collections.deque(maxlen=CELLS_KEPT)
         for cls in runner_classes():
             for name in _magic_names(cls):
                 self.magics["cell"][name] = self._language_magic(cls, name)
@@ -382,6 +390,16 @@ class DockerMagics(Magics):
             sink, self._sink = self._sink, None
         if sink is not None:
             sink.stop()
+
+    def remember_cell(self, info: Any) -> None:
+        """Note a cell about to run (IPython's ``pre_run_cell`` event).
+
+        Args:
+            info: IPython's ``ExecutionInfo``; its ``raw_cell`` is the cell as typed.
+        """
+        raw = getattr(info, "raw_cell", None)
+        if isinstance(raw, str) and raw.strip():
+            self.cells_run.append(raw)
 
     def warm_up(self) -> None:
         """Start filling the default pools in the background (the first cell is then warm)."""
@@ -595,10 +613,7 @@ class DockerMagics(Magics):
             item = find_exercise(args.exercise)
         except InvalidArgumentError as exc:
             raise UsageError(str(exc)) from exc
-        history: list[str] = []
-        if self.shell is not None and self.shell.history_manager is not None:
-            history = list(self.shell.history_manager.input_hist_raw)
-        answer = answer_from_cells(item.id, [Cell(source) for source in history])
+        answer = answer_from_cells(item.id, [Cell(source) for source in self.cells_run])
         if answer is None:
             return Verdict(
                 Outcome.MISSING,
@@ -960,6 +975,7 @@ def load_ipython_extension(ipython: Any) -> None:
             logger.info("removed %d leftover container(s)", len(removed))
     magics = DockerMagics(shell=ipython)
     ipython.register_magics(magics)
+    ipython.events.register("pre_run_cell", magics.remember_cell)
     _loaded[id(ipython)] = magics
     magics.warm_up()
 
@@ -974,6 +990,8 @@ def unload_ipython_extension(ipython: Any) -> None:
     if magics is None:
         return
     magics.close()
+    with contextlib.suppress(ValueError):
+        ipython.events.unregister("pre_run_cell", magics.remember_cell)
     manager = ipython.magics_manager
     for kind, table in magics.magics.items():
         for name, function in table.items():

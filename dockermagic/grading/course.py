@@ -18,7 +18,7 @@ import json
 import pkgutil
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +28,7 @@ from dockermagic.errors import InvalidArgumentError
 from dockermagic.grading.answers import exercise_id_of
 from dockermagic.grading.exercise import Exercise, find_exercise
 
-__all__ = ["CHECKS_PACKAGE", "Course", "handout", "load_course"]
+__all__ = ["CHECKS_PACKAGE", "Course", "handout", "load_course", "select"]
 
 #: The package in a course folder whose modules register the exercises.
 CHECKS_PACKAGE = "exercise_checks"
@@ -105,6 +105,44 @@ def load_course(folder: str | Path) -> Course:
             if item not in found:
                 found.append(item)
     return Course(root, notebooks, tuple(found))
+
+
+def select(
+    course: Course,
+    *,
+    notebooks: Sequence[str] | None = None,
+    exercises: Sequence[str] | None = None,
+) -> Course:
+    """The part of a course to grade: some notebooks' exercises, or some exercises.
+
+    Args:
+        course: The course.
+        notebooks: Notebook names or name prefixes (``01``, ``01-subprocess``).
+        exercises: Exercise ids.
+
+    Returns:
+        The course with only those exercises (all when both are empty).
+
+    Raises:
+        InvalidArgumentError: A name matches no notebook, or an id no exercise.
+    """
+    chosen = list(course.exercises)
+    if notebooks:
+        stems = [path.stem for path in course.notebooks]
+        for name in notebooks:
+            if not any(stem.startswith(name) for stem in stems):
+                raise InvalidArgumentError("notebook", name, f"not in {course.folder}")
+        chosen = [
+            item
+            for item in chosen
+            if any(item.id.rpartition("/")[0].startswith(name) for name in notebooks)
+        ]
+    if exercises:
+        unknown = sorted(set(exercises) - {item.id for item in course.exercises})
+        if unknown:
+            raise InvalidArgumentError("exercise", ", ".join(unknown), "not in the course")
+        chosen = [item for item in chosen if item.id in exercises]
+    return Course(course.folder, course.notebooks, tuple(chosen))
 
 
 def _cells(notebook: Path) -> list[dict[str, Any]]:

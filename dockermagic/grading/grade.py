@@ -100,10 +100,9 @@ def submissions(folder: str | Path) -> list[Submission]:
     for entry in sorted(root.iterdir()):
         if entry.name.startswith("."):
             continue
-        if entry.is_symlink() or entry.is_dir():
-            found.append(Submission(entry.name, entry))
-        elif entry.suffix in _SUFFIXES and entry.is_file():
-            found.append(Submission(entry.stem, entry))
+        named = entry.stem if entry.suffix in _SUFFIXES else entry.name
+        if entry.is_symlink() or entry.is_dir() or (entry.suffix in _SUFFIXES and entry.is_file()):
+            found.append(Submission(named, entry))
     return found
 
 
