@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-stamp
 TEST_SYSTEM_EXTRAS := chromium iproute2 openssl
 LINT_PATHS := dockermagic tests benchmarks tools scripts notebooks/exercise_checks notebooks/solutions
 
-.PHONY: all setup venv system system-test images demo test lint unit cleanup bench
+.PHONY: all setup venv system system-test images demo test lint unit cleanup bench labextension
 
 all: test
 
@@ -21,9 +21,16 @@ $(STAMP): pyproject.toml
 	@echo "[setup] installing the package and its test tools into $(VENV)"
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@$(BIN)/python tools/labextension.py link
 	@touch $(STAMP)
 
 venv: $(STAMP)
+
+# The JupyterLab extension (labextension/ -> dockermagic/labextension/, committed):
+# built with npm only when its sources changed since the committed build (a
+# hash it records); under CI a stale bundle fails instead of building.
+labextension: venv
+	@$(BIN)/python tools/labextension.py build
 
 system: venv
 	@bash tools/ensure-system.sh $(BIN)/python
@@ -51,7 +58,7 @@ lint: venv
 	@$(BIN)/ruff format --check $(LINT_PATHS)
 	@$(BIN)/mypy
 
-test: setup system-test lint
+test: setup system-test lint labextension
 	@$(BIN)/pytest
 
 unit: venv
