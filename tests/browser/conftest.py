@@ -17,6 +17,10 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).parent
+REPO = HERE.parents[1]
+#: The repository's prebuilt JupyterLab extension (``make labextension``) and its name.
+LABEXTENSION = REPO / "dockermagic" / "labextension"
+LABEXTENSION_NAME = "jupyterlab-dockermagic"
 CHROMIUM = os.environ.get("DOCKERMAGIC_CHROMIUM", "/usr/bin/chromium")
 #: Flags that keep Chromium off the (closed) network and quiet (machine notes).
 CHROMIUM_ARGS = [
@@ -63,13 +67,21 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     root = tmp_path / "lab"
     root.mkdir()
     port, token = _free_port(), secrets.token_hex(16)
+    # JupyterLab takes the first extension of a name on its data path, and
+    # JUPYTER_PATH comes first: the server shows this checkout's bundle even
+    # when the environment has another copy installed.
+    data = tmp_path / "jupyter-data"
+    (data / "labextensions").mkdir(parents=True)
+    (data / "labextensions" / LABEXTENSION_NAME).symlink_to(LABEXTENSION)
+    jupyter_path = os.pathsep.join(filter(None, [str(data), os.environ.get("JUPYTER_PATH")]))
     env = {
         **os.environ,
+        "JUPYTER_PATH": jupyter_path,
         "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"),
         "JUPYTER_RUNTIME_DIR": str(tmp_path / "jupyter-runtime"),
         "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "jupyter-workspaces"),
         "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "jupyter-settings"),
-        "PYTHONPATH": str(Path(__file__).parents[2]),
+        "PYTHONPATH": str(REPO),
     }
     log = tmp_path / "lab.log"
     with log.open("w") as out:
