@@ -237,6 +237,8 @@ class Channel:
 
     Reads and writes never use ``MSG_PEEK`` or a half-close that a TLS socket
     cannot do; :meth:`connected` reads ahead into a buffer instead of peeking.
+    Only :meth:`send` sets the socket's timeout (a reader waits in ``select``),
+    so a read in one thread cannot cut short a write in another.
 
     Args:
         sock: What ``attach_socket`` returned.
@@ -268,7 +270,15 @@ class Channel:
         if self._ended or self.closed:
             return b""
         try:
-            self._raw.settimeout(max(timeout, 0.0005))
+            # Wait with select, never with settimeout(): a socket has one
+            # timeout, and a reader that set a short one while a helper thread
+            # was in sendall() made that large write fail after 0.1 s, leaving
+            # the agent waiting for the rest of its request.
+            pending = getattr(self._raw, "pending", None)  # TLS: decrypted bytes held
+            if not (pending is not None and pending()):
+                readable, _, _ = select.select([self._raw], [], [], max(timeout, 0.0005))
+                if not readable:
+                    return None
             data: bytes = self._raw.recv(262144)
         except TimeoutError:
             return None
