@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import _thread
+import concurrent.futures
 import gc
 import os
 import threading
@@ -164,6 +165,20 @@ def test_large_stdin_is_delivered_whole(py: PythonDockerRunner) -> None:
     data = "x" * 3_000_000
     result = py.run("import sys\nprint(len(sys.stdin.read()))", stdin=data)
     assert result.stdout == "3000000\n"
+
+
+def test_large_stdin_arrives_while_other_runs_read(py: PythonDockerRunner) -> None:
+    # Regression: a reader thread that set the shared socket's timeout cut a
+    # concurrent large write short (runs hung until their timeout under load).
+    data = "y" * 3_000_000
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        results = list(
+            pool.map(
+                lambda _: py.run("import sys\nprint(len(sys.stdin.read()))", stdin=data),
+                range(12),
+            )
+        )
+    assert [r.stdout for r in results] == ["3000000\n"] * 12, [r.describe() for r in results]
 
 
 def test_unicode_output(py: PythonDockerRunner, js: JavaScriptDockerRunner) -> None:
