@@ -59,11 +59,18 @@ from dockermagic.batch.report import (
     ScriptResult,
     batch_status,
 )
-from dockermagic.batch.run import Mode, default_workers, run_scripts
+from dockermagic.batch.run import (
+    FRONT_END_POOL,
+    Mode,
+    default_workers,
+    front_end_pool,
+    run_scripts,
+)
 from dockermagic.batch.stop import StopSignal
 
 __all__ = [
     "DATA_DIR",
+    "FRONT_END_POOL",
     "STATUSES",
     "TAIL_CHARS",
     "TAIL_LINES",
@@ -80,5 +87,6 @@ __all__ = [
     "batch_status",
     "default_workers",
     "discover_scripts",
+    "front_end_pool",
     "run_scripts",
 ]
