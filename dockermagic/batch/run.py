@@ -170,6 +170,9 @@ def run_scripts(
     packages = merge_requirements(
         read_folder_requirements(Path(directory), discovery.requirement_files), requirements
     )
+    # Only the languages that run: a package.json beside Python scripts builds nothing.
+    present = {discovery.language_of(path) for path in discovery.scripts}
+    packages = {language: specs for language, specs in packages.items() if language in present}
     outputs = str(prepare_outputs_dir(outputs_dir)) if outputs_dir is not None else ""
     policy = policy if policy is not None else SandboxPolicy.default()
     if timeout is not None:

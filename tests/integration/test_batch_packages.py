@@ -67,6 +67,14 @@ def test_a_folders_requirements_and_package_json_are_honoured(tmp_path: Path, mo
     assert "prepare" not in kinds[first_start:]
 
 
+def test_only_the_languages_that_run_get_their_packages(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path / "scripts")
+    (folder / "package.json").write_text(json.dumps({"dependencies": {"no-such-pkg-x": "1"}}))
+    report = run_scripts(folder, only=["table.py"], timeout=60)
+    assert report.ok, report.results[0].message
+    assert dict(report.requirements) == {"python": ("tabulate",)}
+
+
 def test_a_package_that_cannot_be_had_fails_its_languages_scripts_only(tmp_path: Path) -> None:
     folder = make_folder(tmp_path / "scripts", python="no-such-package-dockermagic-test==1.0\n")
     events: list[BatchEvent] = []
