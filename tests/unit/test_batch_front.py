@@ -26,7 +26,7 @@ from dockermagic.batch.requirements import (
     read_folder_requirements,
 )
 from dockermagic.cli import age_text, build_parser, main
-from dockermagic.console import summary_table
+from dockermagic.console import ConsoleProgress, summary_table
 from dockermagic.errors import InvalidArgumentError
 from dockermagic.logs import log_result, start_logging
 from dockermagic.panel import display_html
@@ -415,3 +415,16 @@ def test_ages_in_words() -> None:
     assert age_text(600) == "10 min"
     assert age_text(3 * 3600) == "3 h"
     assert age_text(3 * 86400 + 10) == "3 d"
+
+
+def test_the_terminal_shows_the_preparation_line() -> None:
+    out = io.StringIO()
+    console = Console(file=out, width=120, color_system=None)
+    model = BatchProgress([("a.py", "python")])
+    with ConsoleProgress(console, model) as display:  # not a terminal: one line each
+        display(_event("prepare", "", text="Collecting tabulate\x1b[2J"))
+        console.print(display._render())  # the live view, as drawn on a terminal
+    text = out.getvalue()
+    assert "preparing python: Collecting tabulate\\x1b[2J" in text
+    assert text.count("preparing python: Collecting tabulate") == 2
+    assert "\x1b" not in text
