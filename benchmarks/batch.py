@@ -4,12 +4,17 @@ Usage::
 
     .venv/bin/python benchmarks/batch.py                    # the full run
     .venv/bin/python benchmarks/batch.py --cpu 4 --sleep 8  # quicker
+    .venv/bin/python benchmarks/batch.py --cpu 0 --sleep 0 --tiny 100  # the pool only
 
 Each scenario writes N copies of one script into a temporary folder and runs
 the folder with :func:`dockermagic.run_scripts`, sequentially and in parallel
 with several worker counts, printing wall time, scripts per second and the
 speed-up over sequential. Targets on a 2-core machine: >= 1.8x for CPU-bound
 work with 2 workers, >= 5x for sleep-bound work with 8 workers.
+
+The ``tiny`` scenario (``print(1)`` scripts) measures the container pool:
+each mode without a pool and with ``pool=2`` (the CLI's default); the
+speed-up column there is the pool's, against the same mode without one.
 """
 
 from __future__ import annotations
@@ -72,12 +77,31 @@ def scenario(
     return rows
 
 
+def pool_scenario(
+    name: str, folder: Path, logs: Path, repeat: int, workers: int = 2
+) -> list[tuple[str, str, float, float, float]]:
+    """Each mode without and with a pool of 2; speed-up against the same mode unpooled."""
+    rows = []
+    for mode, count in (("sequential", 1), ("parallel", workers)):
+        label = "sequential" if mode == "sequential" else f"parallel {count}"
+        base = 0.0
+        for pool in (0, 2):
+            report = best_of(repeat, folder, logs, 60, mode=mode, workers=count, pool=pool)
+            wall = report.wall_time
+            base = base or wall
+            rows.append(
+                (name, f"{label}, pool {pool}", wall, len(report.results) / wall, base / wall)
+            )
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpu", type=int, default=8, help="CPU-bound scripts (8)")
     parser.add_argument("--sleep", type=int, default=16, help="sleep-bound scripts (16)")
     parser.add_argument("--loop", type=int, default=25_000_000, help="loop length of a CPU script")
     parser.add_argument("--seconds", type=float, default=2.0, help="sleep of a sleep script (2)")
+    parser.add_argument("--tiny", type=int, default=40, help="print(1) scripts, pool off/on (40)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per mode; the fastest counts")
     args = parser.parse_args()
     cleanup()
@@ -95,9 +119,12 @@ def main() -> int:
                 root / "sleep", args.sleep, SLEEP_SCRIPT.format(seconds=args.seconds)
             )
             rows += scenario(f"sleep x{args.sleep}", sleep, logs, [2, 4, 8], args.repeat)
-    print(f"{'scenario':<12} {'mode':<12} {'wall s':>8} {'scripts/s':>10} {'speed-up':>9}")
+        if args.tiny:
+            tiny = make_folder(root / "tiny", args.tiny, "print(1)\n")
+            rows += pool_scenario(f"tiny x{args.tiny}", tiny, logs, args.repeat)
+    print(f"{'scenario':<12} {'mode':<20} {'wall s':>8} {'scripts/s':>10} {'speed-up':>9}")
     for name, mode, wall, rate, speedup in rows:
-        print(f"{name:<12} {mode:<12} {wall:>8.2f} {rate:>10.2f} {speedup:>8.2f}x")
+        print(f"{name:<12} {mode:<20} {wall:>8.2f} {rate:>10.2f} {speedup:>8.2f}x")
     return 0
 
 

@@ -16,6 +16,30 @@ but then the pool's workers notice that their parent is gone and stop too.
 
 Languages, file suffixes and the ``--image-<language>`` options come from the
 runner registry, so a newly registered language shows up here by itself.
+
+``dockermagic run`` options beyond the basics:
+
+* ``--pool N``: idle containers each worker keeps started per language
+  (default 2, or ``DOCKERMAGIC_POOL_SIZE``; 0 turns the pool off). Each
+  script still gets a container no code has run in; none is left afterwards.
+* ``--requirements ITEM ...``: packages, overriding the folder's
+  ``requirements.txt`` / ``package.json`` per language. An item is
+  ``LANG:SPEC[,SPEC...]`` (``python:tabulate``, ``js:lodash@4``), ``LANG:``
+  (no packages for that language), or a file: a ``package.json`` is
+  JavaScript, any other file a Python ``requirements.txt`` (``LANG:FILE``
+  says otherwise). The images are built once, before any script starts; a
+  package that cannot be had makes that language's scripts ``error`` with
+  the reason.
+* ``--outputs DIR``: each script's displays (plots, tables, HTML) as files
+  in DIR, one per display (``<script>-001.png``...), listed per script in the
+  ``--json`` report (``outputs``).
+
+``dockermagic images`` also manages *derived images* (a base image plus
+packages): ``--requirements ITEM ... [--language L]`` builds one ahead of
+time (for a classroom: once, before the lesson), ``--list`` shows them (tag,
+language, requirements, size, age), ``--prune [--older-than DAYS]`` removes
+those no container uses; the engine refuses to remove one that a container
+(running or stopped) uses, and the command reports it as kept.
 """
 
 from __future__ import annotations
@@ -23,27 +47,45 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
 
 from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
-from dockermagic.batch import BatchProgress, StopSignal, discover_scripts, run_scripts
+from dockermagic.batch import (
+    BatchProgress,
+    StopSignal,
+    discover_scripts,
+    front_end_pool,
+    run_scripts,
+)
+from dockermagic.batch.requirements import parse_requirement_args
 from dockermagic.cleanup import cleanup
 from dockermagic.console import ConsoleProgress, shown, summary_table, totals_line
 from dockermagic.diagnose import diagnose
 from dockermagic.engine import default_client
 from dockermagic.errors import DockermagicError, InvalidArgumentError
 from dockermagic.gradecli import add_grading_commands
-from dockermagic.images import prepare_images
+from dockermagic.images import prepare_images, runner_image
 from dockermagic.logs import start_logging
+from dockermagic.packages import (
+    derived_image,
+    list_derived_images,
+    normalise_requirements,
+    prune_derived_images,
+)
 from dockermagic.policy import size_text
-from dockermagic.runners import RunnerClass, runner_classes
+from dockermagic.runners import RunnerClass, runner_class_for, runner_classes
+from dockermagic.usage import memory_text
 
-__all__ = ["STOP_SIGNALS", "build_parser", "main"]
+__all__ = ["STOP_SIGNALS", "age_text", "build_parser", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +93,8 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[argparse.Namespace], int]
 #: Signals that stop the command in order, as Ctrl-C does.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+#: Columns of the run's display when it goes to a pipe or a file.
+PIPE_WIDTH = 120
 
 
 def _echo(message: str) -> None:
@@ -58,7 +102,19 @@ def _echo(message: str) -> None:
 
 
 def cmd_images(args: argparse.Namespace) -> int:
-    """Make the runners' images available (pull, or build offline)."""
+    """Make the runners' images available (pull, or build offline), or manage derived images."""
+    if args.language and not args.requirements:
+        raise InvalidArgumentError("--language", args.language, "goes with --requirements")
+    if args.older_than is not None and not args.prune:
+        raise InvalidArgumentError("--older-than", args.older_than, "goes with --prune")
+    if args.rebuild and (args.requirements or args.list or args.prune):
+        raise InvalidArgumentError("--rebuild", True, "rebuilds the offline base images only")
+    if args.requirements:
+        return _build_derived(args.requirements, args.language)
+    if args.list:
+        return _list_derived()
+    if args.prune:
+        return _prune_derived(args.older_than or 0.0)
     offline: bool | None = True if args.offline else (False if args.pull else None)
     statuses = prepare_images(
         default_client(), runner_classes(), offline=offline, rebuild=args.rebuild, on_progress=_echo
@@ -66,6 +122,81 @@ def cmd_images(args: argparse.Namespace) -> int:
     for status in statuses:
         _echo(f"{status.language:<11} {status.image:<32} {status.action}")
     return 0
+
+
+def _build_derived(items: Sequence[str], language: str | None) -> int:
+    """Build the derived images that requirements ask for (each language once)."""
+    wanted = {
+        name: normalise_requirements(name, specs)
+        for name, specs in parse_requirement_args(items, default_language=language).items()
+    }
+    for name, normalised in wanted.items():
+        if not normalised:
+            raise InvalidArgumentError("requirements", f"{name}:", "lists no package")
+    client = default_client()
+    for name, normalised in sorted(wanted.items()):
+        base = runner_image(client, runner_class_for(name))
+        tag = derived_image(client, base, name, normalised, on_progress=_echo)
+        _echo(f"{name:<11} {tag:<40} {' '.join(normalised)}")
+    return 0
+
+
+def _list_derived() -> int:
+    """Show the derived images: tag, language, requirements, size, age."""
+    found = list_derived_images(default_client())
+    if not found:
+        _echo("no derived images (build one: dockermagic images --requirements requirements.txt)")
+        return 0
+    table = Table(box=None, pad_edge=False)
+    for column in ("tag", "language", "requirements", "size", "age"):
+        table.add_column(column, justify="right" if column in ("size", "age") else "left")
+    now = time.time()
+    for image in found:
+        table.add_row(
+            image.tag,
+            image.language,
+            Text(" ".join(image.requirements)),
+            memory_text(image.size),
+            age_text(now - image.created) if image.created else "-",
+        )
+    Console(highlight=False, soft_wrap=True).print(table)
+    return 0
+
+
+def _prune_derived(days: float) -> int:
+    """Remove the derived images no container uses; report the ones the engine kept."""
+    if days < 0:
+        raise InvalidArgumentError("--older-than", days, "must be a number of days, 0 or more")
+    client = default_client()
+    cutoff = time.time() - days * 86400
+    candidates = [image.tag for image in list_derived_images(client) if image.created <= cutoff]
+    removed = set(prune_derived_images(client, older_than_days=days))
+    # The engine refuses (without force) to remove an image a container
+    # uses, running or stopped: those are the candidates still there.
+    kept = [tag for tag in candidates if tag not in removed]
+    for tag in candidates:
+        if tag in removed:
+            _echo(f"removed {tag}")
+    for tag in kept:
+        _echo(f"kept    {tag} (a container uses it)")
+    older = f" older than {days:g} day(s)" if days else ""
+    _echo(f"removed {len(removed)} derived image(s){older}, kept {len(kept)} in use")
+    return 0
+
+
+def age_text(seconds: float) -> str:
+    """An age for people: ``"40 s"``, ``"12 min"``, ``"5 h"``, ``"3 d"``.
+
+    Args:
+        seconds: The age.
+
+    Returns:
+        The text, in the largest unit that makes it at least 1.
+    """
+    for unit, scale in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= scale:
+            return f"{seconds / scale:.0f} {unit}"
+    return f"{max(seconds, 0):.0f} s"
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -108,12 +239,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     workers = None if args.parallel in (None, "auto") else int(args.parallel)
     # With the JSON report on stdout, the human-readable display goes to stderr.
     console = Console(highlight=False, stderr=args.json == "-")
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # A pipe or a CI log has no width; rich's 80 columns would squeeze
+        # the summary's nine columns into wrapped names.
+        console.width = PIPE_WIDTH
     # Bad input (folder, workers, timeout, log directory) fails here, in one
     # line, before any container starts.
     if workers is not None and workers < 1:
         raise InvalidArgumentError("worker count", workers, "must be at least 1")
     progress = BatchProgress.of(discover_scripts(args.directory))
     images = {cls.language: getattr(args, _image_dest(cls)) or "" for cls in runner_classes()}
+    requirements = parse_requirement_args(args.requirements) if args.requirements else None
     sink = start_logging(args.logs)
     try:
         with ConsoleProgress(console, progress) as display:
@@ -126,6 +262,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 on_event=display,
                 log_sink=sink,
                 images=images,
+                pool=front_end_pool(args.pool),
+                requirements=requirements,
+                outputs_dir=args.outputs,
             )
     finally:
         sink.stop()  # every record written before anything else is shown
@@ -136,6 +275,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.print(totals_line(report))
     if report.ignored:
         console.print(f"ignored (no runner): {', '.join(shown(name) for name in report.ignored)}")
+    for language, specs in report.requirements.items():
+        console.print(f"packages ({language}): {shown(' '.join(specs))}")
+    if report.outputs_dir:
+        written = sum(len(result.outputs) for result in report.results)
+        console.print(f"displays: {written} file(s) in {shown(report.outputs_dir)}")
     console.print(f"logs: {shown(report.log_dir)}")
     if args.json == "-":
         print(report.to_json(), flush=True)
@@ -196,7 +340,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    images = commands.add_parser("images", help="pull the runners' images, or build them offline")
+    images = commands.add_parser(
+        "images",
+        help="pull the runners' images, build them offline, or manage derived images",
+        description=(
+            "Without options: pull each runner's image, or build it offline when no "
+            "registry answers. Derived images (a base image plus packages, built "
+            "without network in any container): --requirements builds one ahead of "
+            "time, --list shows them, --prune removes those no container uses."
+        ),
+    )
     mode = images.add_mutually_exclusive_group()
     mode.add_argument(
         "--offline",
@@ -204,7 +357,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="build local images from Debian packages (no registry)",
     )
     mode.add_argument("--pull", action="store_true", help="only pull; never build")
+    mode.add_argument(
+        "--requirements",
+        nargs="+",
+        metavar="ITEM",
+        help="build the derived image for a requirements.txt, a package.json, "
+        "or LANG:SPEC[,SPEC] (python:tabulate, js:lodash@4)",
+    )
+    mode.add_argument("--list", action="store_true", help="show the derived images")
+    mode.add_argument(
+        "--prune", action="store_true", help="remove derived images no container uses"
+    )
     images.add_argument("--rebuild", action="store_true", help="rebuild offline images that exist")
+    images.add_argument(
+        "--language", metavar="LANG", help="the language of bare specs given to --requirements"
+    )
+    images.add_argument(
+        "--older-than",
+        type=float,
+        metavar="DAYS",
+        help="with --prune: only images built more than DAYS days ago",
+    )
     images.set_defaults(handler=cmd_images)
 
     doctor = commands.add_parser("doctor", help="check the engine, images, leftovers and logs")
@@ -239,6 +412,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", metavar="FILE", help="write a JSON report ('-': stdout, display on stderr)"
     )
     run.add_argument("--fail-fast", action="store_true", help="stop after the first failure")
+    run.add_argument(
+        "--pool",
+        type=int,
+        metavar="N",
+        help="idle containers kept started per worker and language "
+        "(default 2, or DOCKERMAGIC_POOL_SIZE; 0: none)",
+    )
+    run.add_argument(
+        "--requirements",
+        nargs="+",
+        metavar="ITEM",
+        help="packages, instead of the folder's requirements.txt / package.json: "
+        "LANG:SPEC[,SPEC] (python:tabulate, js:lodash@4), LANG: for none, or a file",
+    )
+    run.add_argument(
+        "--outputs",
+        metavar="DIR",
+        help="write each script's displays (plots, tables, HTML) to files in DIR",
+    )
     for cls in runner_classes():
         run.add_argument(
             *_image_options(cls),

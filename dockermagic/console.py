@@ -4,9 +4,12 @@ A front end, used by ``dockermagic run``; it only draws. Per-script state is
 the core's :class:`~dockermagic.batch.progress.BatchProgress`, reduced from the
 batch's events. :class:`ConsoleProgress` is an ``on_event`` callback for
 :func:`~dockermagic.batch.run_scripts`: on a terminal it keeps a live table
-(one row per script, the last line of output of the running ones); elsewhere
-(a pipe, CI, a test) it prints one plain line per finished script.
-:func:`summary_table` renders a :class:`~dockermagic.batch.BatchReport`.
+(one row per script, the last line of output of the running ones, and while
+the batch gets its images ready, the last line of that: a pull, a package
+build); elsewhere (a pipe, CI, a test) it prints one plain line per finished
+script, and each preparation line as it comes. :func:`summary_table` renders
+a :class:`~dockermagic.batch.BatchReport`: per script its status, exit code,
+time, displays, CPU seconds and peak memory.
 
 Everything a program or a file name supplies is shown escaped
 (:func:`dockermagic.logs.escape_line`): no control character or escape
@@ -19,7 +22,8 @@ from __future__ import annotations
 import re
 from types import TracebackType
 
-from rich.console import Console, Group, RenderableType
+from rich import box
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
@@ -28,10 +32,12 @@ from rich.text import Text
 from dockermagic.batch import STATUSES, BatchEvent, BatchProgress, BatchReport, ScriptResult
 from dockermagic.logs import escape_line
 from dockermagic.status import Status
+from dockermagic.usage import cpu_text, memory_text
 
 __all__ = [
     "STATUS_STYLES",
     "ConsoleProgress",
+    "display_text",
     "key_line",
     "shown",
     "summary_table",
@@ -108,7 +114,12 @@ class ConsoleProgress:
             event: A start, output or finish event.
         """
         self.progress.apply(event)
-        if event.kind == "finish" and event.result is not None and self._live is None:
+        if self._live is not None:
+            return
+        if event.kind == "prepare":
+            language = f"{event.language}: " if event.language else ""
+            self.console.print(f"[dim]preparing {language}{shown(event.text)}[/]", highlight=False)
+        elif event.kind == "finish" and event.result is not None:
             self._print_finish(event.result)
 
     def _print_finish(self, result: ScriptResult) -> None:
@@ -136,40 +147,113 @@ class ConsoleProgress:
                 Text(escape_line(script.last_line)[:_LINE_WIDTH]) if running else "",
             )
         header = Text(f"{self.progress.done}/{self.progress.total} scripts done", style="bold")
+        if self.progress.preparing:
+            line = escape_line(self.progress.preparing)[: _LINE_WIDTH * 2]
+            return Group(header, Text(f"preparing {line}", style="cyan"), table)
         return Group(header, table)
 
 
-def summary_table(report: BatchReport) -> Table:
-    """A table with one row per script: language, status, exit code, time, detail.
+def summary_table(report: BatchReport) -> RenderableType:
+    """One row per script: language, status, exit code, time, displays, CPU, peak, detail.
+
+    CPU seconds and peak memory are the program's own (``-`` where the runner
+    could not tell, or the script never ran); displays counts what the
+    script displayed (plots, tables; those dropped past the cap are named in
+    the detail). Where
+    the console is narrower than :data:`WIDE` columns, the details of the
+    scripts that did not succeed follow the table, one script each, instead
+    of squeezing a ninth column.
 
     Args:
         report: The batch's report.
 
     Returns:
-        A rich table.
+        A rich renderable.
     """
-    table = Table(title=f"dockermagic run {shown(report.directory)}", title_justify="left")
-    table.add_column("script")
-    table.add_column("language")
-    table.add_column("status")
-    table.add_column("exit", justify="right")
-    table.add_column("time", justify="right")
-    table.add_column("detail", overflow="fold")
-    for result in report.results:
-        detail = [] if result.ok else [result.message]
-        if Status(result.status).is_failure:
-            line = key_line(result.output_tail)
-            if line:
-                detail.append(line)
-        table.add_row(
-            Text(escape_line(result.name)),
-            result.language,
-            Text(result.status, style=STATUS_STYLES.get(result.status, "")),
-            "" if result.exit_code is None else str(result.exit_code),
-            f"{result.duration:.2f} s",
-            Text("\n".join(escape_line(part) for part in detail)),
+    return _Summary(report)
+
+
+#: Columns from which the summary keeps each script's detail in its row.
+WIDE = 110
+
+
+class _Summary:
+    """The summary, laid out for the width it is drawn in."""
+
+    def __init__(self, report: BatchReport) -> None:
+        self.report = report
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        wide = options.max_width >= WIDE
+        report = self.report
+        table = Table(
+            title=f"dockermagic run {shown(report.directory)}",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            show_edge=False,
+            padding=(0, 0),
         )
-    return table
+        # Names and figures never shrink into an ellipsis: the detail column
+        # takes what is left, folded.
+        longest = max((len(escape_line(r.name)) for r in report.results), default=6)
+        table.add_column("script", min_width=min(longest, 40), overflow="fold")
+        table.add_column("language", no_wrap=True)
+        table.add_column("status", no_wrap=True)
+        table.add_column("exit", justify="right", no_wrap=True)
+        table.add_column("time", justify="right", no_wrap=True)
+        table.add_column("displays", justify="right", no_wrap=True)
+        table.add_column("CPU", justify="right", no_wrap=True)
+        table.add_column("peak", justify="right", no_wrap=True)
+        if wide:
+            table.add_column("detail", overflow="fold", ratio=1)
+        below: list[Text] = []
+        for result in report.results:
+            parts = [escape_line(part) for part in _detail(result)]
+            cells: list[RenderableType] = [
+                Text(escape_line(result.name)),
+                result.language,
+                Text(result.status, style=STATUS_STYLES.get(result.status, "")),
+                "" if result.exit_code is None else str(result.exit_code),
+                f"{result.duration:.2f} s",
+                display_text(result.display_count),
+                cpu_text(result.cpu_seconds),
+                memory_text(result.peak_memory_bytes),
+            ]
+            if wide:
+                cells.append(Text("\n".join(parts)))
+            elif parts:
+                name = (escape_line(result.name), "bold")
+                below.append(Text.assemble(name, ": ", "\n  ".join(parts)))
+            table.add_row(*cells)
+        yield table
+        yield from below
+
+
+def _detail(result: ScriptResult) -> list[str]:
+    """What the summary says about a script beyond its figures (not escaped)."""
+    detail = [] if result.ok else [result.message]
+    if Status(result.status).is_failure:
+        line = key_line(result.output_tail)
+        if line:
+            detail.append(line)
+    if result.displays_dropped:
+        detail.append(f"{result.displays_dropped} more display(s) dropped past the cap")
+    return detail
+
+
+def display_text(count: int, dropped: int = 0) -> str:
+    """How many displays a script made, for a table cell.
+
+    Args:
+        count: Displays kept.
+        dropped: Displays dropped past the cap.
+
+    Returns:
+        E.g. ``"3"``, ``"3 (+2 dropped)"``, or ``""`` for none.
+    """
+    if dropped:
+        return f"{count} (+{dropped} dropped)"
+    return str(count) if count else ""
 
 
 def key_line(tail: str) -> str:

@@ -76,6 +76,7 @@ from dockermagic.errors import LogDirectoryError
 from dockermagic.mphelpers import start_resource_tracker
 from dockermagic.result import RunResult
 from dockermagic.settings import current_settings
+from dockermagic.usage import usage_fields
 
 __all__ = [
     "APP_LOG",
@@ -529,6 +530,10 @@ class OutputMirror:
 def log_result(name: str, run_id: str, result: RunResult, *, origin: str = "") -> None:
     """Write one summary line for a finished run into the application log.
 
+    The line ends with what the run cost, ``cpu=0.123s peak=41MiB`` (``cpu=-
+    peak=-`` where the runner could not tell), so that the log answers "which
+    script ate the memory" without a rerun.
+
     Args:
         name: The script or log name.
         run_id: The run's id (matches the output file's lines).
@@ -539,7 +544,7 @@ def log_result(name: str, run_id: str, result: RunResult, *, origin: str = "") -
     level = logging.INFO if result.ok else logging.WARNING
     logger.log(
         level,
-        "%s run=%s %s image=%s status=%s exit=%d duration=%.3fs%s",
+        "%s run=%s %s image=%s status=%s exit=%d duration=%.3fs %s%s",
         name,
         run_id,
         result.language,
@@ -547,5 +552,6 @@ def log_result(name: str, run_id: str, result: RunResult, *, origin: str = "") -
         result.status,
         result.exit_code,
         result.duration,
+        usage_fields(result.cpu_seconds, result.peak_memory_bytes),
         f" from={origin}" if origin else "",
     )

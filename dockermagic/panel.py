@@ -3,7 +3,12 @@
 ``ScriptsPanel("scripts")`` (or ``%docker_panel scripts``) shows the folder's
 scripts with checkboxes, a sequential/parallel toggle with a worker count, a
 timeout, Run and Cancel, an overall progress bar, a row per script with its
-status and duration, and the selected script's stdout and stderr while it runs.
+status, duration, displays, CPU seconds and peak memory, and the selected
+script's stdout, stderr and last displays (plots, tables) while it runs.
+While a batch gets its images ready (a pull, a package build for the
+folder's ``requirements.txt`` / ``package.json``) the panel shows the
+progress line. Batches keep a pool of idle containers (``pool``, default 2),
+all removed when the batch ends.
 
 How it stays responsive and correct (pitfalls 17-20):
 
@@ -17,7 +22,18 @@ How it stays responsive and correct (pitfalls 17-20):
   more at the end; nothing is ever printed from a thread.
 * Output kept per script is bounded (``OUTPUT_CHARS`` per stream, by the model)
   and shown in an ``HTML`` widget, not an ``Output`` widget whose appends grow
-  quadratically.
+  quadratically. Displays too: the model keeps a script's last
+  ``DISPLAYS_KEPT`` (and at most ``DISPLAY_CHARS``), and the panel draws a
+  script's displays again only when they changed.
+* A script's displays are untrusted. The ``HTML`` widget puts its value into
+  the page as it is (``innerHTML``: an ``<img onerror=...>`` would run in the
+  notebook's page, with the kernel's and the server's credentials), so
+  nothing of a display goes there raw: images become ``<img>`` from a base64
+  ``data:`` URI the panel encoded itself (an SVG too: a browser runs no
+  script of an SVG shown as an image); HTML goes into an
+  ``<iframe sandbox srcdoc=...>`` (no scripts, no forms, an opaque origin that
+  cannot reach the page) with a Content Security Policy that allows no
+  network either; Markdown, JSON and text are shown escaped.
 * The panel is a front end: it starts the log writer for each batch
   (:func:`~dockermagic.logs.start_logging`) and hands it to the batch.
 * ``repr(panel)`` is a text table, for places where widgets do not render.
@@ -25,6 +41,7 @@ How it stays responsive and correct (pitfalls 17-20):
 
 from __future__ import annotations
 
+import base64
 import html
 import logging
 import os
@@ -42,15 +59,18 @@ from dockermagic.batch import (
     ScriptProgress,
     default_workers,
     discover_scripts,
+    front_end_pool,
     run_scripts,
 )
-from dockermagic.batch.progress import OUTPUT_CHARS
+from dockermagic.batch.displays import BINARY_TYPES
+from dockermagic.batch.progress import DISPLAYS_KEPT, OUTPUT_CHARS, ShownDisplay
 from dockermagic.cleanup import cleanup
 from dockermagic.errors import DockermagicError
 from dockermagic.logs import escape_line, log_directory, start_logging
 from dockermagic.status import Status
+from dockermagic.usage import cpu_text, memory_text
 
-__all__ = ["OUTPUT_CHARS", "ScriptsPanel"]
+__all__ = ["DISPLAYS_KEPT", "OUTPUT_CHARS", "ScriptsPanel", "display_html"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +98,8 @@ class ScriptsPanel:
         timeout: Initial per-script timeout in seconds.
         mode: Initial mode, ``"sequential"`` or ``"parallel"``.
         workers: Initial worker count for parallel mode.
+        pool: Idle containers a batch keeps per worker and language (0:
+            none); ``DOCKERMAGIC_POOL_SIZE``, else 2, when None.
     """
 
     def __init__(
@@ -88,9 +110,14 @@ class ScriptsPanel:
         timeout: float = 30.0,
         mode: str = "parallel",
         workers: int | None = None,
+        pool: int | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.log_dir = log_directory(log_dir)
+        self.pool = front_end_pool(pool)
+        #: Which displays the panel drew last: (script, its display count, batch number).
+        self._drawn_displays: tuple[str, int, int] = ("", -1, -1)
+        self._batch_number = 0
         self.report: BatchReport | None = None
         self.error: str = ""
         self._lock = threading.RLock()
@@ -171,10 +198,13 @@ class ScriptsPanel:
         self.log_path = widgets.HTML()
         self.stdout_view = widgets.HTML()
         self.stderr_view = widgets.HTML()
+        self.displays_title = widgets.HTML("<b>displays</b>")
+        self.displays_view = widgets.HTML()
         self.message = widgets.HTML()
         self._checkboxes: dict[str, widgets.Checkbox] = {}
         self._status_cells: dict[str, widgets.HTML] = {}
         self._duration_cells: dict[str, widgets.HTML] = {}
+        self._usage_cells: dict[str, widgets.HTML] = {}
 
         self.refresh_button.on_click(lambda _: self.refresh())
         self.run_button.on_click(lambda _: self.run())
@@ -197,6 +227,8 @@ class ScriptsPanel:
                 self.stdout_view,
                 widgets.HTML("<b>stderr</b>"),
                 self.stderr_view,
+                self.displays_title,
+                self.displays_view,
             ],
             layout=widgets.Layout(border="1px solid #d1d5db", padding="8px"),
         )
@@ -241,6 +273,9 @@ class ScriptsPanel:
             self._duration_cells = {
                 name: widgets.HTML(layout=widgets.Layout(width="80px")) for name in self._languages
             }
+            self._usage_cells = {
+                name: widgets.HTML(layout=widgets.Layout(width="260px")) for name in self._languages
+            }
             rows = [
                 widgets.HBox(
                     [
@@ -250,6 +285,7 @@ class ScriptsPanel:
                         ),
                         self._status_cells[name],
                         self._duration_cells[name],
+                        self._usage_cells[name],
                     ],
                 )
                 for name, language in self._languages.items()
@@ -275,6 +311,7 @@ class ScriptsPanel:
         self._cancel = threading.Event()
         with self._lock:
             self.batch_progress = BatchProgress((name, self._languages[name]) for name in chosen)
+            self._batch_number += 1
             self._follow = True
             self._started = time.monotonic()
         mode = self.mode.value
@@ -321,6 +358,7 @@ class ScriptsPanel:
                     on_event=self._on_event,
                     cancel=self._cancel,
                     log_sink=sink,
+                    pool=self.pool,
                 )
             finally:
                 sink.stop()
@@ -340,7 +378,9 @@ class ScriptsPanel:
 
     def _on_event(self, event: BatchEvent) -> None:
         with self._lock:
-            if self.batch_progress is None or event.script not in self.batch_progress.scripts:
+            if self.batch_progress is None:
+                return
+            if event.kind != "prepare" and event.script not in self.batch_progress.scripts:
                 return
             self.batch_progress.apply(event)
             if event.kind == "start" and self._follow:
@@ -422,11 +462,16 @@ class ScriptsPanel:
                 cell.value = _badge(script.status) if script is not None else ""
                 seconds = script.elapsed(batch.clock()) if script is not None else None
                 self._duration_cells[name].value = "" if seconds is None else f"{seconds:.1f} s"
-            self.message.value = (
-                f"<span style='color:#b91c1c'>{html.escape(self.error)}</span>"
-                if self.error
-                else ""
-            )
+                self._usage_cells[name].value = _usage(script)
+            if self.error:
+                self.message.value = f"<span style='color:#b91c1c'>{html.escape(self.error)}</span>"
+            elif batch.preparing and self.running:
+                self.message.value = (
+                    "<span class='dockermagic-preparing' style='color:#2563eb'>preparing "
+                    f"{html.escape(escape_line(batch.preparing))}</span>"
+                )
+            else:
+                self.message.value = ""
             chosen = batch.scripts.get(self.selected.value or "")
             if chosen is None:
                 self.stdout_view.value = self.stderr_view.value = _pre("")
@@ -440,7 +485,31 @@ class ScriptsPanel:
                     if chosen.log_file
                     else note
                 )
+            self._render_displays(chosen)
             self._sync_controls()
+
+    def _render_displays(self, script: ScriptProgress | None) -> None:
+        """Draw the selected script's displays, only when they changed (they can be large)."""
+        name = script.name if script is not None else ""
+        count = script.display_count if script is not None else 0
+        key = (name, count, self._batch_number)
+        if key == self._drawn_displays:
+            return
+        self._drawn_displays = key
+        if script is None or not script.displays:
+            self.displays_title.value = "<b>displays</b>"
+            self.displays_view.value = (
+                "<div style='color:#9ca3af'>(none: plots, tables and display() appear here)</div>"
+            )
+            return
+        shown = len(script.displays)
+        older = f", the last {shown} shown" if shown < script.display_count else ""
+        self.displays_title.value = f"<b>displays</b> ({script.display_count}{older})"
+        self.displays_view.value = (
+            "<div class='dockermagic-displays' style='max-height:40em;overflow:auto'>"
+            + "".join(display_html(display) for display in script.displays)
+            + "</div>"
+        )
 
     def _render_pending(self) -> None:
         with self._lock:
@@ -466,7 +535,13 @@ class ScriptsPanel:
                 status = script.status.label if script is not None else "-"
                 duration = script.duration if script is not None else None
                 seconds = f"{duration:.1f} s" if duration is not None else ""
-                lines.append(f"  {escape_line(name):<28} {language:<11} {status:<14} {seconds}")
+                usage = ""
+                if script is not None and script.status.is_final:
+                    cpu = cpu_text(script.cpu_seconds)
+                    usage = f" cpu {cpu}, peak {memory_text(script.peak_memory_bytes)}"
+                lines.append(
+                    f"  {escape_line(name):<28} {language:<11} {status:<14} {seconds:>7}{usage}"
+                )
             if self.error:
                 lines.append(f"  error: {escape_line(self.error)}")
             return "\n".join(lines)
@@ -478,6 +553,69 @@ def _badge(status: Status) -> str:
         f"<span class='dockermagic-status dockermagic-status-{status}' "
         f"style='color:white;background:{colour};padding:1px 8px;border-radius:8px'>"
         f"{html.escape(status.label)}</span>"
+    )
+
+
+def _usage(script: ScriptProgress | None) -> str:
+    """A row's figures once the script finished: displays, CPU seconds, peak memory."""
+    if script is None or not script.status.is_final:
+        return ""
+    parts = [f"cpu {cpu_text(script.cpu_seconds)}", f"peak {memory_text(script.peak_memory_bytes)}"]
+    if script.display_count:
+        parts.append(f"{script.display_count} display(s)")
+    return f"<span class='dockermagic-usage' style='color:#374151'>{' · '.join(parts)}</span>"
+
+
+#: Put first in a display's sandboxed frame: no network, no script, inline styles only.
+_FRAME_POLICY = (
+    "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; "
+    "img-src data:; style-src 'unsafe-inline'; font-src data:\">"
+)
+
+
+def display_html(display: ShownDisplay) -> str:
+    """One display of a script as HTML that is safe to put into the notebook's page.
+
+    See the module docstring: images from a ``data:`` URI the panel encodes,
+    HTML in a sandboxed frame without scripts or network, the rest escaped.
+
+    Args:
+        display: The display as the progress model keeps it.
+
+    Returns:
+        The HTML.
+    """
+    mime, value = display.mime, display.value
+    if not mime:
+        body = "<i>(a display of a type the panel does not show)</i>"
+    elif not value:
+        size = display.size // 1024
+        body = f"<i>(too large to show here: {size} KiB; `dockermagic run --outputs` keeps it)</i>"
+    elif mime in BINARY_TYPES:
+        # The model keeps base64 it encoded itself: only [A-Za-z0-9+/=].
+        body = (
+            f"<img class='dockermagic-display-image' src='data:{mime};base64,{value}' "
+            "style='max-width:100%;max-height:24em'>"
+        )
+    elif mime == "image/svg+xml":
+        encoded = base64.b64encode(value.encode("utf-8", "surrogatepass")).decode("ascii")
+        body = (
+            "<img class='dockermagic-display-image' "
+            f"src='data:image/svg+xml;base64,{encoded}' style='max-width:100%;max-height:24em'>"
+        )
+    elif mime == "text/html":
+        document = html.escape(_FRAME_POLICY + value, quote=True)
+        body = (
+            f"<iframe class='dockermagic-display-html' sandbox='' srcdoc=\"{document}\" "
+            "referrerpolicy='no-referrer' "
+            "style='width:100%;height:16em;border:1px solid #e5e7eb;background:white'></iframe>"
+        )
+    else:  # Markdown, JSON and text: as text
+        body = _pre(value)
+    return (
+        f"<div class='dockermagic-display' style='margin:4px 0'>"
+        f"<div style='color:#6b7280;font-size:85%'>#{display.number} {html.escape(mime)}</div>"
+        f"{body}</div>"
     )
 
 

@@ -19,6 +19,21 @@ Folder convention (:mod:`~dockermagic.batch.discovery`):
   folder (:mod:`dockermagic.transfer`): a script that is a FIFO, a device or a
   link out of the folder, or a ``data`` folder holding one, makes that
   script's result an ``error`` naming the file; the other scripts run.
+* A ``requirements.txt`` (Python) and a ``package.json`` (JavaScript, its
+  ``dependencies``) list the packages of the folder's scripts
+  (:mod:`~dockermagic.batch.requirements`; ``requirements=`` overrides per
+  language). Each language's derived image is built once, before any script
+  starts; packages that cannot be had make that language's scripts ``error``.
+
+What comes back per script (:class:`ScriptResult`): status, exit code, time,
+the end of its output, how many displays it made (with ``outputs_dir``, each
+written to a file: :mod:`~dockermagic.batch.displays`), CPU seconds and peak
+memory. Displays themselves reach the caller live, as ``display`` events.
+
+Containers: with ``pool=N`` each process that runs scripts keeps N idle
+containers per language started (every script still gets a container no code
+has run in); when the batch ends its pools are closed and its containers swept
+(:mod:`~dockermagic.batch.sweep`), so nothing of it is left.
 
 Modes: ``sequential`` runs the scripts in the calling thread
 (:mod:`~dockermagic.batch.sequential`); ``parallel`` in a pool of worker
@@ -59,11 +74,18 @@ from dockermagic.batch.report import (
     ScriptResult,
     batch_status,
 )
-from dockermagic.batch.run import Mode, default_workers, run_scripts
+from dockermagic.batch.run import (
+    FRONT_END_POOL,
+    Mode,
+    default_workers,
+    front_end_pool,
+    run_scripts,
+)
 from dockermagic.batch.stop import StopSignal
 
 __all__ = [
     "DATA_DIR",
+    "FRONT_END_POOL",
     "STATUSES",
     "TAIL_CHARS",
     "TAIL_LINES",
@@ -80,5 +102,6 @@ __all__ = [
     "batch_status",
     "default_workers",
     "discover_scripts",
+    "front_end_pool",
     "run_scripts",
 ]

@@ -7,6 +7,10 @@ The rules (also in :mod:`dockermagic.batch`):
   scripts run in name order. Other files are listed as ignored; subfolders
   are never scripts.
 * A subfolder named ``data`` (:data:`DATA_DIR`) is copied next to every script.
+* A ``requirements.txt`` (Python) and a ``package.json`` (JavaScript) list
+  the packages of the folder's scripts of that language
+  (:mod:`~dockermagic.batch.requirements`); they are noted here, not listed
+  as ignored, and read when the batch starts.
 
 Discovery only looks at names and ``stat`` results: it never opens a file, so
 a FIFO named ``job.py`` cannot block it. Whether a script may be copied into a
@@ -23,10 +27,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from dockermagic.batch.requirements import REQUIREMENT_FILES
 from dockermagic.errors import InvalidArgumentError
 from dockermagic.runners import runner_classes
 from dockermagic.transfer import UnsafeFileError
@@ -46,12 +51,15 @@ class Discovery:
         ignored: Names of files no runner claims.
         data_dir: The ``data`` subfolder, when there is one.
         data_error: Why ``data`` cannot be copied ('' when it can, or there is none).
+        requirement_files: Language -> the folder's file listing its packages
+            (``requirements.txt``, ``package.json``); not read yet.
     """
 
     scripts: tuple[Path, ...]
     ignored: tuple[str, ...]
     data_dir: Path | None
     data_error: str = ""
+    requirement_files: Mapping[str, Path] = field(default_factory=dict)
 
     def language_of(self, script: Path) -> str:
         """The language that runs a script of this folder.
@@ -98,6 +106,7 @@ def discover_scripts(directory: str | os.PathLike[str]) -> Discovery:
     suffixes = suffix_languages()
     scripts: list[Path] = []
     ignored: list[str] = []
+    requirement_files: dict[str, Path] = {}
     with os.scandir(root) as entries:
         for entry in sorted(entries, key=lambda e: e.name):
             # is_dir() is a stat (it follows a link): never an open, which
@@ -106,6 +115,8 @@ def discover_scripts(directory: str | os.PathLike[str]) -> Discovery:
                 continue
             if Path(entry.name).suffix.lower() in suffixes:
                 scripts.append(root / entry.name)
+            elif entry.name in REQUIREMENT_FILES:
+                requirement_files[REQUIREMENT_FILES[entry.name]] = root / entry.name
             else:
                 ignored.append(entry.name)
     if not scripts:
@@ -119,8 +130,10 @@ def discover_scripts(directory: str | os.PathLike[str]) -> Discovery:
         raise InvalidArgumentError("scripts folder", str(directory), "holds no scripts")
     data = root / DATA_DIR
     if not data.is_dir():
-        return Discovery(tuple(scripts), tuple(ignored), None)
-    return Discovery(tuple(scripts), tuple(ignored), data, _data_error(root, data))
+        return Discovery(tuple(scripts), tuple(ignored), None, "", requirement_files)
+    return Discovery(
+        tuple(scripts), tuple(ignored), data, _data_error(root, data), requirement_files
+    )
 
 
 def _is_dir(entry: os.DirEntry[str]) -> bool:

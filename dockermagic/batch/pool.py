@@ -22,6 +22,15 @@ worker checks every :data:`PARENT_POLL` seconds that the parent still runs
 (its pid and start time). When it is gone (SIGKILL, a crash) the worker kills
 its running container and exits; with no worker left, the fork server exits
 too.
+
+Container pools (``pool=N``) are per process (:mod:`dockermagic.pool` drops
+what a fork inherits), so each worker owns the pools of its runners: a
+worker's runs take warm containers from its own pool, and no container
+crosses a process. When the pool of workers shuts down, each worker removes
+its idle containers on its way out (a ``multiprocessing`` finalizer: a
+worker's interpreter ends with ``os._exit``, which runs no ``atexit``); an
+orphaned worker does so before it exits. Whatever is still being removed
+then, the parent's sweep (:mod:`~dockermagic.batch.sweep`) waits for.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import contextlib
 import logging
 import multiprocessing
 import multiprocessing.context
+import multiprocessing.util
 import os
 import queue as queue_module
 import signal
@@ -50,6 +60,7 @@ from dockermagic.labels import Owner, this_owner
 from dockermagic.logs import worker_logging
 from dockermagic.mphelpers import start_fork_server, unshield
 from dockermagic.policy import SandboxPolicy
+from dockermagic.pool import close_pools
 from dockermagic.status import Status
 
 __all__ = ["PARENT_POLL", "pool_context", "run_parallel"]
@@ -105,8 +116,9 @@ def _init_worker(
     fail_fast: bool,
     run_id: str,
     parent: Owner,
+    pool_size: int | None,
 ) -> None:
-    """Pool initializer: logging, signals, the stop bridge and the parent watch."""
+    """Pool initializer: logging, signals, the stop bridge, the parent watch, pools' end."""
     global _worker
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if log_queue is not None:
@@ -115,8 +127,13 @@ def _init_worker(
     idle = threading.Event()
     idle.set()
     # The client is made on first use, here in the worker (never inherited).
-    state = _Worker(events, stop, cancel, idle, RunnerCache(policy, run_id), fail_fast)
+    runners = RunnerCache(policy, run_id, pool=pool_size)
+    state = _Worker(events, stop, cancel, idle, runners, fail_fast)
     _worker = state
+    # Runs when the executor sends this worker home (multiprocessing's own
+    # exit path; atexit never runs in a worker): its pools' idle containers
+    # must not outlive the batch.
+    multiprocessing.util.Finalize(None, close_pools, exitpriority=10)
 
     def cancel_soon(signum: int, frame: FrameType | None) -> None:
         # From a thread: Event.set takes a lock the interrupted code may hold.
@@ -166,9 +183,10 @@ def _watch_parent(parent: Owner, state: _Worker) -> None:
     while _alive(parent):
         time.sleep(PARENT_POLL)
     # Nobody will read our results or stop us: kill the running container
-    # (the runner removes it), then leave without waiting on queues whose
-    # reader is gone.
+    # (the runner removes it) and the idle ones, then leave without waiting
+    # on queues whose reader is gone.
     state.cancel.set()
+    close_pools()
     state.idle.wait(ORPHAN_GRACE)
     os._exit(1)
 
@@ -212,6 +230,7 @@ def run_parallel(
     *,
     run_id: str,
     log_queue: Any = None,
+    pool_size: int | None = None,
 ) -> list[ScriptResult]:
     """Run the scripts in ``count`` worker processes until done or stopped.
 
@@ -223,6 +242,8 @@ def run_parallel(
         stop: The batch's stop policy.
         run_id: The batch's id (a label on every container).
         log_queue: The log sink's queue; None when the batch is not logged.
+        pool_size: Idle containers each worker keeps per configuration (see
+            :class:`~dockermagic.batch.cache.RunnerCache`).
 
     Returns:
         One result per task, in order.
@@ -234,7 +255,16 @@ def run_parallel(
         max_workers=count,
         mp_context=context,
         initializer=_init_worker,
-        initargs=(events, log_queue, stop_event, policy, stop.fail_fast, run_id, this_owner()),
+        initargs=(
+            events,
+            log_queue,
+            stop_event,
+            policy,
+            stop.fail_fast,
+            run_id,
+            this_owner(),
+            pool_size,
+        ),
     )
     futures: dict[concurrent.futures.Future[ScriptResult | None], Task] = {}
 

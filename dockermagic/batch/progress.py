@@ -3,14 +3,19 @@
 :class:`BatchProgress` takes every :class:`~dockermagic.batch.report.BatchEvent`
 (use it as, or inside, ``on_event``) and keeps, per script: status, language,
 start time, duration, the last line of output, bounded stdout and stderr tails
-(with how much was dropped), log file, message and exit code; and for the
-batch: how many scripts are done and the totals per status. The terminal
-display (:mod:`dockermagic.console`) and the widget panel
-(:mod:`dockermagic.panel`) only draw it.
+(with how much was dropped), log file, message and exit code, its last
+displays (each as the one representation a front end shows,
+:func:`~dockermagic.batch.displays.choose`; at most :data:`DISPLAYS_KEPT` of
+them and :data:`DISPLAY_CHARS` characters), how many it made, and its CPU
+seconds and peak memory once finished; and for the batch: what is being
+prepared before the scripts start (a pull, a package build), how many scripts
+are done and the totals per status. The terminal display
+(:mod:`dockermagic.console`) and the widget panel (:mod:`dockermagic.panel`)
+only draw it.
 
-Text is kept as the program wrote it; whoever draws it escapes it for its
-medium (:func:`dockermagic.logs.escape_line` for a terminal, HTML escaping in
-the panel).
+Text and displays are kept as the program made them; whoever draws them
+makes them safe for its medium (:func:`dockermagic.logs.escape_line` for a
+terminal, HTML escaping and a sandboxed frame in the panel).
 
 Plain data, no locking: a front end that reads it from another thread than
 the one feeding it guards it with its own lock. No Docker calls.
@@ -19,17 +24,50 @@ the one feeding it guards it with its own lock. No Docker calls.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from dockermagic.batch.discovery import Discovery
+from dockermagic.batch.displays import choose
 from dockermagic.batch.report import STATUSES, BatchEvent, BatchReport, ScriptResult
 from dockermagic.status import Status
 
-__all__ = ["OUTPUT_CHARS", "BatchProgress", "ScriptProgress"]
+__all__ = [
+    "DISPLAYS_KEPT",
+    "DISPLAY_CHARS",
+    "OUTPUT_CHARS",
+    "BatchProgress",
+    "ScriptProgress",
+    "ShownDisplay",
+]
 
 #: Characters of each stream kept per script (the log file has everything).
 OUTPUT_CHARS = 20_000
+#: Displays kept per script: the last ones (``--outputs`` writes every one).
+DISPLAYS_KEPT = 10
+#: Characters of displays kept per script (base64 for images): a plot is
+#: tens of KiB, and a batch of a hundred scripts must stay light in a kernel.
+DISPLAY_CHARS = 2 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ShownDisplay:
+    """One display as a front end shows it.
+
+    Attributes:
+        number: Its position among the script's displays (1-based).
+        mime: The representation kept (:func:`~dockermagic.batch.displays.choose`);
+            '' when the display had none a front end can show.
+        value: Base64 text for images, text otherwise; '' when it was too
+            large to keep (``size`` says how large).
+        size: Characters of the representation as it came.
+    """
+
+    number: int
+    mime: str
+    value: str
+    size: int
 
 
 @dataclass
@@ -49,6 +87,11 @@ class ScriptProgress:
         log_file: Where its output is mirrored ('' when not logged).
         message: The one-line account, once finished.
         exit_code: The program's exit status, once known.
+        displays: Its last displays (at most ``DISPLAYS_KEPT``), oldest first.
+        display_count: Displays it made so far (the run's count once finished).
+        displays_dropped: Displays the run dropped past its display cap.
+        cpu_seconds: CPU seconds it used, once finished and known.
+        peak_memory_bytes: Its peak memory, once finished and known.
     """
 
     name: str
@@ -63,6 +106,11 @@ class ScriptProgress:
     log_file: str = ""
     message: str = ""
     exit_code: int | None = None
+    displays: list[ShownDisplay] = field(default_factory=list)
+    display_count: int = 0
+    displays_dropped: int = 0
+    cpu_seconds: float | None = None
+    peak_memory_bytes: int | None = None
 
     def elapsed(self, now: float) -> float | None:
         """Seconds so far: the duration once finished, else since the start.
@@ -88,6 +136,8 @@ class BatchProgress:
             the start. Scripts first seen in an event are added then.
         output_chars: Characters of each stream kept per script.
         clock: The monotonic clock (tests pass a fake one).
+        displays_kept: Displays kept per script.
+        display_chars: Characters of displays kept per script.
     """
 
     def __init__(
@@ -96,12 +146,22 @@ class BatchProgress:
         *,
         output_chars: int = OUTPUT_CHARS,
         clock: Callable[[], float] = time.monotonic,
+        displays_kept: int = DISPLAYS_KEPT,
+        display_chars: int = DISPLAY_CHARS,
     ) -> None:
         self.output_chars = output_chars
         self.clock = clock
+        self.displays_kept = displays_kept
+        self.display_chars = display_chars
         self.scripts: dict[str, ScriptProgress] = {
             name: ScriptProgress(name, language) for name, language in scripts
         }
+        #: The last ``prepare`` line (a pull, a package build) while the batch
+        #: gets its images ready; '' once a script has started or finished.
+        self.preparing = ""
+        #: Changes with every event that changes what a display of the model
+        #: shows, so that a front end can skip a redraw when it has not.
+        self.version = 0
 
     @classmethod
     def of(cls, discovery: Discovery, *, output_chars: int = OUTPUT_CHARS) -> BatchProgress:
@@ -129,8 +189,13 @@ class BatchProgress:
         """Take one event.
 
         Args:
-            event: A start, output or finish event.
+            event: A prepare, start, output, display or finish event.
         """
+        self.version += 1
+        if event.kind == "prepare":
+            self.preparing = f"{event.language}: {event.text}" if event.language else event.text
+            return
+        self.preparing = ""
         script = self.scripts.get(event.script)
         if script is None:
             script = self.scripts[event.script] = ScriptProgress(event.script)
@@ -141,6 +206,8 @@ class BatchProgress:
             script.log_file = event.log_file or script.log_file
         elif event.kind == "output":
             self._add_output(script, event.stream, event.text)
+        elif event.kind == "display" and event.data is not None:
+            self._add_display(script, event.data)
         elif event.kind == "finish" and event.result is not None:
             self._finish(script, event.result)
 
@@ -150,6 +217,8 @@ class BatchProgress:
         Args:
             report: The batch's report.
         """
+        self.version += 1
+        self.preparing = ""
         for result in report.results:
             script = self.scripts.get(result.name)
             if script is None:
@@ -162,6 +231,8 @@ class BatchProgress:
         Args:
             status: What they are marked.
         """
+        self.version += 1
+        self.preparing = ""
         for script in self.scripts.values():
             if not script.status.is_final:
                 script.status = status
@@ -180,6 +251,21 @@ class BatchProgress:
         else:
             script.stderr = kept
 
+    def _add_display(self, script: ScriptProgress, data: Mapping[str, Any]) -> None:
+        script.display_count += 1
+        chosen = choose(data)
+        mime, value = chosen if chosen is not None else ("", "")
+        size = len(value)
+        if size > self.display_chars:
+            value = ""  # too large to keep: shown as a note with its size
+        kept = script.displays
+        kept.append(ShownDisplay(script.display_count, mime, value, size))
+        # The newest display always stays; older ones go by count, then by size.
+        while len(kept) > self.displays_kept or (
+            len(kept) > 1 and sum(len(d.value) for d in kept) > self.display_chars
+        ):
+            kept.pop(0)
+
     @staticmethod
     def _finish(script: ScriptProgress, result: ScriptResult) -> None:
         script.status = Status(result.status)
@@ -188,6 +274,11 @@ class BatchProgress:
         script.message = result.message
         script.exit_code = result.exit_code
         script.last_line = ""
+        # A script that never ran keeps the count its events gave (0).
+        script.display_count = max(script.display_count, result.display_count)
+        script.displays_dropped = result.displays_dropped
+        script.cpu_seconds = result.cpu_seconds
+        script.peak_memory_bytes = result.peak_memory_bytes
 
     # -- the batch as a whole ------------------------------------------------------------
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dockermagic.result import RunResult
@@ -112,6 +112,14 @@ class ScriptResult:
         log_file: Where the full output was mirrored ('' when not logged).
         message: A one-line account: the failure, the error, or the success.
         image: The image the script ran in ('' when it never ran).
+        display_count: Displays the script made and the run kept (plots,
+            tables, ``display()``).
+        displays_dropped: Displays dropped past the run's display cap.
+        outputs: Files its displays were written to (with ``outputs_dir``),
+            in the order displayed.
+        cpu_seconds: CPU time (user + system) the program used; None when
+            the runner could not tell or the script never ran.
+        peak_memory_bytes: The program's peak resident memory; None when unknown.
     """
 
     name: str
@@ -124,6 +132,11 @@ class ScriptResult:
     log_file: str = ""
     message: str = ""
     image: str = ""
+    display_count: int = 0
+    displays_dropped: int = 0
+    outputs: tuple[str, ...] = ()
+    cpu_seconds: float | None = None
+    peak_memory_bytes: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -155,6 +168,10 @@ class BatchReport:
         log_dir: The log directory ('' when the batch was not logged).
         cancelled: The batch was cancelled (Ctrl-C, a termination signal, or
             the ``cancel`` event).
+        requirements: Packages per language the scripts got (from the
+            folder's ``requirements.txt`` / ``package.json``, or the caller's).
+        pool: Idle containers kept per worker and configuration (0: none).
+        outputs_dir: Where displays were written ('' when they were not).
     """
 
     directory: str
@@ -167,6 +184,9 @@ class BatchReport:
     started_at: str = ""
     log_dir: str = ""
     cancelled: bool = False
+    requirements: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    pool: int = 0
+    outputs_dir: str = ""
 
     @property
     def totals(self) -> dict[Status, int]:
@@ -203,6 +223,11 @@ class BatchReport:
             "started_at": self.started_at,
             "wall_time": round(self.wall_time, 3),
             "log_dir": self.log_dir,
+            "outputs_dir": self.outputs_dir,
+            "pool": self.pool,
+            "requirements": {
+                language: list(specs) for language, specs in self.requirements.items()
+            },
             "cancelled": self.cancelled,
             "ok": self.ok,
             "totals": self.totals,
@@ -226,22 +251,30 @@ class BatchReport:
 class BatchEvent:
     """Progress of a batch, delivered to ``on_event`` in the calling process.
 
-    Kinds: ``"start"`` (a container is being started for the script),
-    ``"output"`` (a chunk of output: ``stream`` and ``text``), ``"finish"`` (the
-    script is done: ``result``). Every script gets exactly one ``finish``; a
-    script cancelled before it started gets no ``start``.
+    Kinds: ``"prepare"`` (the batch gets an image ready before any script
+    starts: a pull, or a derived image with the scripts' packages; ``text``
+    is one progress line, ``script`` is '' and ``index`` -1), ``"start"`` (a
+    container is being started for the script), ``"output"`` (a chunk of
+    output: ``stream`` and ``text``), ``"display"`` (the script displayed
+    something: ``data``, a MIME bundle as in
+    :attr:`~dockermagic.result.RunResult.displays`), ``"finish"`` (the script
+    is done: ``result``). Every script gets exactly one ``finish``; a script
+    cancelled before it started gets no ``start``.
 
     Attributes:
-        kind: ``"start"``, ``"output"`` or ``"finish"``.
-        script: The script's file name.
+        kind: ``"prepare"``, ``"start"``, ``"output"``, ``"display"`` or ``"finish"``.
+        script: The script's file name ('' for ``prepare``).
         language: The runner's language.
-        index: The script's position in the batch (0-based).
+        index: The script's position in the batch (0-based; -1 for ``prepare``).
         total: The number of scripts in the batch.
         stream: For output: ``"stdout"`` or ``"stderr"``.
-        text: For output: the chunk.
+        text: For output: the chunk; for prepare: the progress line.
         result: For finish: the script's result.
         log_file: For start: where the script's output is mirrored ('' when
             the batch is not logged).
+        data: For display: the MIME bundle (MIME type -> value; text as
+            ``str``, binary types base64-encoded ``str``). It comes from the
+            program: whoever shows it treats it as untrusted.
     """
 
     kind: str
@@ -253,6 +286,7 @@ class BatchEvent:
     text: str = ""
     result: ScriptResult | None = None
     log_file: str = ""
+    data: Mapping[str, Any] | None = None
 
 
 #: ``on_event(event)``: called in the thread that called ``run_scripts``.

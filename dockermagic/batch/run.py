@@ -1,10 +1,21 @@
 """The entry point: :func:`run_scripts` runs a folder's scripts and reports.
 
-It checks the arguments, discovers the scripts, resolves each language's image
-once, builds one :class:`~dockermagic.batch.script.Task` per script, and hands
-them to the sequential path or the pool under one stop policy. Logging is the
-caller's choice: a front end passes its log sink; a plain library call logs
-only where the application already logs (see :func:`run_scripts`).
+It checks the arguments, discovers the scripts, gets each language's image
+ready once, in this process, before any script starts (a pull, or a derived
+image with the scripts' packages: workers never race to build it, and the
+progress shows as ``prepare`` events), builds one
+:class:`~dockermagic.batch.script.Task` per script, and hands them to the
+sequential path or the pool of workers under one stop policy. At the end the
+batch's container pools are closed and its containers swept
+(:mod:`~dockermagic.batch.sweep`). Logging is the caller's choice: a front
+end passes its log sink; a plain library call logs only where the
+application already logs (see :func:`run_scripts`).
+
+Packages that cannot be had (:class:`~dockermagic.errors.PackageInstallError`)
+fail the scripts of that language only: each is an ``error`` whose message is
+the one-line reason; the other languages' scripts run. A requirements file
+that cannot be read or parsed is bad input: :func:`run_scripts` raises before
+anything runs.
 """
 
 from __future__ import annotations
@@ -16,29 +27,54 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Literal
 
 import docker
 
 from dockermagic.batch.cache import RunnerCache
 from dockermagic.batch.discovery import Discovery, discover_scripts, select_scripts
+from dockermagic.batch.displays import prepare_outputs_dir
 from dockermagic.batch.pool import run_parallel
 from dockermagic.batch.report import BatchEvent, BatchReport, EventCallback
+from dockermagic.batch.requirements import merge_requirements, read_folder_requirements
 from dockermagic.batch.script import Task
 from dockermagic.batch.sequential import run_sequential
 from dockermagic.batch.stop import StopPolicy
+from dockermagic.batch.sweep import sweep_batch
 from dockermagic.engine import default_client
-from dockermagic.errors import DockermagicError, InvalidArgumentError
+from dockermagic.errors import DockermagicError, InvalidArgumentError, PackageInstallError
 from dockermagic.images import ensure_image, runner_image
 from dockermagic.logs import LogSink, current_sink, start_logging
+from dockermagic.packages import derived_image
 from dockermagic.policy import SandboxPolicy
 from dockermagic.runners import runner_class_for
+from dockermagic.settings import current_settings
 
-__all__ = ["Mode", "default_workers", "run_scripts"]
+__all__ = ["FRONT_END_POOL", "Mode", "default_workers", "front_end_pool", "run_scripts"]
 
 logger = logging.getLogger(__name__)
 
 Mode = Literal["sequential", "parallel"]
+
+#: Idle containers the front ends' batches keep per worker and configuration
+#: (``dockermagic run``, the panel); a library call keeps none unless asked.
+FRONT_END_POOL = 2
+
+
+def front_end_pool(explicit: int | None = None) -> int:
+    """The pool size a front end's batch uses.
+
+    Args:
+        explicit: What the user chose (``--pool N``), if anything.
+
+    Returns:
+        ``explicit``, else ``DOCKERMAGIC_POOL_SIZE``, else :data:`FRONT_END_POOL`.
+    """
+    if explicit is not None:
+        return explicit
+    configured = current_settings().pool_size
+    return configured if configured is not None else FRONT_END_POOL
 
 
 def default_workers(scripts: int) -> int:
@@ -70,6 +106,9 @@ def run_scripts(
     images: Mapping[str, str] | None = None,
     policy: SandboxPolicy | None = None,
     only: Iterable[str] | None = None,
+    pool: int | None = None,
+    requirements: Mapping[str, Iterable[str]] | None = None,
+    outputs_dir: str | os.PathLike[str] | None = None,
 ) -> BatchReport:
     """Run every script of a folder, each in its own container.
 
@@ -98,45 +137,76 @@ def run_scripts(
             aliases as keys. The runners' usual choice for the others.
         policy: The sandbox policy; :meth:`SandboxPolicy.default` when None.
         only: Run just these scripts (file names); the whole folder when None.
+        pool: Idle containers kept started per worker and configuration, so
+            that a script starts at once in a container no code has run in
+            (0: none); the runners' default (``DOCKERMAGIC_POOL_SIZE``, else
+            none) when None. Every idle container is removed before this
+            returns.
+        requirements: Packages per language (names or aliases as keys):
+            ``{"python": ["tabulate"], "javascript": ["lodash@4"]}``. A
+            language given here replaces the folder's ``requirements.txt`` or
+            ``package.json``; an empty list clears it. Each language's
+            derived image is built once, before any script starts.
+        outputs_dir: Write each script's displays (plots, tables, HTML) to
+            files here (see :mod:`~dockermagic.batch.displays`); they are
+            listed in :attr:`ScriptResult.outputs`.
 
     Returns:
         The :class:`BatchReport`.
 
     Raises:
         InvalidArgumentError: A missing or empty folder, a folder without
-            runnable scripts, a bad mode, worker count or timeout.
+            runnable scripts, a bad mode, worker count, timeout, pool size,
+            requirement, requirements file or outputs folder.
         LogDirectoryError: ``log_dir`` cannot be created or written (checked
             before any script runs).
         EngineUnavailableError: No Docker Engine answers.
     """
-    _validate(mode, workers, timeout)
+    _validate(mode, workers, timeout, pool)
     discovery = discover_scripts(directory)
     if only is not None:
         discovery = select_scripts(discovery, only)
     chosen_images = _normalise_images(images)
+    packages = merge_requirements(
+        read_folder_requirements(Path(directory), discovery.requirement_files), requirements
+    )
+    # Only the languages that run: a package.json beside Python scripts builds nothing.
+    present = {discovery.language_of(path) for path in discovery.scripts}
+    packages = {language: specs for language, specs in packages.items() if language in present}
+    outputs = str(prepare_outputs_dir(outputs_dir)) if outputs_dir is not None else ""
     policy = policy if policy is not None else SandboxPolicy.default()
+    if timeout is not None:
+        # The batch's timeout is its scripts' policy: a pool's idle containers
+        # are made to live long enough for a run of exactly this length.
+        policy = policy.replace(timeout=float(timeout))
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     clock = time.monotonic()
     run_id = secrets.token_hex(6)
     own_sink = log_sink is None and log_dir is not None
     sink = start_logging(log_dir) if own_sink else (log_sink or current_sink())
+    client: docker.DockerClient | None = None
+    runners: RunnerCache | None = None
     try:
         client = default_client()
-        tasks = _tasks(discovery, client, chosen_images, timeout, run_id, sink)
-        total = len(tasks)
+        dispatcher = _Dispatcher(on_event)
+        total = len(discovery.scripts)
+        tasks = _tasks(
+            discovery, client, chosen_images, packages, timeout, run_id, sink, outputs, dispatcher
+        )
         count = 1 if mode == "sequential" else min(workers or default_workers(total), total)
         logger.info(
-            "batch %s: %d script(s) from %s, %s, %d worker(s)",
+            "batch %s: %d script(s) from %s, %s, %d worker(s), pool %s",
             run_id,
             total,
             directory,
             mode,
             count,
+            "default" if pool is None else pool,
         )
-        dispatcher = _Dispatcher(on_event)
         stop = StopPolicy(cancel if cancel is not None else threading.Event(), fail_fast)
         if mode == "sequential":
-            results = run_sequential(tasks, RunnerCache(policy, run_id, client), dispatcher, stop)
+            runners = RunnerCache(policy, run_id, client, pool=pool)
+            results = run_sequential(tasks, runners, dispatcher, stop)
         else:
             results = run_parallel(
                 tasks,
@@ -146,6 +216,7 @@ def run_scripts(
                 stop,
                 run_id=run_id,
                 log_queue=sink.queue if sink is not None else None,
+                pool_size=pool,
             )
         # Scripts that never started still get their one finish event.
         for task, result in zip(tasks, results, strict=True):
@@ -162,18 +233,34 @@ def run_scripts(
             started_at=started_at,
             log_dir=str(sink.directory) if sink is not None else "",
             cancelled=stop.cancelled,
+            requirements=packages,
+            pool=_pool_size(pool),
+            outputs_dir=outputs,
         )
         totals = ", ".join(f"{n} {s}" for s, n in report.totals.items() if n)
         logger.info("batch %s finished in %.2f s: %s", run_id, report.wall_time, totals)
         return report
     finally:
+        # The sequential path's pools are this process's; the workers closed
+        # their own on their way out. Then nothing of the batch may be left.
+        if runners is not None:
+            runners.close()
+        if client is not None:
+            sweep_batch(client, run_id)
         if sink is not None:
             sink.flush()
             if own_sink:
                 sink.stop()
 
 
-def _validate(mode: str, workers: int | None, timeout: float | None) -> None:
+def _pool_size(pool: int | None) -> int:
+    """The pool size in force: the argument, else the settings' default, else none."""
+    if pool is not None:
+        return pool
+    return current_settings().pool_size or 0
+
+
+def _validate(mode: str, workers: int | None, timeout: float | None, pool: int | None) -> None:
     if mode not in ("sequential", "parallel"):
         raise InvalidArgumentError("mode", mode, "expected 'sequential' or 'parallel'")
     if workers is not None and (
@@ -184,6 +271,8 @@ def _validate(mode: str, workers: int | None, timeout: float | None) -> None:
         isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
     ):
         raise InvalidArgumentError("timeout", timeout, "must be a positive number of seconds")
+    if pool is not None and (isinstance(pool, bool) or not isinstance(pool, int) or pool < 0):
+        raise InvalidArgumentError("pool", pool, "must be a number of idle containers (0: none)")
 
 
 def _normalise_images(images: Mapping[str, str] | None) -> dict[str, str]:
@@ -195,9 +284,18 @@ def _normalise_images(images: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def _prepare_images(
-    client: docker.DockerClient, languages: Iterable[str], images: Mapping[str, str]
+    client: docker.DockerClient,
+    languages: Iterable[str],
+    images: Mapping[str, str],
+    packages: Mapping[str, tuple[str, ...]],
+    emit: EventCallback,
+    total: int,
 ) -> dict[str, tuple[str, str]]:
-    """Resolve (and pull if needed) each language's image once, in the parent.
+    """Get each language's image ready once, in this process, before any script starts.
+
+    A pull or a package build reports its progress as ``prepare`` events. A
+    language whose image cannot be had, or whose packages cannot, gets its
+    reason instead, and its scripts become ``error`` results.
 
     Returns:
         language -> (image, error message or '').
@@ -205,10 +303,22 @@ def _prepare_images(
     prepared: dict[str, tuple[str, str]] = {}
     for language in sorted(set(languages)):
         cls = runner_class_for(language)
+
+        def report(line: str, language: str = language) -> None:
+            emit(BatchEvent("prepare", "", language, -1, total, text=line))
+
         image = ""
         try:
             image = runner_image(client, cls, images.get(language))
-            ensure_image(client, image)
+            ensure_image(client, image, on_progress=report)
+            specs = packages.get(language, ())
+            if specs:
+                image = derived_image(client, image, language, specs, on_progress=report)
+        except PackageInstallError as exc:
+            logger.warning("%s packages for the batch: %s", language, exc)
+            report(f"{language} packages: {exc}")
+            prepared[language] = (image, str(exc))
+            continue
         except DockermagicError as exc:
             prepared[language] = (image, str(exc))
             continue
@@ -220,14 +330,17 @@ def _tasks(
     discovery: Discovery,
     client: docker.DockerClient,
     images: Mapping[str, str],
+    packages: Mapping[str, tuple[str, ...]],
     timeout: float | None,
     run_id: str,
     sink: LogSink | None,
+    outputs_dir: str,
+    emit: EventCallback,
 ) -> list[Task]:
     languages = [discovery.language_of(path) for path in discovery.scripts]
-    prepared = _prepare_images(client, languages, images)
-    include = (str(discovery.data_dir),) if discovery.data_dir and not discovery.data_error else ()
     total = len(discovery.scripts)
+    prepared = _prepare_images(client, languages, images, packages, emit, total)
+    include = (str(discovery.data_dir),) if discovery.data_dir and not discovery.data_error else ()
     return [
         Task(
             index=i,
@@ -241,6 +354,7 @@ def _tasks(
             timeout=timeout,
             run_id=run_id,
             log_file=str(sink.output_path(path.name)) if sink is not None else "",
+            outputs_dir=outputs_dir,
         )
         for i, (path, language) in enumerate(zip(discovery.scripts, languages, strict=True))
     ]

@@ -1,10 +1,13 @@
 """One script of a batch: what to run (:class:`Task`) and running it (:func:`run_task`).
 
 Both modes run each script through :func:`run_task`: it emits the script's
-start, output and finish events, mirrors the output into the script's log
-file when the batch is logged, and turns every problem around the script
-(engine, image, a file that may not be copied in) into an ``error`` result,
-so one bad script never stops the others.
+start, output, display and finish events, mirrors the output into the
+script's log file when the batch is logged, writes its displays to files
+when the batch has an outputs folder (in the process that runs the script,
+so a plot crosses to the parent once, as an event, and never in the result),
+and turns every problem around the script (engine, image, a file that may
+not be copied in) into an ``error`` result, so one bad script never stops
+the others.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from dockermagic.batch.displays import DisplayWriter
 from dockermagic.batch.report import (
     BatchEvent,
     EventCallback,
@@ -24,6 +29,7 @@ from dockermagic.batch.report import (
 )
 from dockermagic.errors import DockermagicError
 from dockermagic.logs import OutputMirror, log_result
+from dockermagic.result import RunResult
 from dockermagic.status import Status
 
 if TYPE_CHECKING:
@@ -52,6 +58,7 @@ class Task:
         timeout: Wall-clock seconds; the policy's when None.
         run_id: The batch's id.
         log_file: Where its output is mirrored ('' when the batch is not logged).
+        outputs_dir: Where its displays are written ('' when they are not).
     """
 
     index: int
@@ -65,6 +72,7 @@ class Task:
     timeout: float | None
     run_id: str
     log_file: str
+    outputs_dir: str = ""
 
     def event(
         self,
@@ -74,6 +82,7 @@ class Task:
         text: str = "",
         result: ScriptResult | None = None,
         log_file: str = "",
+        data: Mapping[str, Any] | None = None,
     ) -> BatchEvent:
         """An event about this script (fields as in :class:`BatchEvent`).
 
@@ -90,6 +99,7 @@ class Task:
             text=text,
             result=result,
             log_file=log_file,
+            data=data,
         )
 
 
@@ -102,6 +112,8 @@ def script_result(
     duration: float = 0.0,
     output_tail: str = "",
     image: str = "",
+    run: RunResult | None = None,
+    outputs: Sequence[str] = (),
 ) -> ScriptResult:
     """A result for a script, with its identity filled in.
 
@@ -113,6 +125,9 @@ def script_result(
         duration: Seconds it took.
         output_tail: The end of its output.
         image: The image it ran in.
+        run: The runner's result, when it ran: its display counts, CPU and
+            peak memory are taken from it.
+        outputs: The files its displays were written to.
 
     Returns:
         The result.
@@ -128,6 +143,11 @@ def script_result(
         log_file=task.log_file,
         message=message,
         image=image,
+        display_count=len(run.displays) if run is not None else 0,
+        displays_dropped=run.displays_dropped if run is not None else 0,
+        outputs=tuple(outputs),
+        cpu_seconds=run.cpu_seconds if run is not None else None,
+        peak_memory_bytes=run.peak_memory_bytes if run is not None else None,
     )
 
 
@@ -154,12 +174,18 @@ def run_task(
     emit(task.event("start", log_file=task.log_file))
     tail = OutputTail()
     mirror = OutputMirror(task.name, task.run_id, task.language) if task.log_file else None
+    writer = DisplayWriter(task.outputs_dir, task.name) if task.outputs_dir else None
 
     def on_output(stream: str, text: str) -> None:
         if mirror is not None:
             mirror(stream, text)
         tail.add(stream, text)
         emit(task.event("output", stream=stream, text=text))
+
+    def on_display(data: dict[str, Any], metadata: dict[str, Any]) -> None:
+        if writer is not None:
+            writer.add(data)
+        emit(task.event("display", data=data))
 
     started = time.monotonic()
     outcome: ScriptResult
@@ -171,12 +197,13 @@ def run_task(
             on_output=on_output,
             include=task.include,
             cancel=cancel,
+            on_display=on_display,
         )
     except DockermagicError as exc:
-        outcome = _error(task, str(exc), started, tail)
+        outcome = _error(task, str(exc), started, tail, writer)
     except Exception as exc:  # an unexpected engine answer must not sink the batch
         logger.exception("%s: unexpected error", task.name)
-        outcome = _error(task, f"{type(exc).__name__}: {exc}", started, tail)
+        outcome = _error(task, f"{type(exc).__name__}: {exc}", started, tail, writer)
     else:
         log_result(task.name, task.run_id, result, origin="batch")
         outcome = script_result(
@@ -187,6 +214,8 @@ def run_task(
             duration=time.monotonic() - started,
             output_tail=tail.text(),
             image=result.image,
+            run=result,
+            outputs=writer.written if writer is not None else (),
         )
     finally:
         if mirror is not None:
@@ -195,7 +224,9 @@ def run_task(
     return outcome
 
 
-def _error(task: Task, message: str, started: float, tail: OutputTail) -> ScriptResult:
+def _error(
+    task: Task, message: str, started: float, tail: OutputTail, writer: DisplayWriter | None
+) -> ScriptResult:
     _runs_logger.error(
         "%s run=%s %s status=error: %s", task.name, task.run_id, task.language, message
     )
@@ -206,4 +237,5 @@ def _error(task: Task, message: str, started: float, tail: OutputTail) -> Script
         duration=time.monotonic() - started,
         output_tail=tail.text(),
         image=task.image,
+        outputs=writer.written if writer is not None else (),
     )

@@ -13,7 +13,12 @@ from tests.browser.conftest import Lab
 SCREENSHOT_DIR = Path(os.environ.get("DOCKERMAGIC_SCREENSHOTS", "build/screenshots"))
 
 SCRIPTS = {
-    "count.py": "for i in range(3):\n    print(f'count {i}')\n",
+    # It also plots: the panel shows the selected script's displays.
+    "count.py": (
+        "import matplotlib.pyplot as plt\n"
+        "for i in range(3):\n    print(f'count {i}')\n"
+        "plt.plot(range(3))\nplt.show()\n"
+    ),
     "greet.js": "console.log('hello from node', process.version);\n",
     "broken.py": "print('about to fail')\nresult = 1 / 0\n",
 }
@@ -102,3 +107,19 @@ def drive_panel(page: Any, lab: Lab) -> None:
     panel.screenshot(path=str(SCREENSHOT_DIR / "panel.png"))
     log_text = (lab.root / "logs" / "broken.py.log").read_text()
     assert "ZeroDivisionError" in log_text
+
+    # The plotting script's figure, drawn by the browser from the panel's data URI.
+    panel.locator("select").select_option("count.py")
+    image = panel.locator("img.dockermagic-display-image").first
+    image.wait_for(timeout=20_000)
+    assert (image.get_attribute("src") or "").startswith("data:image/png;base64,iVBOR")
+    page.wait_for_function(
+        "() => { const i = document.querySelector("
+        "'.dockermagic-panel img.dockermagic-display-image');"
+        " return i && i.complete && i.naturalWidth > 100; }",
+        timeout=20_000,
+    )
+    assert "cpu" in panel.inner_text()
+    # JupyterLab's own notifications (news) may float over the panel: not ours to show.
+    page.add_style_tag(content=".Toastify { display: none !important; }")
+    panel.screenshot(path=str(SCREENSHOT_DIR / "panel-plot.png"))
