@@ -131,7 +131,11 @@ class ScriptsPanel:
         self._last_render = 0.0
         self._pending: threading.Timer | None = None
         self._started = 0.0
+        # The output view follows the running script until the user picks one
+        # (in the menu or by clicking a name); after a run with failures it
+        # shows the first failure, unless the user picked a script meanwhile.
         self._follow = True
+        self._picked_during_run = False
         self._selecting = False  # True while the panel itself moves the selection
         self._build(timeout, mode, workers)
         with self._lock:
@@ -258,15 +262,17 @@ class ScriptsPanel:
             chosen = {name: box.value for name, box in self._checkboxes.items()}
             self._languages = languages
             self.batch_progress = None
+            # The checkbox only ticks; the name is a button that shows the output.
             self._checkboxes = {
                 name: widgets.Checkbox(
                     value=chosen.get(name, True),
-                    description=name,
                     indent=False,
-                    layout=widgets.Layout(width="260px"),
+                    tooltip=f"include {name} in the next run",
+                    layout=widgets.Layout(width="28px"),
                 )
                 for name in self._languages
             }
+            self._name_buttons = {name: self._name_button(name) for name in self._languages}
             self._status_cells = {
                 name: widgets.HTML(layout=widgets.Layout(width="130px")) for name in self._languages
             }
@@ -280,6 +286,7 @@ class ScriptsPanel:
                 widgets.HBox(
                     [
                         self._checkboxes[name],
+                        self._name_buttons[name],
                         widgets.HTML(
                             f"<code>{language}</code>", layout=widgets.Layout(width="110px")
                         ),
@@ -312,7 +319,7 @@ class ScriptsPanel:
         with self._lock:
             self.batch_progress = BatchProgress((name, self._languages[name]) for name in chosen)
             self._batch_number += 1
-            self._follow = True
+            self._picked_during_run = False
             self._started = time.monotonic()
         mode = self.mode.value
         workers = self.workers.value if mode == "parallel" else None
@@ -365,6 +372,7 @@ class ScriptsPanel:
             with self._lock:
                 if self.batch_progress is not None:
                     self.batch_progress.finish(self.report)
+                    self._show_first_failure()
         except DockermagicError as exc:
             self.error = str(exc)
             with self._lock:
@@ -390,7 +398,35 @@ class ScriptsPanel:
     def _on_select(self, change: dict[str, Any]) -> None:
         if not self._selecting:
             self._follow = False  # the user chose: stop following the running script
+            self._picked_during_run = self.running
         self.render(force=True)
+
+    def _name_button(self, name: str) -> widgets.Button:
+        button = widgets.Button(
+            description=name,
+            tooltip=f"show the output of {name}",
+            layout=widgets.Layout(width="230px"),
+        )
+        button.add_class("dockermagic-name")
+        button.on_click(lambda _: self.show(name))
+        return button
+
+    def show(self, name: str) -> None:
+        """Show a script's output (as clicking its name does); the view stays on it.
+
+        Args:
+            name: The script's file name.
+        """
+        if name in self._languages:
+            self.selected.value = name
+
+    def _show_first_failure(self) -> None:
+        batch = self.batch_progress
+        if batch is None or self._picked_during_run:
+            return
+        failed = [s for s in batch.finished if s.status.is_failure]
+        if failed:
+            self._select_quietly(failed[0].name)
 
     def _select_quietly(self, name: str) -> None:
         self._selecting = True
@@ -443,13 +479,10 @@ class ScriptsPanel:
             finished_scripts = batch.finished
             self.progress.max = max(batch.total, 1)
             self.progress.value = batch.done
-            self.progress.bar_style = (
-                "danger"
-                if any(s.status is not Status.OK for s in finished_scripts)
-                else "success"
-                if finished_scripts and batch.done == batch.total
-                else "info"
-            )
+            # Neutral while it runs: a red bar mid-run reads as "the run failed".
+            ended = not self.running and bool(finished_scripts) and batch.done == batch.total
+            failed = any(s.status is not Status.OK for s in finished_scripts)
+            self.progress.bar_style = ("danger" if failed else "success") if ended else ""
             parts = [f"{batch.done}/{batch.total} done"] if batch.total else ["ready"]
             parts += [f"{n} {status.label}" for status, n in batch.totals.items()]
             if self.running:

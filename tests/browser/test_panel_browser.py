@@ -108,8 +108,9 @@ def drive_panel(page: Any, lab: Lab) -> None:
     log_text = (lab.root / "logs" / "broken.py.log").read_text()
     assert "ZeroDivisionError" in log_text
 
-    # The plotting script's figure, drawn by the browser from the panel's data URI.
-    panel.locator("select").select_option("count.py")
+    # The plotting script's figure, drawn by the browser from the panel's data URI;
+    # clicking a script's name shows it (and leaves its checkbox alone).
+    panel.locator("button.dockermagic-name", has_text="count.py").click()
     image = panel.locator("img.dockermagic-display-image").first
     image.wait_for(timeout=20_000)
     assert (image.get_attribute("src") or "").startswith("data:image/png;base64,iVBOR")
@@ -120,6 +121,9 @@ def drive_panel(page: Any, lab: Lab) -> None:
         timeout=20_000,
     )
     assert "cpu" in panel.inner_text()
+    assert panel.locator("input[type=checkbox]").evaluate_all(
+        "boxes => boxes.every(b => b.checked)"
+    )
     # JupyterLab's own notifications (news) may float over the panel: not ours to show.
     page.add_style_tag(content=".Toastify { display: none !important; }")
     panel.screenshot(path=str(SCREENSHOT_DIR / "panel-plot.png"))

@@ -68,6 +68,46 @@ def test_run_button_runs_the_checked_scripts(folder: Path, tmp_path: Path) -> No
     assert "failed" in text
 
 
+def test_a_name_shows_its_output_and_the_view_stays_on_the_users_choice(tmp_path: Path) -> None:
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "a_slow.py").write_text("import time\nprint('slow', flush=True)\ntime.sleep(2)\n")
+    (scripts / "b_fail.py").write_text("raise SystemExit('broken')\n")
+    (scripts / "c_ok.py").write_text("import time\ntime.sleep(1)\nprint('gamma')\n")
+    panel = ScriptsPanel(scripts, log_dir=tmp_path / "logs", mode="sequential")
+    panel.run()
+    wait_for(lambda: "running" in status_of(panel, "a_slow.py"))
+    assert panel.selected.value == "a_slow.py"  # it follows the running script
+    # Mid-run the bar is neutral, even when a script already failed.
+    wait_for(lambda: "failed" in status_of(panel, "b_fail.py"))
+    assert panel.progress.bar_style == ""
+    # Clicking a name shows that script; the checkbox is the checkbox's alone.
+    panel._name_buttons["a_slow.py"].click()
+    assert panel.selected.value == "a_slow.py"
+    assert panel._checkboxes["a_slow.py"].value is True
+    wait_for(lambda: "running" in status_of(panel, "c_ok.py"))
+    assert panel.selected.value == "a_slow.py"  # no jump to the running script
+    panel.wait(60)
+    assert panel.selected.value == "a_slow.py"  # picked during the run: it stays
+    assert panel.progress.bar_style == "danger"
+
+    # A run with failures and no pick during it ends on the first failure.
+    panel.run()
+    panel.wait(60)
+    assert panel.selected.value == "b_fail.py"
+    assert "broken" in panel.stderr_view.value
+    assert "b_fail.py" in panel.log_path.value
+
+
+def test_a_clean_run_ends_green(folder: Path, tmp_path: Path) -> None:
+    panel = ScriptsPanel(folder, log_dir=tmp_path / "logs", mode="parallel", workers=2)
+    panel._checkboxes["b_fail.py"].value = False
+    assert panel.progress.bar_style == ""
+    panel.run()
+    panel.wait(60)
+    assert panel.progress.bar_style == "success"
+
+
 def test_unchecked_scripts_do_not_run(folder: Path, tmp_path: Path) -> None:
     panel = ScriptsPanel(folder, log_dir=tmp_path / "logs", mode="parallel", workers=2)
     panel._checkboxes["b_fail.py"].value = False
