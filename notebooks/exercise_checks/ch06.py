@@ -79,7 +79,12 @@ def run_pytest(*names: str) -> None:
 
 # Each implementation comes in forms that differ only in their names and
 # layout, never in what they do, so that a test cannot tell them apart by
-# their text, and a verdict does not depend on the form drawn.
+# their text alone, and a verdict does not depend on the form drawn.
+#
+# Whether the test passed is seen inside the container, where the student's
+# test runs and could forge it. That is acceptable here: what is judged is
+# exactly which implementations the test rejects, and a test that forged it
+# would have to tell the correct code from the buggy ones all the same.
 _RIGHT = [
     """
 from multiprocessing import Pool
