@@ -54,9 +54,14 @@ _FUNCTION = {function!r}
 _FIRST_LINE = {first_line!r}
 
 
+# For probes too: the student's own line number of a line of /code/answer.py.
+def cell_line(line):
+    return line + _FIRST_LINE - 1
+
+
 def _line(tb):
     frames = [f for f in _traceback.extract_tb(tb) if f.filename.endswith("/answer.py")]
-    return frames[-1].lineno + _FIRST_LINE - 1 if frames else None
+    return cell_line(frames[-1].lineno) if frames else None
 
 
 def _plain(value):
@@ -109,7 +114,10 @@ def _main():
     _sys.stdout.flush()
 
 
-_main()
+# A child started with "spawn" or "forkserver" imports this file again as
+# __mp_main__ (to find the probe's functions): it must not check again.
+if __name__ == "__main__":
+    _main()
 """
 
 
@@ -236,7 +244,10 @@ def _decide(
         hint = describe_observation(Case(()), problem)
         return verdict(Outcome.FAILED, hint.replace("your function raised", "your cell raised"))
     if report.get("undefined"):
-        return verdict(Outcome.FAILED, f"define a function named `{item.function}` in your cell")
+        # Neutral words: an exercise may ask for a class (ShellRunner) as well as a function.
+        return verdict(
+            Outcome.FAILED, f"your cell does not define `{item.function}`: check its name"
+        )
     observations = report.get("cases")
     if not isinstance(observations, list) or len(observations) != len(cases):
         return verdict(Outcome.FAILED, "the check's report was damaged")

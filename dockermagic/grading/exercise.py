@@ -192,7 +192,9 @@ class Exercise:
             per check, so that answers cannot be written for known inputs).
         probe: Python code for the container defining ``probe(answer, case,
             observe)`` which returns a JSON-ready dict of what it saw;
-            ``observe(call)`` runs a call and captures its value or exception.
+            ``observe(call)`` runs a call and captures its value or exception;
+            ``cell_line(n)`` turns line ``n`` of ``/code/answer.py`` into the
+            student's own line number.
         judge: Decides on the host (see :data:`Judge`).
         prelude: Code run in the container before the answer is imported
             (e.g. counting wrappers).

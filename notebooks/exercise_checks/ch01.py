@@ -12,6 +12,7 @@ import shlex
 from typing import Any
 
 from dockermagic.grading import Case, Exercise, register_exercise, value_judge
+from exercise_checks import kind_words
 
 NOTEBOOK = "01-subprocess"
 
@@ -32,8 +33,16 @@ def _run_tool_cases(rng: random.Random) -> list[Case]:
 
 
 def _compare_run_tool(case: Case, value: Any, kind: str) -> str:
-    if kind not in ("tuple", "list") or not isinstance(value, list) or len(value) != 2:
-        return f"{case.label}: return a tuple of two things: (exit code, standard output text), not a {kind}"
+    if kind not in ("tuple", "list") or not isinstance(value, list):
+        return (
+            f"{case.label}: return a tuple of two things: (exit code, standard output text), "
+            f"not {kind_words(kind)}"
+        )
+    if len(value) != 2:
+        return (
+            f"{case.label}: your {kind} has {len(value)} items; return two: "
+            "(exit code, standard output text)"
+        )
     code, output = value
     want_code, want_output = case.expected
     if not isinstance(code, int) or isinstance(code, bool):
@@ -77,14 +86,23 @@ def _sort_words_cases(rng: random.Random) -> list[Case]:
 
 def _compare_sort_words(case: Case, value: Any, kind: str) -> str:
     if kind != "list" or not isinstance(value, list):
-        return f"{case.label}: return a list of strings (split the program's output), not a {kind}"
+        return (
+            f"{case.label}: return a list of strings (split the program's output), "
+            f"not {kind_words(kind)}"
+        )
     if value != case.expected:
+        # Never the right count or words: only what is wrong with the student's.
         if len(value) != len(case.expected):
             return (
-                f"{case.label}: {len(value)} words came back instead of {len(case.expected)}; "
+                f"{case.label}: the list has the wrong number of words; "
                 "look at duplicates, empty input and the trailing newline"
             )
-        return f"{case.label}: the words are not in the right order"
+        if sorted(map(str, value)) == sorted(case.expected):
+            return f"{case.label}: the words are not in the right order"
+        return (
+            f"{case.label}: the words are not the words given, as they were "
+            "(one word per line, without the newline)"
+        )
     return ""
 
 

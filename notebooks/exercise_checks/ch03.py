@@ -1,53 +1,139 @@
-"""Checks for notebook 03 (shared state and locks)."""
+"""Exercises of notebook 03 (shared state: races, locks and their cost).
+
+Each exercise is checked by :func:`dockermagic.grading.check`: the student's
+cell runs in a fresh container on inputs drawn on the host; the right answers
+are known on the host by construction and never enter the container.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import random
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from exercise_checks import Verdict, check_in_container
+from dockermagic.grading import Case, Exercise, register_exercise
+from exercise_checks import IN_CHILDREN, describe_child, joined, kind_words
 
-_SAFE_INCREMENT = """
-from multiprocessing import Process, Value
+NOTEBOOK = "03-shared-state"
+
+# -- safe_increment -----------------------------------------------------------------------
 
 
-def _check():
-    n, processes = 20_000, 4
-    exact = 0
+def _safe_increment_cases(rng: random.Random) -> list[Case]:
+    cases = []
+    # Three rounds: a race loses increments in nearly every round, and one is enough.
     for _ in range(3):
-        counter = Value("i", 0)
-        children = [Process(target=safe_increment, args=(counter, n)) for _ in range(processes)]
-        for child in children:
-            child.start()
-        for child in children:
-            child.join()
-        if any(child.exitcode != 0 for child in children):
-            return {"child_failed": True}
-        exact += counter.value == n * processes
-    return {"exact_runs": exact}
-"""
+        # A different n for each process: the total is right only when every
+        # process added exactly its own n.
+        steps = [rng.randint(15_000, 25_000) for _ in range(4)]
+        cases.append(Case((steps,), "4 processes at once, each with its own n", sum(steps)))
+    return cases
 
 
-def check_safe_increment(safe_increment: Callable[[Any, int], None]) -> Verdict:
-    """Check ``safe_increment(counter, n)`` under 4 competing processes, 3 times."""
+def _judge_safe_increment(
+    cases: Sequence[Case], observations: Sequence[Mapping[str, Any]]
+) -> tuple[int, str]:
+    right, first = 0, ""
+    for case, seen in zip(cases, observations, strict=True):
+        problem = describe_child(case, seen)
+        if not problem:
+            total = seen.get("value")
+            if total != case.expected:
+                problem = (
+                    f"{case.label}: increments were lost while the processes ran your function "
+                    "at once: reading, adding and writing back must happen as one step, "
+                    "under the counter's lock"
+                    if isinstance(total, int) and total < case.expected
+                    else f"{case.label}: the counter went up by more than n for each call"
+                )
+        if problem:
+            first = first or problem
+        else:
+            right += 1
+    return right, first
 
-    def judge(report: dict[str, Any]) -> Verdict:
-        if report.get("child_failed"):
-            return Verdict(False, "a process running your function failed (run it once yourself)")
-        if report["exact_runs"] < 3:
-            return Verdict(
-                False,
-                "increments were lost when 4 processes ran your function at once: "
-                "reading, adding and writing back must happen as one step",
-            )
-        return Verdict(True)
 
-    return check_in_container({"safe_increment": safe_increment}, _SAFE_INCREMENT, judge, cpus=2)
+safe_increment = register_exercise(
+    Exercise(
+        id=f"{NOTEBOOK}/safe_increment",
+        function="safe_increment",
+        cases=_safe_increment_cases,
+        probe=joined(
+            IN_CHILDREN,
+            """
+            from multiprocessing import Value as _Value
 
 
-_COUNT_EVENS = """
-import random
-from multiprocessing import Lock, Process, Value
+            def probe(function, case, observe):
+                (steps,) = case
+                counter = _Value("i", 0)
+                seen = in_children([lambda n=n: function(counter, n) for n in steps])
+                return first_problem(seen) or {"value": counter.value, "type": "int"}
+            """,
+        ),
+        judge=_judge_safe_increment,
+        cpus=2,
+        timeout=30,
+    )
+)
+
+# -- count_evens --------------------------------------------------------------------------
+
+
+def _count_evens_cases(rng: random.Random) -> list[Case]:
+    cases = []
+    for label, sizes in (
+        ("4 processes at once", [rng.randint(2_000, 5_000) for _ in range(4)]),
+        ("3 processes at once, one of them with an empty list", [rng.randint(50, 500), 0, 9]),
+    ):
+        lists = [[rng.randrange(1_000) for _ in range(size)] for size in sizes]
+        expected = sum(1 for numbers in lists for number in numbers if number % 2 == 0)
+        cases.append(Case((lists,), label, expected))
+    return cases
+
+
+def _judge_count_evens(
+    cases: Sequence[Case], observations: Sequence[Mapping[str, Any]]
+) -> tuple[int, str]:
+    right, first = 0, ""
+    for case, seen in zip(cases, observations, strict=True):
+        problem = describe_child(case, seen) or _compare_count_evens(case, seen)
+        if problem:
+            first = first or problem
+        else:
+            right += 1
+    return right, first
+
+
+def _compare_count_evens(case: Case, seen: Mapping[str, Any]) -> str:
+    total, kind = seen.get("value"), str(seen.get("type", ""))
+    if kind != "int" or not isinstance(total, int):
+        return f"{case.label}: the counter should hold a whole number, not {kind_words(kind)}"
+    if total != case.expected:
+        return f"{case.label}: the total is wrong: add how many of the numbers are even"
+    # How often the lock was taken is counted inside the student's program, so
+    # a cheat could fake it; it is only an extra requirement on top of a total
+    # that is compared here, for lists the container did not know in advance.
+    calls, taken = len(case.args[0]), seen.get("locked", 0)
+    if taken > calls:
+        return (
+            f"{case.label}: the total is right, but your function took the counter's lock "
+            "more than once per call: count in a local variable, then update the counter once"
+        )
+    if taken == 0:
+        return (
+            f"{case.label}: the total is right, but your function never took the counter's "
+            "lock (counter.get_lock()): without it, updates can be lost"
+        )
+    return ""
+
+
+# A stand-in for Value("q", 0), named as its class is (error messages read
+# the same): the same .value and .get_lock(), and it counts how often its
+# lock is taken, in shared memory (by every process).
+_COUNTING_COUNTER = """
+from multiprocessing import Lock as _Lock
+from multiprocessing import Value as _Value
 
 
 class _Guard:
@@ -57,7 +143,7 @@ class _Guard:
     def acquire(self, *args, **kwargs):
         taken = self._counter._lock.acquire(*args, **kwargs)
         if taken:
-            self._counter.acquired.value += 1
+            self._counter._taken.value += 1
         return taken
 
     def release(self):
@@ -71,12 +157,11 @@ class _Guard:
         self.release()
 
 
-class _CountingCounter:
-    # Looks like a multiprocessing Value; counts how often its lock is taken.
+class Synchronized:
     def __init__(self):
-        self._value = Value("q", 0, lock=False)
-        self._lock = Lock()
-        self.acquired = Value("i", 0, lock=False)
+        self._value = _Value("q", 0, lock=False)
+        self._lock = _Lock()
+        self._taken = _Value("i", 0, lock=False)
 
     @property
     def value(self):
@@ -89,40 +174,32 @@ class _CountingCounter:
     def get_lock(self):
         return _Guard(self)
 
-
-def _check():
-    rnd = random.Random(3)
-    chunks = [[rnd.randrange(1000) for _ in range(5000)] + [2] for _ in range(4)]
-    counter = _CountingCounter()
-    children = [Process(target=count_evens, args=(counter, chunk)) for chunk in chunks]
-    for child in children:
-        child.start()
-    for child in children:
-        child.join()
-    if any(child.exitcode != 0 for child in children):
-        return {"child_failed": True}
-    expected = sum(1 for chunk in chunks for x in chunk if x % 2 == 0)
-    return {"right": counter.value == expected, "acquired": counter.acquired.value, "calls": 4}
+    def __repr__(self):
+        return f"<Synchronized wrapper for c_long({self.value})>"
 """
 
-
-def check_count_evens(count_evens: Callable[[Any, list[int]], None]) -> Verdict:
-    """Check ``count_evens(counter, numbers)``: right total, the lock taken once per call."""
-
-    def judge(report: dict[str, Any]) -> Verdict:
-        if report.get("child_failed"):
-            return Verdict(False, "a process running your function failed (run it once yourself)")
-        acquired, calls = report["acquired"], report["calls"]
-        if acquired == 0:
-            return Verdict(False, "you never took the counter's lock (counter.get_lock())")
-        if not report["right"]:
-            return Verdict(False, "the total is wrong: add how many numbers are even")
-        if acquired > calls:
-            return Verdict(
-                False,
-                f"the total is right, but {calls} calls took the lock {acquired} times: "
-                "count in a local variable first, then update the counter once",
-            )
-        return Verdict(True)
-
-    return check_in_container({"count_evens": count_evens}, _COUNT_EVENS, judge, cpus=2)
+count_evens = register_exercise(
+    Exercise(
+        id=f"{NOTEBOOK}/count_evens",
+        function="count_evens",
+        cases=_count_evens_cases,
+        probe=joined(
+            IN_CHILDREN,
+            _COUNTING_COUNTER,
+            """
+            def probe(function, case, observe):
+                (lists,) = case
+                counter = Synchronized()
+                seen = in_children([lambda numbers=numbers: function(counter, numbers) for numbers in lists])
+                problem = first_problem(seen)
+                if problem is not None:
+                    return problem
+                total = counter.value
+                return {"value": total, "type": type(total).__name__, "locked": counter._taken.value}
+            """,
+        ),
+        judge=_judge_count_evens,
+        cpus=2,
+        timeout=20,
+    )
+)

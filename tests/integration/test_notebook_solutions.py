@@ -9,61 +9,26 @@ checked as a student's cell would be (in a container, judged on the host).
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from IPython.core.interactiveshell import InteractiveShell
 
-from dockermagic.grading import Answer, Exercise, check
+from dockermagic.grading import Answer, Exercise, Verdict, check
 from dockermagic.grading.course import load_course
+from tests.support import loaded_shell
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
-# (chapter, check function, names of the answer objects it takes)
-CASES = [
-    ("ch02", "check_exit_codes", "exit_codes"),
-    ("ch02", "check_pool_map", "pool_map"),
-    ("ch03", "check_safe_increment", "safe_increment"),
-    ("ch03", "check_count_evens", "count_evens"),
-    ("ch04", "check_add_tag", "add_tag"),
-    ("ch04", "check_squares", "squares"),
-    ("ch05", "check_compress_file", "compress_file"),
-    ("ch05", "check_verify_archive", "verify_archive"),
-    ("ch06", "check_test_finds_bugs", "test_parallel_sum"),
-    ("ch07", "check_shell_runner", "ShellRunner"),
-    ("ch07", "check_explain", "explain"),
-]
-
-
-def _solutions(chapter: str) -> ModuleType:
-    path = NOTEBOOKS / "solutions" / f"{chapter}.py"
-    spec = importlib.util.spec_from_file_location(f"notebook_solutions_{chapter}", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _checks_importable() -> None:
-    sys.path.insert(0, str(NOTEBOOKS))
-    yield
-    sys.path.remove(str(NOTEBOOKS))
-
-
-@pytest.mark.parametrize(("chapter", "check", "answer"), CASES, ids=[c[1] for c in CASES])
-def test_reference_answer_is_accepted(chapter: str, check: str, answer: str) -> None:
-    checks = importlib.import_module(f"exercise_checks.{chapter}")
-    verdict = getattr(checks, check)(getattr(_solutions(chapter), answer))
-    assert verdict, repr(verdict)
-    assert repr(verdict) == "✅ correct"
-
-
 COURSE = load_course(NOTEBOOKS)
+
+
+def test_every_exercise_of_the_notebooks_is_covered() -> None:
+    assert len(COURSE.exercises) == 13
+    for item in COURSE.exercises:
+        assert (NOTEBOOKS / "solutions" / f"ch{item.id[:2]}.py").is_file(), item.id
 
 
 @pytest.mark.parametrize("item", COURSE.exercises, ids=lambda item: item.id)
@@ -73,3 +38,58 @@ def test_reference_answer_passes_the_check(item: Exercise) -> None:
     assert verdict.ok, repr(verdict)
     assert verdict.score == verdict.weight
     assert repr(verdict) == "✅ correct"
+
+
+@pytest.fixture(scope="module")
+def ip(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InteractiveShell]:
+    sys.path.insert(0, str(NOTEBOOKS))
+    try:
+        with loaded_shell(tmp_path_factory.mktemp("logs")) as shell:
+            shell.run_cell("import exercise_checks.ch02\nimport exercise_checks.ch04")
+            yield shell
+    finally:
+        sys.path.remove(str(NOTEBOOKS))
+
+
+def _cell(ip: InteractiveShell, source: str) -> None:
+    outcome = ip.run_cell(source, store_history=True)
+    assert outcome.success, outcome
+
+
+def test_multiprocessing_answers_run_in_the_session_and_pass_their_check(
+    ip: InteractiveShell,
+) -> None:
+    try:
+        _session_and_checks(ip)
+    finally:
+        ip.run_line_magic("docker_session", "--stop exercises")
+
+
+def _session_and_checks(ip: InteractiveShell) -> None:
+    # In the session the cell is __main__, its guarded block runs; the check
+    # imports it as a module, where the block does not run.
+    answers = (NOTEBOOKS / "solutions" / "ch02.py").read_text(encoding="utf-8")
+    _cell(
+        ip,
+        "%%docker_python --session exercises --out tried\n"
+        + answers
+        + "\n\nif __name__ == '__main__':\n"
+        "    print('guarded block ran:', pool_map(abs, [-1, -2], 2))\n",
+    )
+    assert ip.user_ns["tried"].strip() == "guarded block ran: [1, 2]"
+    # A cell that tries the functions out, with targets defined in the session.
+    _cell(
+        ip,
+        "%%docker_python --session exercises --out tried\n"
+        "import sys\n\n\ndef bye():\n    sys.exit(4)\n\n\n"
+        "print(exit_codes([bye, bye]), pool_map(abs, [-3, 4], 2))\n",
+    )
+    assert ip.user_ns["tried"].strip() == "[4, 4] [3, 4]"
+    squares = (NOTEBOOKS / "solutions" / "ch04.py").read_text(encoding="utf-8")
+    _cell(ip, "%%docker_python --session exercises --out tried\n" + squares + "print(squares([3]))")
+    assert ip.user_ns["tried"].strip() == "{3: 9}"
+    for exercise in ("exit_codes", "pool_map", "squares"):
+        verdict = ip.run_cell(f"%docker_check {exercise}", store_history=True).result
+        assert isinstance(verdict, Verdict)
+        assert repr(verdict) == "✅ correct", exercise
+    assert "pool_map" not in ip.user_ns, "an answer was defined on the host"
