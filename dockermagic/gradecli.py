@@ -86,7 +86,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
                 on_record=show,
             )
     finally:
-        close_pools()
+        close_pools(wait=5.0)
         sink.stop()
     _write_outputs(args, records)
     say(table(records))

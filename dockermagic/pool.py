@@ -147,15 +147,25 @@ class ContainerPool:
                 _discard(warm)
         return None
 
-    def close(self) -> None:
-        """Remove every idle container and stop filling (safe to call twice)."""
+    def close(self, wait: float = 0.0) -> None:
+        """Remove every idle container and stop filling (safe to call twice).
+
+        Args:
+            wait: Seconds to wait for a container that is being started right
+                now (it is removed once it is up); 0 returns at once and
+                leaves that one to remove itself.
+        """
         with self._lock:
             self._closed = True
             idle = list(self._ready)
             self._ready.clear()
             self._lock.notify_all()
+            filler = self._filler
+        _forget(self)
         for warm in idle:
             _discard(warm)
+        if wait > 0 and filler is not None and filler is not threading.current_thread():
+            filler.join(wait)
 
     # -- filling ----------------------------------------------------------------------
 
@@ -274,8 +284,20 @@ def pool_for(key: Hashable, make: Callable[[], ContainerPool]) -> ContainerPool:
         return pool
 
 
-def close_pools() -> int:
+def _forget(pool: ContainerPool) -> None:
+    # A closed pool leaves the registry: a long-lived kernel that runs many
+    # batches (each with pools of its own) would otherwise keep them all.
+    with _pools_lock:
+        for key in [key for key, value in _pools.items() if value is pool]:
+            del _pools[key]
+
+
+def close_pools(wait: float = 0.0) -> int:
     """Remove every pool's idle containers (at exit, at unload).
+
+    Args:
+        wait: Seconds to wait for each container being started right now
+            (see :meth:`ContainerPool.close`).
 
     Returns:
         How many pools there were.
@@ -284,7 +306,7 @@ def close_pools() -> int:
         pools = list(_pools.values())
         _pools.clear()
     for pool in pools:
-        pool.close()
+        pool.close(wait)
     return len(pools)
 
 

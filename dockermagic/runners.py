@@ -643,7 +643,7 @@ class AbstractDockerCodeRunner(abc.ABC):
             image=spec.image,
             exit_code=exit_code,
             oom_killed=oom,
-            container_name=spec.name,
+            container_name=box.name,
             displays=displays,
             files=dict(files.files),
             **extra,

@@ -30,6 +30,10 @@ __all__ = ["RunnerCache"]
 
 logger = logging.getLogger(__name__)
 
+#: Seconds a batch's end waits for a pooled container still starting, so that
+#: nothing of the batch outlives it.
+POOL_CLOSE_WAIT = 5.0
+
 
 class RunnerCache:
     """Runners of one batch, made on first use and kept for the next script.
@@ -99,6 +103,6 @@ class RunnerCache:
             try:
                 pool = runner.pool
                 if pool is not None:
-                    pool.close()
+                    pool.close(wait=POOL_CLOSE_WAIT)
             except Exception as exc:  # the engine may be gone; leftovers are swept
                 logger.debug("could not close a pool of batch %s: %s", self.run_id, exc)

@@ -91,9 +91,12 @@ def test_each_pooled_run_gets_a_container_no_code_ran_in(pooled: PythonDockerRun
     assert seen["env"] is None
     assert "sleep" not in seen["procs"]
     wait_ready(pooled)
+    idle = idle_containers()
     third = pooled.run(PROBE)
     assert json.loads(third.stdout)["host"] != seen["host"]
     assert pool.taken == 3  # they really came from the pool
+    # The result names the warm container the program ran in.
+    assert third.container_name in idle
 
 
 def test_the_timeout_counts_from_the_programs_start(pooled: PythonDockerRunner) -> None:
@@ -117,6 +120,30 @@ def test_a_pool_leaves_nothing_when_closed(docker_client: docker.DockerClient) -
     while list_containers(docker_client, tag=TAG) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert list_containers(docker_client, tag=TAG) == []
+
+
+def test_closing_while_a_container_starts_waits_for_it(
+    docker_client: docker.DockerClient,
+) -> None:
+    runner = PythonDockerRunner(pool=1)
+    pool = runner.pool
+    assert pool is not None
+    pool.warm_up()
+    deadline = time.monotonic() + 10
+    while not idle_containers() and time.monotonic() < deadline:
+        time.sleep(0.005)  # until the first container is being created
+    assert idle_containers(), "the pool should be starting a container now"
+    pool.close(wait=30)
+    # close(wait=...) returns once the container that was starting is up and
+    # handed to removal: the pool holds nothing any more.
+    assert idle_containers() == set()
+    deadline = time.monotonic() + 10
+    while list_containers(docker_client, tag=TAG) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert list_containers(docker_client, tag=TAG) == []
+    # A closed pool leaves the registry: the next runner of that configuration gets a new one.
+    assert PythonDockerRunner(pool=1).pool is not pool
+    close_pools()
 
 
 def test_pools_are_shared_per_configuration() -> None:
