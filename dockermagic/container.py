@@ -46,6 +46,7 @@ import logging
 import queue
 import select
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -233,16 +234,32 @@ def _sandbox_error(what: str, exc: docker.errors.APIError, name: str) -> Sandbox
 
 
 class Channel:
-    """A container's attached stdin, stdout and stderr: one socket.
+    """A container's attached stdin, stdout and stderr: one socket, any transport.
 
-    Reads and writes never use ``MSG_PEEK`` or a half-close that a TLS socket
-    cannot do; :meth:`connected` reads ahead into a buffer instead of peeking.
-    Only :meth:`send` sets the socket's timeout (a reader waits in ``select``),
-    so a read in one thread cannot cut short a write in another.
+    The same code serves a local unix socket, a TLS connection to a remote
+    engine (docker-py hands out an ``ssl.SSLSocket``) and a forwarded SSH
+    stream. What a TLS socket cannot do is never done:
+
+    * no ``MSG_PEEK`` (``ValueError`` on an ``SSLSocket``): :meth:`connected`
+      reads ahead into a buffer instead;
+    * no half-close: ``shutdown(SHUT_WR)`` drops the TLS layer and later reads
+      see raw records that never end (pitfall 25); a program's stdin is ended
+      by closing a separate stdin-only attach (:meth:`SandboxContainer.attach_stdin`);
+    * no read and write at the same moment from two threads: an OpenSSL
+      connection is not thread-safe, and a request written by a helper thread
+      while the supervisor reads lost the run about once in ten over TLS. The
+      socket is non-blocking; every read and write is one short call under a
+      lock, and waiting (``select``) happens outside it, so a large write
+      never stops the reader and a deadlock cannot form. Nothing sets the
+      socket's timeout: a socket has one, and a reader's short one once made
+      a helper thread's large write fail after 0.1 s.
 
     Args:
         sock: What ``attach_socket`` returned.
     """
+
+    #: Bytes written per call: one write never holds the lock for long.
+    CHUNK = 65536
 
     def __init__(self, sock: Any) -> None:
         self._sock = sock
@@ -251,8 +268,21 @@ class Channel:
         self._raw: Any = getattr(sock, "_sock", sock)
         self._ahead = b""
         self._ended = False
-        self._lock = threading.Lock()
+        self._io = threading.RLock()
         self.closed = False
+        with contextlib.suppress(OSError, ValueError):
+            self._raw.setblocking(False)
+
+    def _pending(self) -> int:
+        """Bytes a TLS layer has decrypted but not handed out (select cannot see them)."""
+        pending = getattr(self._raw, "pending", None)
+        if pending is None:
+            return 0
+        with self._io:
+            try:
+                return int(pending())
+            except (OSError, ValueError, AttributeError):
+                return 0
 
     def recv(self, timeout: float) -> bytes | None:
         """Read what arrives within ``timeout`` seconds.
@@ -267,26 +297,51 @@ class Channel:
         if self._ahead:
             ahead, self._ahead = self._ahead, b""
             return ahead
-        if self._ended or self.closed:
-            return b""
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while True:
+            if self._ended or self.closed:
+                return b""
+            if not self._pending():
+                wait_for = _WAIT_READ
+                remaining = max(deadline - time.monotonic(), 0.0)
+                if not self._wait(wait_for, remaining):
+                    return None if not (self._ended or self.closed) else b""
+            data = self._recv_now()
+            if data is not None:
+                if not data:
+                    self._ended = True
+                return data
+            if time.monotonic() >= deadline:
+                return None
+
+    def _wait(self, what: str, seconds: float) -> bool:
+        """Wait until the socket is readable (``"r"``) or writable; False on timeout."""
         try:
-            # Wait with select, never with settimeout(): a socket has one
-            # timeout, and a reader that set a short one while a helper thread
-            # was in sendall() made that large write fail after 0.1 s, leaving
-            # the agent waiting for the rest of its request.
-            pending = getattr(self._raw, "pending", None)  # TLS: decrypted bytes held
-            if not (pending is not None and pending()):
-                readable, _, _ = select.select([self._raw], [], [], max(timeout, 0.0005))
-                if not readable:
-                    return None
-            data: bytes = self._raw.recv(262144)
-        except TimeoutError:
-            return None
-        except (OSError, ValueError):
+            if what == _WAIT_READ:
+                ready = select.select([self._raw], [], [], seconds)[0]
+            else:
+                ready = select.select([], [self._raw], [], seconds)[1]
+        except (OSError, ValueError):  # closed by another thread
             self._ended = True
-            return b""
-        if not data:
-            self._ended = True
+            return False
+        return bool(ready)
+
+    def _recv_now(self) -> bytes | None:
+        """One non-blocking read; None when a TLS record is still incomplete."""
+        with self._io:
+            if self.closed:
+                return b""
+            try:
+                data: bytes = self._raw.recv(262144)
+            except ssl.SSLWantWriteError:
+                # The TLS layer must write first (a key update): wait for room.
+                self._wait(_WAIT_WRITE, 0.05)
+                return None
+            except (ssl.SSLWantReadError, BlockingIOError, InterruptedError, TimeoutError):
+                return None
+            except (OSError, ValueError, AttributeError):
+                # AttributeError: an SSLSocket closed under us has no TLS object.
+                return b""
         return data
 
     def connected(self) -> bool:
@@ -299,36 +354,46 @@ class Channel:
             return True
         if self._ended or self.closed:
             return False
-        try:
-            readable, _, _ = select.select([self._raw], [], [], 0)
-        except (OSError, ValueError):
-            return False
-        if not readable:
-            return True
-        data = self.recv(0.0005)
+        data = self.recv(0)
         if data:
             self._ahead = data
             return True
         return data is None
 
     def send(self, data: bytes, *, timeout: float) -> None:
-        """Write everything (blocking, whatever mode a read left the socket in).
+        """Write everything, waiting for room at most ``timeout`` seconds in all.
 
         Args:
             data: The bytes.
             timeout: Seconds the whole write may take.
 
         Raises:
-            OSError: The stream broke or the write timed out.
+            OSError: The stream broke or was closed, or the write timed out.
         """
-        with self._lock:
-            self._raw.settimeout(max(timeout, 0.001))
-            self._raw.sendall(data)
-
-    def end_input(self) -> None:
-        """Signal end of input (the program then reads end-of-file)."""
-        with contextlib.suppress(OSError, ValueError):
-            self._raw.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + max(timeout, 0.001)
+        view = memoryview(data)
+        while view:
+            # A TLS write that must wait is retried with the same chunk, as
+            # OpenSSL requires; the chunk boundaries never move.
+            chunk = view[: self.CHUNK]
+            with self._io:
+                if self.closed:
+                    raise BrokenPipeError("the channel is closed")
+                try:
+                    sent = int(self._raw.send(chunk))
+                except (ssl.SSLWantWriteError, BlockingIOError, InterruptedError):
+                    sent = 0
+                except ssl.SSLWantReadError:
+                    sent = -1
+                except (ValueError, AttributeError) as exc:
+                    raise BrokenPipeError("the channel is closed") from exc
+            if sent > 0:
+                view = view[sent:]
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("writing to the container timed out")
+            self._wait(_WAIT_READ if sent < 0 else _WAIT_WRITE, min(remaining, 0.05))
 
     def close(self) -> None:
         """Hang up at once (safe to call twice, from any thread).
@@ -339,12 +404,31 @@ class Channel:
         """
         if self.closed:
             return
-        self.closed = True
-        with contextlib.suppress(Exception):
-            self._raw.shutdown(socket.SHUT_RDWR)
-        for thing in (self._raw, self._sock):
-            with contextlib.suppress(Exception):  # best effort: the container goes anyway
-                thing.close()
+        # Under the lock: a reader must not be inside the TLS object while
+        # shutdown() takes it away. Calls under it are non-blocking; the
+        # timeout only guards against the unforeseen.
+        locked = self._io.acquire(timeout=1.0)
+        try:
+            self.closed = True
+            with contextlib.suppress(Exception):
+                self._raw.shutdown(socket.SHUT_RDWR)
+            # Over TLS docker-py hands out the SSLSocket itself, while the HTTP
+            # response's SocketIO still holds a reference to it: closing the
+            # socket alone leaves its descriptor open until the collector finds
+            # it ("unclosed <ssl.SSLSocket>"). Closing the response closes that
+            # SocketIO too.
+            response = getattr(self._sock, "_response", None)
+            for thing in (response, self._raw, self._sock):
+                with contextlib.suppress(Exception):  # best effort: the container goes anyway
+                    if thing is not None:
+                        thing.close()
+        finally:
+            if locked:
+                self._io.release()
+
+
+_WAIT_READ = "r"
+_WAIT_WRITE = "w"
 
 
 # -- the exit ----------------------------------------------------------------------------
@@ -583,8 +667,13 @@ class SandboxContainer:
         except docker.errors.APIError as exc:
             raise _sandbox_error("copy the files in", exc, self.name) from exc
 
-    def attach(self) -> Channel:
+    def attach(self, *, stdin: bool | None = None) -> Channel:
         """Attach to stdin (if open), stdout and stderr: one multiplexed socket.
+
+        Args:
+            stdin: Include stdin; default: when the spec keeps it open. A
+                program whose input is written once and then ended gets its
+                stdin from :meth:`attach_stdin` instead.
 
         Returns:
             The channel.
@@ -593,7 +682,28 @@ class SandboxContainer:
             EngineUnavailableError: No engine answers (in time).
             SandboxError: The engine refused.
         """
-        params = {"stdin": int(self.spec.stdin), "stdout": 1, "stderr": 1, "stream": 1}
+        with_stdin = self.spec.stdin if stdin is None else stdin
+        return self._attach({"stdin": int(with_stdin), "stdout": 1, "stderr": 1, "stream": 1})
+
+    def attach_stdin(self) -> Channel:
+        """Attach to stdin alone; closing this channel ends the program's input.
+
+        Ending input by a half-close (``shutdown(SHUT_WR)``) works on a unix
+        socket but not over TLS, where it drops the TLS layer and the output
+        read afterwards never ends (pitfall 25). A connection of its own that
+        is closed whole works on every transport: the engine then closes the
+        program's stdin (``StdinOnce``).
+
+        Returns:
+            The channel (write, then close).
+
+        Raises:
+            EngineUnavailableError: No engine answers (in time).
+            SandboxError: The engine refused.
+        """
+        return self._attach({"stdin": 1, "stdout": 0, "stderr": 0, "stream": 1})
+
+    def _attach(self, params: Mapping[str, int]) -> Channel:
         try:
             sock = engine_call(
                 "attach",

@@ -589,7 +589,16 @@ class AbstractDockerCodeRunner(abc.ABC):
             stack.callback(lambda: box.remove(background=finished and warm is not None))
             if agent is None:
                 box.put_files({**self.support_files(), **job.code})
-            channel = warm.agent.channel if warm is not None else box.attach()
+            # Input written once and then ended goes through an attach of its
+            # own, which is closed whole (the only end a TLS stream allows).
+            feed = agent is None and job.stdin is not None
+            if warm is not None:
+                channel = warm.agent.channel
+            else:
+                channel = box.attach(stdin=False) if feed else box.attach()
+            stdin_channel = box.attach_stdin() if feed else None
+            if stdin_channel is not None:
+                stack.callback(stdin_channel.close)
             try:
                 if warm is None:
                     box.start()
@@ -603,8 +612,8 @@ class AbstractDockerCodeRunner(abc.ABC):
                         boot=boot,
                     )
                 else:
-                    if job.stdin is not None:
-                        _feed_stdin(channel, job.stdin, job.limit)
+                    if stdin_channel is not None and job.stdin is not None:
+                        _feed_stdin(stdin_channel, job.stdin, job.limit)
                     program = _OneShot(box, channel)
                 watch = supervise(
                     program,
@@ -760,13 +769,16 @@ def _encode(content: str | bytes) -> bytes:
 
 
 def _feed_stdin(channel: Channel, data: bytes, limit: float) -> None:
+    """Write a program's input from a helper thread, then end it (close the stdin attach)."""
+
     def feed() -> None:
         try:
             channel.send(data, timeout=limit)
-            # With StdinOnce the engine then closes the program's stdin.
-            channel.end_input()
         except OSError:
             pass  # the program exited without reading it all
+        finally:
+            # With StdinOnce the engine then closes the program's stdin.
+            channel.close()
 
     threading.Thread(target=feed, name="dockermagic-stdin", daemon=True).start()
 
