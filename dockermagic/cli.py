@@ -202,14 +202,8 @@ def age_text(seconds: float) -> str:
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Report the engine, the images, leftover containers, the logs and the limits."""
     found = diagnose(log_dir=args.logs)
-    if found.version is None:
-        _echo(f"engine      NOT REACHABLE: {found.engine_error}")
-    else:
-        version = found.version
-        _echo(
-            f"engine      Docker {version['version']} (API {version['api_version']}, "
-            f"{version['os']}/{version['arch']}) at {found.address}"
-        )
+    for label, text in found.engine_rows():
+        _echo(f"{label:<11} {text}")
     for check in found.images:
         if check.present:
             state = "present"
@@ -503,8 +497,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     with _StopOnSignals() as signals:
         try:
-            if args.command != "cleanup":
-                # Containers of owners that died (killed shells, crashed kernels).
+            # Containers of owners that died (killed shells, crashed kernels);
+            # not before doctor, which must report an engine that does not answer.
+            if args.command not in ("cleanup", "doctor"):
                 cleanup()
             status = handler(args)
         except DockermagicError as exc:

@@ -1,10 +1,10 @@
 """What state dockermagic's surroundings are in, as data: :func:`diagnose`.
 
 One check behind ``dockermagic doctor`` and ``%docker_status``: the engine
-(address, version, or why it does not answer), each registered language's
-image (which one, present or not), how many dockermagic containers exist,
-whether the log directory can be written, and the sandbox limits. Each front
-end renders the :class:`Diagnosis` in its own words.
+(address, whether TLS is on and verified, version, or why it does not
+answer), each registered language's image (which one, present or not), how
+many dockermagic containers exist, whether the log directory can be written,
+and the sandbox limits. Each front end renders the :class:`Diagnosis` in its own words.
 
 Never raises for a problem it finds: a problem is part of the answer.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 import docker
 
 from dockermagic.cleanup import list_containers
-from dockermagic.engine import default_client, engine_address, engine_version
+from dockermagic.engine import Transport, default_client, engine_transport, engine_version
 from dockermagic.errors import DockermagicError, EngineUnavailableError
 from dockermagic.images import image_present, runner_image
 from dockermagic.logs import log_directory, prepare_log_dir
@@ -52,6 +52,8 @@ class Diagnosis:
 
     Attributes:
         address: Where the engine is expected ('' when unknown).
+        transport: How the client reaches it (TLS, verified); None when no
+            client could be made.
         version: ``version``, ``api_version``, ``os`` and ``arch`` of the
             engine; None when it does not answer.
         engine_error: Why the engine does not answer ('' when it does).
@@ -63,6 +65,7 @@ class Diagnosis:
     """
 
     address: str
+    transport: Transport | None
     version: Mapping[str, str] | None
     engine_error: str
     images: tuple[ImageCheck, ...]
@@ -70,6 +73,30 @@ class Diagnosis:
     log_dir: Path
     log_problem: str
     policy: SandboxPolicy
+
+    def engine_rows(self) -> list[tuple[str, str]]:
+        """The engine in words, as ``(label, text)`` rows that every front end prints.
+
+        Returns:
+            ``engine`` (version, or why it does not answer), then ``address``
+            and ``transport`` (TLS on or off, verified or not) when known.
+        """
+        if self.version is None:
+            rows = [("engine", f"NOT REACHABLE: {self.engine_error}")]
+        else:
+            version = self.version
+            rows = [
+                (
+                    "engine",
+                    f"Docker {version['version']} (API {version['api_version']}, "
+                    f"{version['os']}/{version['arch']})",
+                )
+            ]
+        if self.address:
+            rows.append(("address", self.address))
+        if self.transport is not None:
+            rows.append(("transport", self.transport.describe()))
+        return rows
 
     @property
     def problems(self) -> list[str]:
@@ -107,10 +134,11 @@ def diagnose(
     Returns:
         The diagnosis.
     """
-    address, version, engine_error = "", None, ""
+    address, transport, version, engine_error = "", None, None, ""
     try:
         client = client or default_client()
-        address = engine_address(client)
+        transport = engine_transport(client)
+        address = transport.address
         version = engine_version(client)
     except EngineUnavailableError as exc:
         address, engine_error, client = exc.base_url or address, str(exc), None
@@ -130,6 +158,7 @@ def diagnose(
             log_problem = str(exc)
     return Diagnosis(
         address=address,
+        transport=transport,
         version=version,
         engine_error=engine_error,
         images=checks,

@@ -4,6 +4,15 @@ One lazily created :class:`docker.DockerClient` per process: a client holds a
 connection pool, which must not be shared across a fork (pitfall 8), so the
 cache is keyed by process id. Connection failures anywhere become
 :class:`~dockermagic.errors.EngineUnavailableError` with a hint.
+
+The engine is the one ``DOCKER_HOST``, ``DOCKER_TLS_VERIFY`` and
+``DOCKER_CERT_PATH`` name, as for the ``docker`` command (a local unix socket
+when unset). A TLS engine's own CA and client certificate win over
+``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``: requests would otherwise replace
+the engine's CA with that bundle and fail with ``CERTIFICATE_VERIFY_FAILED``
+(docker-py #2433, pitfall 24). :func:`engine_transport` says how a client
+reaches its engine (address, TLS, verified), for ``doctor`` and
+``%docker_status``.
 """
 
 from __future__ import annotations
@@ -12,18 +21,23 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
 import docker
+import docker.constants
 import docker.errors
 import requests.exceptions
 
 from dockermagic.errors import EngineUnavailableError
 
 __all__ = [
+    "Transport",
+    "connect",
     "default_client",
     "engine_address",
     "engine_errors",
+    "engine_transport",
     "engine_version",
     "reset_default_client",
 ]
@@ -43,6 +57,73 @@ def _base_url() -> str:
     return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
 
+def connect(
+    environment: Mapping[str, str] | None = None,
+    *,
+    timeout: int = REQUEST_TIMEOUT,
+    max_pool_size: int = MAX_POOL_SIZE,
+) -> docker.DockerClient:
+    """A new client for the engine the environment names (``DOCKER_HOST``...).
+
+    Like :func:`docker.from_env`, except that a TLS engine is reached with its
+    own CA and certificates whatever ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``
+    say: the client's session does not take settings from the environment.
+    The API version is asked for with such a session too, since
+    :func:`docker.from_env` asks while it builds the client.
+
+    Args:
+        environment: The variables to read; ``os.environ`` when None.
+        timeout: Seconds an API request may take.
+        max_pool_size: Connections the client keeps.
+
+    Returns:
+        A client (the caller closes it).
+
+    Raises:
+        EngineUnavailableError: When no engine answers.
+    """
+    env = dict(os.environ if environment is None else environment)
+
+    def from_env(version: str | None) -> docker.DockerClient:
+        return docker.DockerClient.from_env(
+            version=version,
+            timeout=timeout,
+            max_pool_size=max_pool_size,
+            environment=env,
+        )
+
+    with engine_errors():
+        # An explicit version: building this client asks the engine nothing.
+        probe = from_env(docker.constants.MINIMUM_DOCKER_API_VERSION)
+        if not _speaks_tls(probe):
+            probe.close()
+            return from_env(None)
+        try:
+            _ignore_environment(probe)
+            version = str(probe.version(api_version=False)["ApiVersion"])
+        finally:
+            probe.close()
+        client = from_env(version)
+    _ignore_environment(client)
+    return client
+
+
+def _speaks_tls(client: docker.DockerClient) -> bool:
+    return str(client.api.base_url).startswith("https://")
+
+
+def _ignore_environment(client: docker.DockerClient) -> None:
+    """Make a TLS client use its own CA (docker-py #2433).
+
+    requests' ``trust_env`` lets ``REQUESTS_CA_BUNDLE`` replace the CA that
+    ``DOCKER_CERT_PATH`` gave (and turn verification on where
+    ``DOCKER_TLS_VERIFY`` left it off). It also takes proxies and ``.netrc``
+    from the environment, which the ``docker`` command's own TLS connection
+    to an engine does not need either.
+    """
+    client.api.trust_env = False
+
+
 def default_client() -> docker.DockerClient:
     """The process's shared client, created on first use.
 
@@ -59,8 +140,7 @@ def default_client() -> docker.DockerClient:
             # A client inherited through fork is dropped, never closed: closing
             # it would close sockets the parent still uses.
             _clients.clear()
-            with engine_errors():
-                client = docker.from_env(timeout=REQUEST_TIMEOUT, max_pool_size=MAX_POOL_SIZE)
+            client = connect()
             _clients[pid] = client
         return client
 
@@ -83,7 +163,81 @@ def engine_address(client: docker.DockerClient) -> str:
         The address as the user configured it (``DOCKER_HOST``), else the client's.
     """
     url = str(client.api.base_url)
-    return _base_url() if url.startswith("http+docker://") else url
+    if url.startswith("http+docker://"):
+        # docker-py keeps a unix socket's path on its adapter; a client made
+        # for another engine than DOCKER_HOST's is then named right too.
+        path = getattr(getattr(client.api, "_custom_adapter", None), "socket_path", None)
+        return f"unix://{path}" if isinstance(path, str) and path else _base_url()
+    # docker-py turns tcp:// into http(s)://; say it as DOCKER_HOST does.
+    for scheme in ("https://", "http://"):
+        if url.startswith(scheme):
+            return "tcp://" + url[len(scheme) :]
+    return url
+
+
+@dataclass(frozen=True)
+class Transport:
+    """How a client reaches its engine.
+
+    Attributes:
+        address: Where, as the user configured it (``DOCKER_HOST``).
+        kind: ``"unix"``, ``"tcp"``, ``"ssh"`` or ``"npipe"``.
+        tls: The connection is encrypted with TLS.
+        verified: The engine's certificate is checked (against ``ca``, or the
+            system's CAs when ``ca`` is None).
+        ca: The CA file the engine's certificate must chain to, if any.
+        client_certificate: The client proves itself with a certificate.
+    """
+
+    address: str
+    kind: str
+    tls: bool = False
+    verified: bool = False
+    ca: str | None = None
+    client_certificate: bool = False
+
+    def describe(self) -> str:
+        """One line for people, e.g. ``TLS, engine certificate verified (ca.pem)``.
+
+        Returns:
+            The description.
+        """
+        if self.kind == "ssh":
+            return "SSH (encrypted, the SSH host key checked by ssh's rules)"
+        if not self.tls:
+            return "local socket" if self.kind in ("unix", "npipe") else "plain TCP, NOT encrypted"
+        if not self.verified:
+            return "TLS, engine certificate NOT verified (DOCKER_TLS_VERIFY is off)"
+        checked = f"against {self.ca}" if self.ca else "against the system's CAs"
+        client = ", client certificate" if self.client_certificate else ""
+        return f"TLS, engine certificate verified {checked}{client}"
+
+
+def engine_transport(client: docker.DockerClient) -> Transport:
+    """How a client reaches its engine: address, TLS, verification.
+
+    Args:
+        client: The client.
+
+    Returns:
+        The transport (from the client's settings; asks the engine nothing).
+    """
+    api = client.api
+    url = str(api.base_url)
+    address = engine_address(client)
+    if url.startswith("https://"):
+        verify = api.verify
+        return Transport(
+            address=address,
+            kind="tcp",
+            tls=True,
+            verified=verify is not False,
+            ca=verify if isinstance(verify, str) else None,
+            client_certificate=api.cert is not None,
+        )
+    scheme = address.split("://", 1)[0] if "://" in address else "unix"
+    kind = {"http": "tcp", "fd": "unix"}.get(scheme, scheme)
+    return Transport(address=address, kind=kind)
 
 
 def engine_version(client: docker.DockerClient | None = None) -> dict[str, str]:

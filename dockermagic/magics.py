@@ -566,14 +566,8 @@ class DockerMagics(Magics):
         sink = self._sink
         where = sink.directory if sink is not None else log_directory(self.log_dir)
         found = diagnose(images=self.images, log_dir=where, policy=self.policy())
-        if found.version is None:
-            print(f"engine      NOT REACHABLE: {found.engine_error}")
-        else:
-            version = found.version
-            print(
-                f"engine      Docker {version['version']} (API {version['api_version']}, "
-                f"{version['os']}/{version['arch']}) at {found.address}"
-            )
+        for label, text in found.engine_rows():
+            print(f"{label:<11} {text}")
         for cls, check in zip(runner_classes(), found.images, strict=True):
             if found.version is None:
                 image = check.image or "default image"

@@ -4,6 +4,12 @@ Every container created while the suite runs carries ``DOCKERMAGIC_TAG`` (set
 here, once per pytest process, so concurrent test runs on one engine do not
 see each other's containers). The autouse fixture fails any test that leaves a
 tagged container behind.
+
+``pytest --engine=tls`` runs the same tests against a throw-away engine on
+``tcp://127.0.0.1:<port>`` with ``--tlsverify`` (own CA, server and client
+certificates, own bridge; tests/engines.py), reached through ``DOCKER_HOST``,
+``DOCKER_TLS_VERIFY`` and ``DOCKER_CERT_PATH`` while ``REQUESTS_CA_BUNDLE``
+names a CA that did not sign it; ``make test-tls`` is that pass.
 """
 
 from __future__ import annotations
@@ -15,20 +21,101 @@ from collections.abc import Iterator
 
 import docker
 import pytest
+import requests.certs
 
 from dockermagic.cleanup import cleanup, list_containers
+from dockermagic.engine import connect, reset_default_client
+from dockermagic.errors import DockermagicError
 from dockermagic.pool import idle_containers
+from tests.engines import ExtraEngine, missing_prerequisites
 
 TAG = os.environ.setdefault("DOCKERMAGIC_TAG", f"pytest-{uuid.uuid4().hex[:10]}")
+
+#: Images the TLS pass copies into its engine (what the integration tests run).
+TLS_IMAGES = ("dockermagic/python:offline", "dockermagic/node:offline")
+_TLS_ENGINE = pytest.StashKey[ExtraEngine]()
+_TLS_MISSING = pytest.StashKey[str]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--engine",
+        choices=("main", "tls"),
+        default="main",
+        help=(
+            "main: the engine DOCKER_HOST names (default). tls: a throw-away engine on "
+            "tcp://127.0.0.1 with --tlsverify and its own CA, started for this run, with "
+            "REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE naming another CA (tests marked 'engines', "
+            "which start engines of their own, are deselected)"
+        ),
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """For ``--engine=tls``: start the TLS engine and point the environment at it.
+
+    Before collection, so that nothing connects to the main engine first; the
+    variables are the user's (``DOCKER_HOST``, ``DOCKER_TLS_VERIFY``,
+    ``DOCKER_CERT_PATH``), so every client of the run, subprocesses included,
+    reaches the engine as a user's would.
+    """
+    if config.getoption("engine") != "tls":
+        return
+    missing = missing_prerequisites(tls=True)
+    if missing:
+        config.stash[_TLS_MISSING] = ", ".join(missing)
+        return
+    engine = ExtraEngine(images=TLS_IMAGES, tls=True)
+    engine.start()
+    config.stash[_TLS_ENGINE] = engine
+    os.environ.update(engine.tls_env())
+    # A CA bundle that did not sign the engine's certificate, as on machines
+    # where these are set: the run proves the engine's own CA wins (#2433).
+    os.environ["REQUESTS_CA_BUNDLE"] = os.environ["CURL_CA_BUNDLE"] = requests.certs.where()
+    reset_default_client()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    engine = config.stash.get(_TLS_ENGINE, None)
+    if engine is not None:
+        reset_default_client()
+        engine.stop()
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    engine = config.stash.get(_TLS_ENGINE, None)
+    if engine is not None:
+        return f"engine: TLS, {engine.tls_url} (throw-away, certificates in {engine.cert_path})"
+    if config.stash.get(_TLS_MISSING, None):
+        return f"engine: TLS pass SKIPPED, this machine lacks {config.stash[_TLS_MISSING]}"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("engine") != "tls":
+        return
+    missing = config.stash.get(_TLS_MISSING, None)
+    if missing:
+        skip = pytest.mark.skip(reason=f"the TLS pass needs {missing} (make test installs them)")
+        for item in items:
+            item.add_marker(skip)
+        return
+    # Tests that start (and freeze, or kill) engines of their own test that
+    # harness, not the transport; they run in the main pass.
+    own_engines = [item for item in items if item.get_closest_marker("engines")]
+    if own_engines:
+        config.hook.pytest_deselected(items=own_engines)
+        items[:] = [item for item in items if not item.get_closest_marker("engines")]
 
 
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[docker.DockerClient]:
     """A client for the real engine; the suite fails loudly when none answers."""
     try:
-        client = docker.from_env(timeout=30)
+        # As dockermagic connects: a TLS engine (--engine=tls) with its own CA.
+        client = connect(timeout=30)
         client.ping()
-    except docker.errors.DockerException as exc:  # pragma: no cover - set-up problem
+    except (docker.errors.DockerException, DockermagicError) as exc:  # pragma: no cover
         pytest.fail(f"these tests need a running Docker Engine (`make test` starts one): {exc}")
     # Leftovers of earlier, killed test runs (dead owners) would confuse counts.
     cleanup(client)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import warnings
 from pathlib import Path
 
@@ -26,6 +27,26 @@ def test_a_healthy_machine(tmp_path: Path) -> None:
     assert found.log_problem == ""
     assert found.problems == []
     assert found.policy.timeout > 0
+
+
+def test_the_engine_rows_name_address_and_transport() -> None:
+    # Against the main engine (a local socket) or, in the TLS pass
+    # (--engine=tls), a TLS engine with a client certificate.
+    found = diagnose(check_log_dir=False)
+    rows = dict(found.engine_rows())
+    assert list(rows) == ["engine", "address", "transport"]
+    assert rows["engine"].startswith("Docker ")
+    assert found.transport is not None
+    assert rows["address"] == found.address == found.transport.address
+    if os.environ.get("DOCKER_TLS_VERIFY"):
+        assert found.address == os.environ["DOCKER_HOST"]
+        assert found.transport.tls
+        assert found.transport.verified
+        assert found.transport.ca == os.path.join(os.environ["DOCKER_CERT_PATH"], "ca.pem")
+        assert rows["transport"].startswith("TLS, engine certificate verified against ")
+    elif found.address.startswith("unix://"):
+        assert rows["transport"] == "local socket"
+        assert not found.transport.tls
 
 
 def test_configured_images_and_a_bad_log_directory(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import pytest
 import requests.exceptions
 
 from dockermagic import PythonDockerRunner
+from dockermagic.engine import connect, engine_transport
 from tests.engines import EngineError, ExtraEngine, extra_engine
 
 pytestmark = [pytest.mark.docker, pytest.mark.engines]
@@ -102,7 +104,9 @@ def test_runner_on_an_extra_engine_leaves_the_main_engine_intact(
 
 
 @pytest.mark.skipif(not SYSTEM_CA.exists(), reason=f"needs a CA bundle at {SYSTEM_CA}")
-def test_tls_client_ignores_requests_ca_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tls_client_ignores_requests_ca_bundle(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     # Another CA bundle (one that did not sign the engine's certificate).
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(SYSTEM_CA))
     monkeypatch.setenv("CURL_CA_BUNDLE", str(SYSTEM_CA))
@@ -134,6 +138,38 @@ def test_tls_client_ignores_requests_ca_bundle(monkeypatch: pytest.MonkeyPatch) 
             assert naive.ping()
         finally:
             naive.close()
+
+        # dockermagic's own client, from the same environment, with the bundle set.
+        monkeypatch.setenv("DOCKER_HOST", env["DOCKER_HOST"])
+        monkeypatch.setenv("DOCKER_TLS_VERIFY", "1")
+        monkeypatch.setenv("DOCKER_CERT_PATH", env["DOCKER_CERT_PATH"])
+        ours = connect(timeout=10)
+        try:
+            assert ours.ping()
+            transport = engine_transport(ours)
+            assert transport.address == env["DOCKER_HOST"]
+            assert (transport.tls, transport.verified, transport.client_certificate) == (
+                True,
+                True,
+                True,
+            )
+            assert transport.ca == env["DOCKER_CERT_PATH"] + "/ca.pem"
+        finally:
+            ours.close()
+        doctor = subprocess.run(
+            [sys.executable, "-m", "dockermagic", "doctor", "--logs", str(tmp_path / "logs")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        rows = dict(line.split(None, 1) for line in doctor.stdout.splitlines() if line.strip())
+        assert rows["engine"].startswith("Docker "), doctor.stdout + doctor.stderr
+        assert rows["address"] == env["DOCKER_HOST"]
+        assert rows["transport"] == (
+            f"TLS, engine certificate verified against {env['DOCKER_CERT_PATH']}/ca.pem, "
+            "client certificate"
+        )
 
         # Without a client certificate the engine refuses the connection.
         anonymous = docker.DockerClient(

@@ -223,9 +223,9 @@ def test_cleanup_spares_an_owner_in_another_pid_namespace(
 def test_cleanup_removes_a_dead_owners_containers(docker_client: docker.DockerClient) -> None:
     owner = _owner(
         """
-        import docker
+        from dockermagic.engine import connect
         from dockermagic.labels import container_labels
-        client = docker.from_env()
+        client = connect()
         c = client.api.create_container(
             "dockermagic/python:offline", command=["true"], labels=container_labels("python")
         )

@@ -130,10 +130,11 @@ def test_two_processes_asking_at_once_build_once(docker_client: docker.DockerCli
             docker_client.images.remove(image.tag)
     code = textwrap.dedent(
         f"""
-        import docker, json
+        import json
+        from dockermagic.engine import connect
         from dockermagic.packages import derived_image
         lines = []
-        tag = derived_image(docker.from_env(), "dockermagic/python:offline", "python",
+        tag = derived_image(connect(), "dockermagic/python:offline", "python",
                             {specs!r}, on_progress=lines.append)
         print(json.dumps({{"tag": tag, "built": any("building" in l for l in lines)}}))
         """
