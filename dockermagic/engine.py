@@ -23,6 +23,7 @@ import os
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import docker
 import docker.constants
@@ -30,6 +31,7 @@ import docker.errors
 import requests.exceptions
 
 from dockermagic.errors import EngineUnavailableError
+from dockermagic.tunnel import SSHTunnel, ssh_available
 
 __all__ = [
     "Transport",
@@ -62,6 +64,7 @@ def connect(
     *,
     timeout: int = REQUEST_TIMEOUT,
     max_pool_size: int = MAX_POOL_SIZE,
+    ssh: str = "tunnel",
 ) -> docker.DockerClient:
     """A new client for the engine the environment names (``DOCKER_HOST``...).
 
@@ -71,10 +74,17 @@ def connect(
     The API version is asked for with such a session too, since
     :func:`docker.from_env` asks while it builds the client.
 
+    An ``ssh://`` engine is reached through one OpenSSH connection that
+    forwards a local unix socket (:class:`~dockermagic.tunnel.SSHTunnel`),
+    which closes with the client; without the ``ssh`` command, docker-py's
+    paramiko transport (``dockermagic[ssh]``) opens a channel per connection.
+
     Args:
         environment: The variables to read; ``os.environ`` when None.
         timeout: Seconds an API request may take.
         max_pool_size: Connections the client keeps.
+        ssh: For ``ssh://``: ``"tunnel"`` (one connection), or ``"channels"``
+            (docker-py's paramiko transport; for comparison).
 
     Returns:
         A client (the caller closes it).
@@ -83,6 +93,18 @@ def connect(
         EngineUnavailableError: When no engine answers.
     """
     env = dict(os.environ if environment is None else environment)
+    host = env.get("DOCKER_HOST", "")
+    if host.startswith("ssh://") and ssh == "tunnel" and ssh_available():
+        tunnel = SSHTunnel(host)
+        local = tunnel.open()
+        try:
+            with engine_errors():
+                return _TunnelledClient(
+                    tunnel, base_url=local, timeout=timeout, max_pool_size=max_pool_size
+                )
+        except BaseException:
+            tunnel.close()
+            raise
 
     def from_env(version: str | None) -> docker.DockerClient:
         return docker.DockerClient.from_env(
@@ -106,6 +128,21 @@ def connect(
         client = from_env(version)
     _ignore_environment(client)
     return client
+
+
+class _TunnelledClient(docker.DockerClient):
+    """A client of an ``ssh://`` engine through a tunnel it owns: closing it closes both."""
+
+    def __init__(self, tunnel: SSHTunnel, **kwargs: Any) -> None:
+        self.tunnel = tunnel
+        super().__init__(**kwargs)
+
+    def close(self) -> None:
+        """Close the client's connections, then the tunnel."""
+        try:
+            super().close()
+        finally:
+            self.tunnel.close()
 
 
 def _speaks_tls(client: docker.DockerClient) -> bool:
@@ -187,6 +224,7 @@ class Transport:
             system's CAs when ``ca`` is None).
         ca: The CA file the engine's certificate must chain to, if any.
         client_certificate: The client proves itself with a certificate.
+        detail: How an ``ssh://`` engine is reached ('' otherwise).
     """
 
     address: str
@@ -195,6 +233,7 @@ class Transport:
     verified: bool = False
     ca: str | None = None
     client_certificate: bool = False
+    detail: str = ""
 
     def describe(self) -> str:
         """One line for people, e.g. ``TLS, engine certificate verified (ca.pem)``.
@@ -203,7 +242,8 @@ class Transport:
             The description.
         """
         if self.kind == "ssh":
-            return "SSH (encrypted, the SSH host key checked by ssh's rules)"
+            how = self.detail or "docker-py's paramiko transport, a channel per connection"
+            return f"SSH ({how}; host key checked as ssh's configuration says)"
         if not self.tls:
             return "local socket" if self.kind in ("unix", "npipe") else "plain TCP, NOT encrypted"
         if not self.verified:
@@ -222,6 +262,13 @@ def engine_transport(client: docker.DockerClient) -> Transport:
     Returns:
         The transport (from the client's settings; asks the engine nothing).
     """
+    if isinstance(client, _TunnelledClient):
+        tunnel = client.tunnel
+        return Transport(
+            address=tunnel.url,
+            kind="ssh",
+            detail=f"one OpenSSH connection forwarding {tunnel.remote_socket}",
+        )
     api = client.api
     url = str(api.base_url)
     address = engine_address(client)

@@ -23,6 +23,8 @@ variable                        meaning
 ``DOCKERMAGIC_TAG``             a label value on every container (tests use it)
 ``DOCKERMAGIC_DEBIAN_SUITE``    Debian suite of offline images (default: the host's)
 ``DOCKERMAGIC_DEBIAN_MIRROR``   Debian mirror of offline images
+``DOCKERMAGIC_SSH_CONFIG``      an OpenSSH configuration file for ``ssh://`` engines
+                                (``ssh -F``; default: the user's own)
 ==============================  ==================================================
 
 Pure logic, no Docker calls.
@@ -67,6 +69,7 @@ class Settings:
         tag: The value of the tag label on every container, or None.
         debian_suite: The Debian suite offline images are built from, or None.
         debian_mirror: The Debian mirror offline images are built from, or None.
+        ssh_config: The OpenSSH configuration file for ``ssh://`` engines, or None.
     """
 
     policy: Mapping[str, Any] = field(default_factory=dict)
@@ -77,6 +80,7 @@ class Settings:
     tag: str | None = None
     debian_suite: str | None = None
     debian_mirror: str | None = None
+    ssh_config: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -127,6 +131,7 @@ class Settings:
             tag=get("TAG"),
             debian_suite=get("DEBIAN_SUITE"),
             debian_mirror=get("DEBIAN_MIRROR"),
+            ssh_config=get("SSH_CONFIG"),
         )
 
     def image(self, variable: str) -> str | None:

@@ -53,7 +53,14 @@ import docker.errors
 import docker.tls
 import requests.exceptions
 
-__all__ = ["EngineError", "ExtraEngine", "extra_engine", "missing_prerequisites"]
+__all__ = [
+    "EngineError",
+    "ExtraEngine",
+    "SSHServer",
+    "extra_engine",
+    "missing_prerequisites",
+    "ssh_server",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +79,9 @@ UNREACHABLE: tuple[type[BaseException], ...] = (
     OSError,
 )
 
+#: The OpenSSH server, not on the PATH of every user.
+SSHD = "/usr/sbin/sshd"
+
 _MNT_DETACH = 2
 #: Subnets handed out in this process and not yet released.
 _claimed_subnets: set[ipaddress.IPv4Network] = set()
@@ -81,13 +91,16 @@ class EngineError(RuntimeError):
     """An extra engine could not be started or used."""
 
 
-def missing_prerequisites(*, tls: bool = False) -> list[str]:
+def missing_prerequisites(*, tls: bool = False, ssh: bool = False) -> list[str]:
     """What this machine lacks to start an extra engine (empty when nothing)."""
     missing = []
     if os.geteuid() != 0:
         missing.append("root")
     tools = ["dockerd", "ip"] + (["openssl"] if tls else [])
+    tools += ["ssh", "ssh-keygen"] if ssh else []
     missing += [tool for tool in tools if shutil.which(tool) is None]
+    if ssh and not Path(SSHD).exists():
+        missing.append(f"{SSHD} (Debian's openssh-server)")
     return missing
 
 
@@ -102,6 +115,16 @@ def extra_engine(**kwargs: Any) -> ExtraEngine:
     if missing:
         pytest.skip(f"a throw-away Docker engine needs {', '.join(missing)}")
     return ExtraEngine(**kwargs)
+
+
+def ssh_server(engine: ExtraEngine) -> SSHServer:
+    """An :class:`SSHServer` in front of an engine; skips the test where none can start."""
+    import pytest
+
+    missing = missing_prerequisites(ssh=True)
+    if missing:
+        pytest.skip(f"a throw-away sshd needs {', '.join(missing)}")
+    return SSHServer(engine.socket_path)
 
 
 def _run(*argv: str, cwd: Path | None = None) -> str:
@@ -654,3 +677,156 @@ class ExtraEngine:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<ExtraEngine {self.base_url} {state}{' (TLS)' if self.tls else ''}>"
+
+
+class SSHServer:
+    """A throw-away ``sshd`` on 127.0.0.1 in front of an engine's unix socket.
+
+    Its own host key, port, pid and configuration under ``/tmp/dms-<8 hex>``;
+    a key-only login for root (who can reach the engine's socket), whose
+    sessions see ``DOCKER_HOST`` set to that socket, as on a remote host
+    where the engine listens elsewhere than ``/var/run/docker.sock``. Clients
+    use :attr:`ssh_config` (``ssh -F``, ``DOCKERMAGIC_SSH_CONFIG``) or
+    :attr:`home` (``~/.ssh`` for paramiko): nothing of the user's own SSH
+    set-up is read or written.
+
+    Args:
+        engine_socket: The engine's unix socket.
+    """
+
+    def __init__(self, engine_socket: Path) -> None:
+        self.engine_socket = engine_socket
+        self.token = secrets.token_hex(4)
+        self.dir = BASE_DIR / f"dms-{self.token}"
+        self.port: int | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._made_privsep = False
+        self._stopped = False
+
+    @property
+    def url(self) -> str:
+        """``ssh://root@127.0.0.1:<port>``."""
+        return f"ssh://root@127.0.0.1:{self.port}"
+
+    @property
+    def ssh_config(self) -> Path:
+        """An OpenSSH client configuration for this server (its key, its host key)."""
+        return self.dir / "ssh_config"
+
+    @property
+    def home(self) -> Path:
+        """A home directory whose ``.ssh`` knows this server (for paramiko, which reads ~)."""
+        return self.dir / "home"
+
+    @property
+    def log_path(self) -> Path:
+        """sshd's log."""
+        return self.dir / "sshd.log"
+
+    def __enter__(self) -> SSHServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> SSHServer:
+        """Make the keys and configuration, start sshd and wait until it accepts."""
+        atexit.register(self.stop)
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        self.dir.mkdir(mode=0o700)
+        dot_ssh = self.home / ".ssh"
+        dot_ssh.mkdir(mode=0o700, parents=True)
+        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.dir / "host_key"))
+        identity = dot_ssh / "id_ed25519"
+        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(identity))
+        (self.dir / "authorized_keys").write_text(identity.with_suffix(".pub").read_text())
+        self.port = _free_port()
+        host_key = (self.dir / "host_key.pub").read_text().split()
+        known = dot_ssh / "known_hosts"
+        known.write_text(f"[127.0.0.1]:{self.port} {host_key[0]} {host_key[1]}\n")
+        (self.dir / "sshd_config").write_text(
+            f"Port {self.port}\n"
+            "ListenAddress 127.0.0.1\n"
+            f"HostKey {self.dir / 'host_key'}\n"
+            f"PidFile {self.dir / 'sshd.pid'}\n"
+            f"AuthorizedKeysFile {self.dir / 'authorized_keys'}\n"
+            "AuthenticationMethods publickey\n"
+            "PasswordAuthentication no\n"
+            "KbdInteractiveAuthentication no\n"
+            "PermitRootLogin prohibit-password\n"
+            "AllowUsers root\n"
+            "UsePAM no\n"
+            # Keys live under /tmp, which StrictModes would reject.
+            "StrictModes no\n"
+            "AllowStreamLocalForwarding yes\n"
+            "MaxSessions 64\n"
+            f"SetEnv DOCKER_HOST=unix://{self.engine_socket}\n"
+        )
+        self.ssh_config.write_text(
+            "Host 127.0.0.1\n"
+            "  User root\n"
+            f"  IdentityFile {identity}\n"
+            "  IdentitiesOnly yes\n"
+            f"  UserKnownHostsFile {known}\n"
+            "  StrictHostKeyChecking yes\n"
+        )
+        # Paramiko (docker-py's ssh transport) reads ~/.ssh/config and known_hosts.
+        (dot_ssh / "config").write_text(self.ssh_config.read_text())
+        privsep = Path("/run/sshd")  # sshd refuses to start without it
+        if not privsep.exists():
+            privsep.mkdir(mode=0o755, parents=True)
+            self._made_privsep = True
+        with self.log_path.open("wb") as log:
+            self._proc = subprocess.Popen(
+                [SSHD, "-D", "-e", "-f", str(self.dir / "sshd_config")],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 20
+        while True:
+            if self._proc.poll() is not None:
+                log_text = self.log_path.read_text(errors="replace")
+                raise EngineError(f"sshd exited with {self._proc.returncode}:\n{log_text}")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=1),
+            ):
+                return
+            if time.monotonic() > deadline:
+                raise EngineError(f"sshd did not listen on {self.port} within 20 s")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop sshd (and the sessions it started) and remove its files; safe twice."""
+        if self._stopped:
+            return
+        self._stopped = True
+        atexit.unregister(self.stop)
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            # sshd's session processes run in its process group (its own session).
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(STOP_TIMEOUT)
+        if self._made_privsep:
+            with contextlib.suppress(OSError):
+                Path("/run/sshd").rmdir()
+        if self.dir.exists():
+            shutil.rmtree(self.dir)
+
+    def __repr__(self) -> str:
+        return f"<SSHServer {self.url} for {self.engine_socket}>"
