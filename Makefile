@@ -1,17 +1,19 @@
 # Two commands do everything on a fresh machine (both idempotent):
 #   make demo   set up what is missing, then run the main job
 #   make test   set up what is missing, then lint, type-check and run every test
+#               (and the integration tests again over TLS, in parallel)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # Debian's Chromium drives the browser test of the widget panel; iproute2 and
-# openssl give the throw-away engines of tests/engines.py their bridge and TLS.
-TEST_SYSTEM_EXTRAS := chromium iproute2 openssl
+# openssl give the throw-away engines of tests/engines.py their bridge and TLS;
+# openssh-server (and its client) put a throw-away sshd in front of one.
+TEST_SYSTEM_EXTRAS := chromium iproute2 openssl openssh-server openssh-client
 LINT_PATHS := dockermagic tests benchmarks tools scripts notebooks/exercise_checks notebooks/solutions
 
-.PHONY: all setup venv system system-test images demo test lint unit cleanup bench labextension
+.PHONY: all setup venv system system-test images demo test test-main test-tls _test-main _test-tls lint unit cleanup bench labextension
 
 all: test
 
@@ -58,8 +60,26 @@ lint: venv
 	@$(BIN)/ruff format --check $(LINT_PATHS)
 	@$(BIN)/mypy
 
+# Two passes side by side (-Otarget keeps each one's output together): every
+# test against the main engine, and the integration tests again against a
+# throw-away engine on tcp://127.0.0.1 with TLS (tests/conftest.py --engine=tls;
+# tests marked "engines" start engines of their own and run in the main pass).
 test: setup system-test lint labextension
+	@$(MAKE) --no-print-directory -j2 -Otarget _test-main _test-tls
+
+test-main: setup system-test labextension
+	@$(MAKE) --no-print-directory _test-main
+
+test-tls: setup system-test
+	@$(MAKE) --no-print-directory _test-tls
+
+_test-main: venv
 	@$(BIN)/pytest
+
+TLS_TESTS := tests/integration
+_test-tls: venv
+	@echo "[test-tls] the integration tests against a throw-away TLS engine"
+	@$(BIN)/pytest --engine=tls -p no:cacheprovider $(TLS_TESTS)
 
 unit: venv
 	@$(BIN)/pytest tests/unit
