@@ -297,6 +297,11 @@ def test_status(ip: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> Non
     ip.run_line_magic("docker_status", "")
     out = capsys.readouterr().out
     assert out.startswith("engine      Docker ")
+    # Where the engine is and how it is reached (a local socket, or TLS in
+    # the --engine=tls pass).
+    assert "\naddress     " in out
+    expected = "TLS, engine certificate verified" if os.environ.get("DOCKER_TLS_VERIFY") else ""
+    assert f"\ntransport   {expected}" in out
     assert "python " in out
     assert "javascript " in out
     assert "present" in out
