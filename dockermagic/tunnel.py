@@ -31,6 +31,7 @@ import atexit
 import contextlib
 import ctypes
 import logging
+import os
 import shutil
 import signal
 import subprocess
@@ -97,6 +98,8 @@ class SSHTunnel:
         self._master: subprocess.Popen[bytes] | None = None
         self.remote_socket = ""
         self.local_socket = ""
+        #: The process that owns the ssh process; a forked child must not stop it.
+        self._owner = os.getpid()
 
     def __repr__(self) -> str:
         state = "open" if self.is_open else "closed"
@@ -247,8 +250,14 @@ class SSHTunnel:
         )
 
     def close(self) -> None:
-        """Stop the ssh process and remove the local socket (safe to call twice)."""
+        """Stop the ssh process and remove the local socket (safe to call twice).
+
+        Only in the process that opened the tunnel: a child that inherited
+        the object through fork (and its exit hook) leaves the parent's alone.
+        """
         atexit.unregister(self.close)
+        if os.getpid() != self._owner:
+            return
         master, self._master = self._master, None
         if master is not None and master.poll() is None:
             master.terminate()

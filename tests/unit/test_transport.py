@@ -23,6 +23,7 @@ import pytest
 
 from dockermagic.container import Channel
 from dockermagic.engine import Transport, connect, engine_transport
+from dockermagic.tunnel import SSHTunnel
 
 
 @pytest.fixture(scope="module")
@@ -247,3 +248,25 @@ def test_a_tls_client_ignores_the_ca_bundle_variables(
         assert settings["verify"] == str(certificates / "ca.pem")
     finally:
         probe.close()
+
+
+def test_a_forked_child_leaves_the_parents_tunnel_alone(tmp_path: Path) -> None:
+    # A pool worker forked from a process with an ssh:// client inherits its
+    # tunnel (and exit hook); closing it there would cut the parent's engine.
+    tunnel = SSHTunnel("ssh://someone@example.invalid:2222")
+    stand_in = subprocess.Popen(["sleep", "30"], stderr=subprocess.PIPE)
+    tunnel._master = stand_in  # the ssh process, stood in for by a sleeper
+    tunnel._dir = tmp_path / "tunnel"
+    tunnel._dir.mkdir()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        tunnel.close()
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert stand_in.poll() is None
+    assert tunnel._dir.exists()
+    tunnel.close()
+    assert stand_in.poll() is not None
+    assert not (tmp_path / "tunnel").exists()
+    assert not tunnel.is_open
