@@ -11,10 +11,30 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["FINAL_STATUSES", "Status"]
+__all__ = ["FINAL_STATUSES", "Status", "Word"]
 
 
-class Status(str, enum.Enum):
+class Word(str, enum.Enum):
+    """A ``str`` enum that reads as its plain word: in ``str()``, formats and ``repr()``.
+
+    The base of the project's vocabularies (:class:`Status`, grading's
+    ``Outcome``): every log line, table and JSON report wants the word.
+    """
+
+    # A str mix-in enum formats as "Status.OK" on newer Pythons.
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+    # Shown as the plain string it equals, so that a notebook's ``result.status``
+    # reads 'ok', as it did before the enum.
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+class Status(Word):
     """Where a run (or a script of a batch) stands, or how it ended.
 
     ``QUEUED`` and ``RUNNING`` are progress states; the others are outcomes.
@@ -31,19 +51,6 @@ class Status(str, enum.Enum):
     TRUNCATED = "truncated"
     CANCELLED = "cancelled"
     ERROR = "error"
-
-    # A str mix-in enum formats as "Status.OK" on newer Pythons; the word is
-    # what every log line, table and JSON report wants.
-    def __str__(self) -> str:
-        return self.value
-
-    def __format__(self, spec: str) -> str:
-        return format(self.value, spec)
-
-    # Shown as the plain string it equals, so that a notebook's ``result.status``
-    # reads 'ok', as it did before the enum.
-    def __repr__(self) -> str:
-        return repr(self.value)
 
     @property
     def label(self) -> str:

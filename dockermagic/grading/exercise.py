@@ -13,13 +13,13 @@ Pure data, no Docker calls.
 
 from __future__ import annotations
 
-import enum
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from dockermagic.errors import InvalidArgumentError
+from dockermagic.status import Word
 
 __all__ = [
     "STUB_HINT",
@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 
-class Outcome(str, enum.Enum):
+class Outcome(Word):
     """How an exercise of a submission ended."""
 
     PASSED = "passed"
@@ -46,15 +46,6 @@ class Outcome(str, enum.Enum):
     MISSING = "missing"
     TIMEOUT = "timeout"
     ERROR = "error"
-
-    def __str__(self) -> str:
-        return self.value
-
-    def __format__(self, spec: str) -> str:
-        return format(self.value, spec)
-
-    def __repr__(self) -> str:
-        return repr(self.value)
 
 
 @dataclass(frozen=True)
