@@ -23,6 +23,8 @@ from typing import Any
 
 __all__ = [
     "EXERCISE_KEY",
+    "MAX_FILES",
+    "MAX_FILE_BYTES",
     "Answer",
     "Cell",
     "answer_from_cells",
@@ -36,6 +38,11 @@ EXERCISE_KEY = "exercise"
 #: The cell magics whose body is Python an answer may be written in.
 _PYTHON_MAGICS = ("%%docker_python", "%%docker")
 _SUFFIXES = (".ipynb", ".py")
+#: The largest file of a submission that is read (a notebook with its outputs
+#: rarely passes a few MB; a bigger one is refused, not loaded).
+MAX_FILE_BYTES = 20 * 2**20
+#: The most files a submission folder may hold.
+MAX_FILES = 200
 
 
 @dataclass(frozen=True)
@@ -184,9 +191,16 @@ def read_cells(path: Path) -> list[Cell]:
             for child in path.iterdir()
             if child.suffix in _SUFFIXES and child.is_file() and not child.is_symlink()
         )
+        if len(files) > MAX_FILES:
+            raise ValueError(f"{path.name} holds {len(files)} files (at most {MAX_FILES} are read)")
         return [cell for child in files for cell in read_cells(child)]
     if not path.is_file():
         raise ValueError(f"{path.name} is not a regular file")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise ValueError(
+            f"{path.name} is {size / 2**20:.0f} MiB (at most {MAX_FILE_BYTES // 2**20} MiB)"
+        )
     text = path.read_text(encoding="utf-8", errors="replace")
     if path.suffix == ".py":
         return [Cell(text)]

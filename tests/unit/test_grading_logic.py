@@ -22,7 +22,7 @@ from dockermagic.grading import (
     register_exercise,
     value_judge,
 )
-from dockermagic.grading.answers import cell_body, defines
+from dockermagic.grading.answers import MAX_FILE_BYTES, cell_body, defines
 from dockermagic.grading.grade import Record, submissions
 from dockermagic.grading.report import html_report, records_csv, records_json, summary_lines, table
 
@@ -102,6 +102,12 @@ def test_read_cells_reads_notebooks_scripts_and_folders(tmp_path: Path) -> None:
     broken.write_text("{nope", encoding="utf-8")
     with pytest.raises(ValueError, match="not a notebook"):
         read_cells(broken)
+    huge = tmp_path / "huge.py"
+    with huge.open("wb") as stream:
+        stream.truncate(MAX_FILE_BYTES + 1)
+    with pytest.raises(ValueError, match="MiB"):
+        read_cells(huge)
+    huge.unlink()
     names = [entry.student for entry in submissions(tmp_path)]
     assert names == ["ann", "bob", "broken", "link", "secret"]
 
