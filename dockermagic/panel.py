@@ -396,10 +396,16 @@ class ScriptsPanel:
         self.render()
 
     def _on_select(self, change: dict[str, Any]) -> None:
-        if not self._selecting:
-            self._follow = False  # the user chose: stop following the running script
-            self._picked_during_run = self.running
+        # The lock: the batch thread's own moves set ``_selecting`` while they hold it,
+        # so a user's change on another thread is never mistaken for one of them.
+        with self._lock:
+            if not self._selecting:
+                self._user_chose()
         self.render(force=True)
+
+    def _user_chose(self) -> None:
+        self._follow = False  # the user chose: stop following the running script
+        self._picked_during_run = self.running
 
     def _name_button(self, name: str) -> widgets.Button:
         button = widgets.Button(
@@ -418,7 +424,12 @@ class ScriptsPanel:
             name: The script's file name.
         """
         if name in self._languages:
-            self.selected.value = name
+            with self._lock:
+                # Recorded here, not by the observer: clicking the name already shown
+                # changes no value, and is still the user's choice.
+                self._user_chose()
+                self._select_quietly(name)
+            self.render(force=True)
 
     def _show_first_failure(self) -> None:
         batch = self.batch_progress
