@@ -36,11 +36,13 @@ import ipaddress
 import itertools
 import logging
 import os
+import queue
 import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -56,7 +58,10 @@ import requests.exceptions
 __all__ = [
     "EngineError",
     "ExtraEngine",
+    "NetnsEngine",
     "SSHServer",
+    "SwarmCluster",
+    "copy_images",
     "extra_engine",
     "missing_prerequisites",
     "ssh_server",
@@ -231,6 +236,99 @@ def make_certificates(directory: Path) -> None:
         )  # fmt: skip
     for path in directory.glob("*key.pem"):
         path.chmod(0o600)
+
+
+def copy_images(
+    source: docker.DockerClient, engines: Sequence[ExtraEngine], names: Sequence[str]
+) -> None:
+    """Copy images into running engines with the SDK: each image saved once, loaded by all.
+
+    One ``save`` stream is handed chunk by chunk to one ``load`` per engine,
+    at the same time (a 1 GB image is read once, and nothing goes to disk).
+
+    Args:
+        source: The engine the images come from.
+        engines: Started engines to load them into (each gets ``image:<name>``
+            in its :attr:`~ExtraEngine.timings`).
+        names: Image names, as the source knows them.
+
+    Raises:
+        EngineError: A load failed, or an image is missing afterwards.
+    """
+    targets = [engine.client(timeout=300, tls=False) for engine in engines]
+    try:
+        for name in names:
+            _copy_image(source, engines, targets, name)
+    finally:
+        for target in targets:
+            target.close()
+
+
+def _copy_image(
+    source: docker.DockerClient,
+    engines: Sequence[ExtraEngine],
+    targets: Sequence[docker.DockerClient],
+    name: str,
+) -> None:
+    t0 = time.monotonic()
+    image = source.images.get(name)
+    # The tag to keep in the archive: save(named=False) would drop it.
+    candidates = [name, f"{name}:latest"]
+    tag = next((t for t in candidates if t in image.tags), image.tags[0] if image.tags else "")
+    feeds: list[queue.Queue[bytes | None]] = [queue.Queue(maxsize=32) for _ in targets]
+    errors: dict[int, str] = {}
+
+    def load(index: int) -> None:
+        ended = False
+
+        def chunks() -> Iterator[bytes]:
+            nonlocal ended
+            while (chunk := feeds[index].get()) is not None:
+                yield chunk
+            ended = True
+
+        try:
+            for message in targets[index].api.load_image(chunks(), quiet=True):  # type: ignore[no-untyped-call]
+                if "error" in message:
+                    errors[index] = str(message["error"])
+        except Exception as exc:
+            errors[index] = f"{type(exc).__name__}: {exc}"
+        finally:
+            # A failed load stops reading: drain its feed so the saver never blocks.
+            while not ended and feeds[index].get() is not None:
+                pass
+
+    loaders = [
+        threading.Thread(target=load, args=(i,), name=f"load-{i}", daemon=True)
+        for i in range(len(targets))
+    ]
+    for loader in loaders:
+        loader.start()
+    copied = 0
+    try:
+        for chunk in image.save(named=tag or False):
+            copied += len(chunk)
+            for feed in feeds:
+                feed.put(chunk)
+    finally:
+        for feed in feeds:
+            feed.put(None)
+        for loader in loaders:
+            loader.join()
+    seconds = time.monotonic() - t0
+    for index, (engine, target) in enumerate(zip(engines, targets, strict=True)):
+        if index in errors:
+            raise EngineError(f"loading {name} into {engine.dir} failed: {errors[index]}")
+        if image.id is None or not target.images.get(image.id):
+            raise EngineError(f"{name} is not in {engine.dir} after loading it")
+        engine.timings[f"image:{name}"] = seconds
+    logger.info(
+        "copied %s (%.0f MB) into %d engine(s) in %.2f s",
+        name,
+        copied / 2**20,
+        len(engines),
+        seconds,
+    )
 
 
 class ExtraEngine:
@@ -410,11 +508,6 @@ class ExtraEngine:
         t0 = time.monotonic()
         self.dir.mkdir(mode=0o700)  # fails if the name is taken: never reuse a directory
         (self.dir / "daemon.json").write_text("{}\n")  # not the main engine's daemon.json
-        self.subnet = _free_subnet()
-        _run("ip", "link", "add", self.bridge, "type", "bridge")
-        self._bridge_made = True
-        _run("ip", "addr", "add", f"{self.subnet[1]}/{self.subnet.prefixlen}", "dev", self.bridge)
-        _run("ip", "link", "set", self.bridge, "up")
         args = [
             "dockerd",
             f"--config-file={self.dir / 'daemon.json'}",
@@ -425,7 +518,7 @@ class ExtraEngine:
             "--iptables=false",
             "--ip-masq=false",
             "--ip-forward=false",
-            f"--bridge={self.bridge}",
+            *self._network_args(),
             f"--cgroup-parent={self.cgroup_parent}",
             # Matters only if a system containerd is shared with the main engine.
             f"--containerd-namespace=dmk-{self.token}",
@@ -448,7 +541,7 @@ class ExtraEngine:
         env.update(self.env)
         with self.log_path.open("wb") as log:
             self._proc = subprocess.Popen(
-                args,
+                self._command(args),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -457,10 +550,26 @@ class ExtraEngine:
                 # which then stop the engine in order.
                 start_new_session=True,
             )
-        logger.info("engine %s: dockerd pid %d, bridge %s", self.dir, self._proc.pid, self.bridge)
+        logger.info("engine %s: dockerd pid %d, %s", self.dir, self._proc.pid, self._where())
         self._api_version = self._wait_ready(t0 + self.ready_timeout)
         self.timings["start"] = time.monotonic() - t0
         logger.info("engine %s answered after %.2f s", self.dir, self.timings["start"])
+
+    def _network_args(self) -> list[str]:
+        """Make the engine's own bridge in a free subnet; its ``dockerd`` arguments."""
+        self.subnet = _free_subnet()
+        _run("ip", "link", "add", self.bridge, "type", "bridge")
+        self._bridge_made = True
+        _run("ip", "addr", "add", f"{self.subnet[1]}/{self.subnet.prefixlen}", "dev", self.bridge)
+        _run("ip", "link", "set", self.bridge, "up")
+        return [f"--bridge={self.bridge}"]
+
+    def _command(self, args: list[str]) -> list[str]:
+        """The argv that starts ``dockerd`` with ``args`` (here: as it is)."""
+        return args
+
+    def _where(self) -> str:
+        return f"bridge {self.bridge}"
 
     def _wait_ready(self, deadline: float) -> str:
         assert self._proc is not None
@@ -493,42 +602,12 @@ class ExtraEngine:
             return
         t0 = time.monotonic()
         source = self.source or docker.from_env(timeout=300)
-        target = self.client(timeout=300, tls=False)
         try:
-            for name in self.images:
-                self._copy_image(source, target, name)
+            copy_images(source, [self], self.images)
         finally:
             if self.source is None:
                 source.close()
-            target.close()
         self.timings["images"] = time.monotonic() - t0
-
-    def _copy_image(
-        self, source: docker.DockerClient, target: docker.DockerClient, name: str
-    ) -> None:
-        t0 = time.monotonic()
-        image = source.images.get(name)
-        # The tag to keep in the archive: save(named=False) would drop it.
-        candidates = [name, f"{name}:latest"]
-        tag = next((t for t in candidates if t in image.tags), image.tags[0] if image.tags else "")
-        copied = 0
-
-        def chunks() -> Iterator[bytes]:
-            nonlocal copied
-            for chunk in image.save(named=tag or False):
-                copied += len(chunk)
-                yield chunk
-
-        for message in target.api.load_image(chunks(), quiet=True):  # type: ignore[no-untyped-call]
-            if "error" in message:
-                raise EngineError(f"loading {name} into {self.dir} failed: {message['error']}")
-        if image.id is None or not target.images.get(image.id):
-            raise EngineError(f"{name} is not in {self.dir} after loading it")
-        seconds = time.monotonic() - t0
-        self.timings[f"image:{name}"] = seconds
-        logger.info(
-            "engine %s: copied %s (%.0f MB) in %.2f s", self.dir, name, copied / 2**20, seconds
-        )
 
     def freeze(self) -> None:
         """Stop the engine's process (SIGSTOP): requests hang until :meth:`thaw`."""
@@ -677,6 +756,285 @@ class ExtraEngine:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<ExtraEngine {self.base_url} {state}{' (TLS)' if self.tls else ''}>"
+
+
+def _netns_boot_script() -> str:
+    """What ``ip netns exec`` runs before ``dockerd`` (``"$@"`` is dockerd's argv).
+
+    The namespace's fresh ``/sys`` has no cgroup hierarchies: mount the
+    host's again (the same controllers), then become ``dockerd`` (same pid).
+    """
+    mounts = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        left, _, right = line.partition(" - ")
+        point = left.split()[4]
+        fstype, _source, options = right.split()[:3]
+        if fstype in ("cgroup", "cgroup2") and point.startswith("/sys/fs/cgroup/"):
+            kept = ",".join(o for o in options.split(",") if o not in ("rw", "ro"))
+            opts = f"-o {kept} " if kept else ""
+            mounts.append(f"mkdir -p {point} && mount -t {fstype} {opts}{fstype} {point}")
+    return "\n".join(
+        ["set -e", "mount -t tmpfs -o mode=755 cgroup /sys/fs/cgroup", *mounts, 'exec "$@"']
+    )
+
+
+class NetnsEngine(ExtraEngine):
+    """An extra engine in a network namespace of its own (a Swarm node on one machine).
+
+    Like :class:`ExtraEngine` (own data root, exec root, socket, pid file,
+    cgroup parent, containerd namespace), but ``dockerd`` runs inside
+    ``ip netns exec NETNS`` with ``--bridge=none``: the host's ``docker0`` is
+    out of its sight there (pitfall 23 concerns the host namespace only), and
+    its containers get no network but ``lo``. The caller makes and removes
+    the namespace. The unix socket is a file, reachable from the host's
+    namespace. No TLS.
+
+    Args:
+        netns: The network namespace (``ip netns add`` made it).
+        images: See :class:`ExtraEngine`.
+        extra_args: More ``dockerd`` arguments.
+        env: More environment variables for ``dockerd``.
+        source: See :class:`ExtraEngine`.
+        ready_timeout: See :class:`ExtraEngine`.
+    """
+
+    def __init__(
+        self,
+        netns: str,
+        images: Sequence[str] = (),
+        *,
+        extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        source: docker.DockerClient | None = None,
+        ready_timeout: float = READY_TIMEOUT,
+    ) -> None:
+        super().__init__(
+            images, extra_args=extra_args, env=env, source=source, ready_timeout=ready_timeout
+        )
+        self.netns = netns
+
+    def _network_args(self) -> list[str]:
+        return ["--bridge=none"]
+
+    def _command(self, args: list[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.netns, "sh", "-c", _netns_boot_script(), "sh", *args]
+
+    def _where(self) -> str:
+        return f"network namespace {self.netns}"
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<NetnsEngine {self.base_url} in {self.netns} {state}>"
+
+
+#: dockerd arguments of a Swarm node: what dockermagic's Swarm backend needs
+#: of a node, as the README's node set-up says (service specs cannot ask for
+#: either on engine 20.10).
+SWARM_NODE_ARGS = ("--no-new-privileges",)
+#: dockerd environment of a Swarm node: tasks use the node's image, no registry.
+SWARM_NODE_ENV = {"DOCKER_SERVICE_PREFER_OFFLINE_IMAGE": "1"}
+#: Port of the Swarm's control plane on each node's address.
+SWARM_PORT = 2377
+
+
+class SwarmCluster:
+    """A throw-away two-node Docker Swarm on this machine: a manager and a worker.
+
+    Each node is a :class:`NetnsEngine` in a network namespace of its own
+    (``dmk-<token>-m``, ``dmk-<token>-w``); a veth pair joins them on a free
+    private ``10.x.y.0/24`` (``.1`` the manager, ``.2`` the worker). Both run
+    with ``--bridge=none --no-new-privileges`` and
+    ``DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1``. Images are copied from the
+    source engine into both at once (:func:`copy_images`).
+
+    :meth:`stop` (also on a failed start, ``__exit__`` and interpreter exit)
+    undoes exactly what :meth:`start` did: both nodes leave the swarm, each
+    engine is stopped as :meth:`ExtraEngine.stop` does, the namespaces and the
+    veth pair are deleted, and ``/run/netns`` is unmounted when this cluster
+    mounted it and no namespace is left in it.
+
+    Args:
+        images: Images copied into both nodes.
+        source: The engine images come from; ``docker.from_env()`` if None.
+    """
+
+    def __init__(
+        self, images: Sequence[str] = (), *, source: docker.DockerClient | None = None
+    ) -> None:
+        self.images = tuple(images)
+        self.source = source
+        self.token = secrets.token_hex(4)
+        self.netns = (f"dmk-{self.token}-m", f"dmk-{self.token}-w")
+        self.veth = (f"dmv{self.token}m", f"dmv{self.token}w")
+        self.subnet: ipaddress.IPv4Network | None = None
+        self.manager: NetnsEngine | None = None
+        self.worker: NetnsEngine | None = None
+        self.timings: dict[str, float] = {}
+        self._made_netns: list[str] = []
+        self._made_run_netns = False
+        self._stopped = False
+
+    @property
+    def nodes(self) -> list[NetnsEngine]:
+        """The started engines, manager first."""
+        return [node for node in (self.manager, self.worker) if node is not None]
+
+    def address(self, index: int) -> str:
+        """The IPv4 address of node ``index`` (0: manager, 1: worker)."""
+        if self.subnet is None:
+            raise EngineError("the cluster is not started")
+        return str(self.subnet[index + 1])
+
+    def node_ids(self) -> dict[str, str]:
+        """Swarm node id -> ``"manager"`` or ``"worker"``."""
+        ids = {}
+        for role, node in zip(("manager", "worker"), self.nodes, strict=False):
+            client = node.client(timeout=10)
+            try:
+                ids[client.info()["Swarm"]["NodeID"]] = role
+            finally:
+                client.close()
+        return ids
+
+    def __enter__(self) -> SwarmCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> SwarmCluster:
+        """Make the namespaces and the link, start both engines, copy images, form the swarm.
+
+        Raises:
+            EngineError: Something could not be made; everything made so far is removed.
+        """
+        if self._stopped or self.nodes:
+            raise EngineError("a SwarmCluster starts only once")
+        atexit.register(self.stop)
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        t0 = time.monotonic()
+        self._made_run_netns = not os.path.ismount("/run/netns")
+        self.subnet = _free_subnet()
+        for name in self.netns:
+            _run("ip", "netns", "add", name)
+            self._made_netns.append(name)
+        _run("ip", "link", "add", self.veth[0], "type", "veth", "peer", "name", self.veth[1])
+        for index, (name, link) in enumerate(zip(self.netns, self.veth, strict=True)):
+            _run("ip", "link", "set", link, "netns", name)
+            address = f"{self.address(index)}/{self.subnet.prefixlen}"
+            _run("ip", "-n", name, "addr", "add", address, "dev", link)
+            _run("ip", "-n", name, "link", "set", link, "up")
+            _run("ip", "-n", name, "link", "set", "lo", "up")
+        self.manager, self.worker = (
+            NetnsEngine(name, extra_args=SWARM_NODE_ARGS, env=SWARM_NODE_ENV) for name in self.netns
+        )
+        # Both engines start at once (each takes a few seconds on a busy machine).
+        failures: list[BaseException] = []
+
+        def start(node: NetnsEngine) -> None:
+            try:
+                node.start()
+            except BaseException as exc:
+                failures.append(exc)
+
+        starters = [threading.Thread(target=start, args=(node,)) for node in self.nodes]
+        for starter in starters:
+            starter.start()
+        for starter in starters:
+            starter.join()
+        if failures:
+            raise failures[0]
+        self.timings["engines"] = time.monotonic() - t0
+        if self.images:
+            t_images = time.monotonic()
+            source = self.source or docker.from_env(timeout=300)
+            try:
+                copy_images(source, self.nodes, self.images)
+            finally:
+                if self.source is None:
+                    source.close()
+            self.timings["images"] = time.monotonic() - t_images
+        t_swarm = time.monotonic()
+        self._form_swarm()
+        self.timings["swarm"] = time.monotonic() - t_swarm
+        self.timings["start"] = time.monotonic() - t0
+        logger.info("swarm %s ready in %.2f s: %s", self.token, self.timings["start"], self.timings)
+
+    def _form_swarm(self) -> None:
+        assert self.manager is not None
+        assert self.worker is not None
+        manager, worker = self.manager.client(timeout=30), self.worker.client(timeout=30)
+        try:
+            here = f"{self.address(0)}:{SWARM_PORT}"
+            manager.swarm.init(listen_addr=here, advertise_addr=here)
+            manager.swarm.reload()
+            token = manager.swarm.attrs["JoinTokens"]["Worker"]
+            there = f"{self.address(1)}:{SWARM_PORT}"
+            worker.swarm.join(
+                remote_addrs=[here], join_token=token, listen_addr=there, advertise_addr=there
+            )
+            deadline = time.monotonic() + 30
+            while True:
+                states = [n.attrs["Status"]["State"] for n in manager.nodes.list()]
+                if states.count("ready") == 2:
+                    return
+                if time.monotonic() > deadline:
+                    raise EngineError(f"the swarm's nodes are not ready after 30 s: {states}")
+                time.sleep(0.1)
+        finally:
+            manager.close()
+            worker.close()
+
+    def stop(self) -> None:
+        """Undo everything :meth:`start` did; safe to call more than once."""
+        if self._stopped:
+            return
+        self._stopped = True
+        atexit.unregister(self.stop)
+        for node in reversed(self.nodes):  # the worker leaves first
+            if node.running:
+                try:
+                    client = node.client(timeout=15)
+                    try:
+                        client.swarm.leave(force=True)
+                    finally:
+                        client.close()
+                except UNREACHABLE as exc:
+                    logger.warning("swarm %s: %s could not leave: %s", self.token, node, exc)
+        # Each stop waits for its dockerd and removes its data root: both at once.
+        stoppers = [threading.Thread(target=node.stop) for node in self.nodes]
+        for stopper in stoppers:
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join()
+        for name in self._made_netns:
+            try:
+                _run("ip", "netns", "del", name)
+            except EngineError as exc:
+                logger.warning("swarm %s: %s", self.token, exc)
+        self._made_netns.clear()
+        for link in self.veth:  # gone with its namespace; only a failed move leaves one
+            if Path("/sys/class/net", link).exists():
+                with contextlib.suppress(EngineError):
+                    _run("ip", "link", "del", link)
+        if self.subnet is not None:
+            _claimed_subnets.discard(self.subnet)
+        run_netns = Path("/run/netns")
+        if self._made_run_netns and os.path.ismount(run_netns) and not any(run_netns.iterdir()):
+            # ip netns add mounted it; nobody else uses it now.
+            _unmount(str(run_netns))
+            with contextlib.suppress(OSError):
+                run_netns.rmdir()
+
+    def __repr__(self) -> str:
+        return f"<SwarmCluster {self.token}: {self.nodes}>"
 
 
 class SSHServer:
