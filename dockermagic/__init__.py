@@ -18,6 +18,7 @@ from dockermagic.errors import (
     InvalidArgumentError,
     PackageInstallError,
     SandboxError,
+    SwarmError,
 )
 from dockermagic.inputs import bind_inputs
 from dockermagic.policy import SandboxPolicy
@@ -51,6 +52,7 @@ __all__ = [
     "Session",
     "SessionManager",
     "SessionRestartedWarning",
+    "SwarmError",
     "__version__",
     "bind_inputs",
     "cleanup",

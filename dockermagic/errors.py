@@ -17,6 +17,7 @@ __all__ = [
     "LogDirectoryError",
     "PackageInstallError",
     "SandboxError",
+    "SwarmError",
 ]
 
 
@@ -115,3 +116,15 @@ class LogDirectoryError(DockermagicError):
     def __init__(self, directory: str, reason: str) -> None:
         self.directory = directory
         super().__init__(f"Cannot write logs to {directory}: {reason}")
+
+
+class SwarmError(DockermagicError):
+    """A script could not run as a Swarm task: no manager, a node not set up, a rejected task.
+
+    Attributes:
+        node: The node it concerns ('' when none).
+    """
+
+    def __init__(self, message: str, *, node: str = "") -> None:
+        self.node = node
+        super().__init__(message)

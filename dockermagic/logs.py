@@ -544,7 +544,7 @@ def log_result(name: str, run_id: str, result: RunResult, *, origin: str = "") -
     level = logging.INFO if result.ok else logging.WARNING
     logger.log(
         level,
-        "%s run=%s %s image=%s status=%s exit=%d duration=%.3fs %s%s",
+        "%s run=%s %s image=%s status=%s exit=%d duration=%.3fs %s%s%s",
         name,
         run_id,
         result.language,
@@ -553,5 +553,6 @@ def log_result(name: str, run_id: str, result: RunResult, *, origin: str = "") -
         result.exit_code,
         result.duration,
         usage_fields(result.cpu_seconds, result.peak_memory_bytes),
+        f" node={result.node}" if result.node else "",
         f" from={origin}" if origin else "",
     )

@@ -48,6 +48,8 @@ class RunResult:
             used; None where the runner cannot tell.
         peak_memory_bytes: The program's peak resident memory; None where
             the runner cannot tell.
+        node: The Swarm node (its id) the program ran on; '' when it ran on
+            the engine the client talks to.
     """
 
     language: str
@@ -67,6 +69,7 @@ class RunResult:
     files_skipped: tuple[tuple[str, str], ...] = ()
     cpu_seconds: float | None = None
     peak_memory_bytes: int | None = None
+    node: str = ""
 
     @property
     def ok(self) -> bool:

@@ -120,6 +120,7 @@ class ScriptResult:
         cpu_seconds: CPU time (user + system) the program used; None when
             the runner could not tell or the script never ran.
         peak_memory_bytes: The program's peak resident memory; None when unknown.
+        node: The Swarm node (its id) the script ran on; '' for a local run.
     """
 
     name: str
@@ -137,6 +138,7 @@ class ScriptResult:
     outputs: tuple[str, ...] = ()
     cpu_seconds: float | None = None
     peak_memory_bytes: int | None = None
+    node: str = ""
 
     @property
     def ok(self) -> bool:
@@ -159,7 +161,8 @@ class BatchReport:
     Attributes:
         directory: The scripts folder.
         mode: ``"sequential"`` or ``"parallel"``.
-        workers: Worker processes used (1 when sequential).
+        workers: Worker processes used (1 when sequential); with the Swarm
+            backend, tasks run at once at most.
         run_id: Identifies the batch in the logs and container labels.
         results: Per script, in name order.
         ignored: Files in the folder that no runner claims.
@@ -172,6 +175,8 @@ class BatchReport:
             folder's ``requirements.txt`` / ``package.json``, or the caller's).
         pool: Idle containers kept per worker and configuration (0: none).
         outputs_dir: Where displays were written ('' when they were not).
+        backend: Where the scripts ran: ``"local"`` (the engine the client
+            talks to) or ``"swarm"`` (tasks on a Swarm's nodes).
     """
 
     directory: str
@@ -187,6 +192,7 @@ class BatchReport:
     requirements: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     pool: int = 0
     outputs_dir: str = ""
+    backend: str = "local"
 
     @property
     def totals(self) -> dict[Status, int]:
@@ -218,6 +224,7 @@ class BatchReport:
         return {
             "directory": self.directory,
             "mode": self.mode,
+            "backend": self.backend,
             "workers": self.workers,
             "run_id": self.run_id,
             "started_at": self.started_at,

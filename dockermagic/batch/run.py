@@ -32,6 +32,7 @@ from typing import Literal
 
 import docker
 
+from dockermagic.batch.backend import BACKENDS, Backend, ScriptBackend
 from dockermagic.batch.cache import RunnerCache
 from dockermagic.batch.discovery import Discovery, discover_scripts, select_scripts
 from dockermagic.batch.displays import prepare_outputs_dir
@@ -41,7 +42,14 @@ from dockermagic.batch.requirements import merge_requirements, read_folder_requi
 from dockermagic.batch.script import Task
 from dockermagic.batch.sequential import run_sequential
 from dockermagic.batch.stop import StopPolicy
+from dockermagic.batch.swarm import (
+    SwarmBackend,
+    check_manager,
+    prepare_swarm_images,
+    swarm_limit,
+)
 from dockermagic.batch.sweep import sweep_batch
+from dockermagic.batch.threads import run_threaded
 from dockermagic.engine import default_client
 from dockermagic.errors import DockermagicError, InvalidArgumentError, PackageInstallError
 from dockermagic.images import ensure_image, runner_image
@@ -109,6 +117,7 @@ def run_scripts(
     pool: int | None = None,
     requirements: Mapping[str, Iterable[str]] | None = None,
     outputs_dir: str | os.PathLike[str] | None = None,
+    backend: Backend = "local",
 ) -> BatchReport:
     """Run every script of a folder, each in its own container.
 
@@ -123,7 +132,8 @@ def run_scripts(
         directory: The scripts folder (see :mod:`dockermagic.batch` for the rules).
         mode: ``"sequential"`` or ``"parallel"``.
         workers: Worker processes in parallel mode; :func:`default_workers`
-            when None. Never more than there are scripts.
+            when None. Never more than there are scripts. With the Swarm
+            backend: tasks at once (default: the CPUs of the ready nodes).
         timeout: Wall-clock seconds per script; the policy's when None.
         fail_fast: After the first script that does not succeed, start no
             further script and kill the running ones (reported ``cancelled``).
@@ -150,6 +160,10 @@ def run_scripts(
         outputs_dir: Write each script's displays (plots, tables, HTML) to
             files here (see :mod:`~dockermagic.batch.displays`); they are
             listed in :attr:`ScriptResult.outputs`.
+        backend: ``"local"`` (a container on the engine the client talks to)
+            or ``"swarm"`` (a one-off task on any node of the Swarm whose
+            manager ``DOCKER_HOST`` names; see :mod:`dockermagic.batch.swarm`:
+            no displays, CPU or memory figures, pools or packages there).
 
     Returns:
         The :class:`BatchReport`.
@@ -157,12 +171,13 @@ def run_scripts(
     Raises:
         InvalidArgumentError: A missing or empty folder, a folder without
             runnable scripts, a bad mode, worker count, timeout, pool size,
-            requirement, requirements file or outputs folder.
+            requirement, requirements file or outputs folder; a Swarm batch
+            whose engine is not a Swarm manager.
         LogDirectoryError: ``log_dir`` cannot be created or written (checked
             before any script runs).
         EngineUnavailableError: No Docker Engine answers.
     """
-    _validate(mode, workers, timeout, pool)
+    _validate(mode, workers, timeout, pool, backend)
     discovery = discover_scripts(directory)
     if only is not None:
         discovery = select_scripts(discovery, only)
@@ -185,26 +200,49 @@ def run_scripts(
     own_sink = log_sink is None and log_dir is not None
     sink = start_logging(log_dir) if own_sink else (log_sink or current_sink())
     client: docker.DockerClient | None = None
-    runners: RunnerCache | None = None
+    runners: ScriptBackend | None = None
+    swarm = backend == "swarm"
     try:
         client = default_client()
+        if swarm:
+            check_manager(client)
         dispatcher = _Dispatcher(on_event)
         total = len(discovery.scripts)
         tasks = _tasks(
-            discovery, client, chosen_images, packages, timeout, run_id, sink, outputs, dispatcher
+            discovery,
+            client,
+            chosen_images,
+            packages,
+            timeout,
+            run_id,
+            sink,
+            outputs,
+            dispatcher,
+            swarm=swarm,
         )
-        count = 1 if mode == "sequential" else min(workers or default_workers(total), total)
+        if mode == "sequential":
+            count = 1
+        else:
+            fallback = swarm_limit(client, total) if swarm else default_workers(total)
+            count = min(workers or fallback, total)
         logger.info(
-            "batch %s: %d script(s) from %s, %s, %d worker(s), pool %s",
+            "batch %s: %d script(s) from %s, %s on %s, %d at once, pool %s",
             run_id,
             total,
             directory,
             mode,
+            backend,
             count,
             "default" if pool is None else pool,
         )
         stop = StopPolicy(cancel if cancel is not None else threading.Event(), fail_fast)
-        if mode == "sequential":
+        if swarm:
+            runners = SwarmBackend(policy, run_id, limit=count)
+            if mode == "sequential":
+                results = run_sequential(tasks, runners, dispatcher, stop)
+            else:
+                results = run_threaded(tasks, count, runners, dispatcher, stop)
+        elif mode == "sequential":
             runners = RunnerCache(policy, run_id, client, pool=pool)
             results = run_sequential(tasks, runners, dispatcher, stop)
         else:
@@ -234,15 +272,17 @@ def run_scripts(
             log_dir=str(sink.directory) if sink is not None else "",
             cancelled=stop.cancelled,
             requirements=packages,
-            pool=_pool_size(pool),
+            pool=0 if swarm else _pool_size(pool),
             outputs_dir=outputs,
+            backend=backend,
         )
         totals = ", ".join(f"{n} {s}" for s, n in report.totals.items() if n)
         logger.info("batch %s finished in %.2f s: %s", run_id, report.wall_time, totals)
         return report
     finally:
         # The sequential path's pools are this process's; the workers closed
-        # their own on their way out. Then nothing of the batch may be left.
+        # their own on their way out; a Swarm backend removes what is left of
+        # its services. Then nothing of the batch may be left.
         if runners is not None:
             runners.close()
         if client is not None:
@@ -260,9 +300,13 @@ def _pool_size(pool: int | None) -> int:
     return current_settings().pool_size or 0
 
 
-def _validate(mode: str, workers: int | None, timeout: float | None, pool: int | None) -> None:
+def _validate(
+    mode: str, workers: int | None, timeout: float | None, pool: int | None, backend: str
+) -> None:
     if mode not in ("sequential", "parallel"):
         raise InvalidArgumentError("mode", mode, "expected 'sequential' or 'parallel'")
+    if backend not in BACKENDS:
+        raise InvalidArgumentError("backend", backend, f"expected one of {', '.join(BACKENDS)}")
     if workers is not None and (
         isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
     ):
@@ -336,10 +380,15 @@ def _tasks(
     sink: LogSink | None,
     outputs_dir: str,
     emit: EventCallback,
+    *,
+    swarm: bool = False,
 ) -> list[Task]:
     languages = [discovery.language_of(path) for path in discovery.scripts]
     total = len(discovery.scripts)
-    prepared = _prepare_images(client, languages, images, packages, emit, total)
+    if swarm:
+        prepared = prepare_swarm_images(client, languages, images, packages)
+    else:
+        prepared = _prepare_images(client, languages, images, packages, emit, total)
     include = (str(discovery.data_dir),) if discovery.data_dir and not discovery.data_error else ()
     return [
         Task(

@@ -33,7 +33,7 @@ from dockermagic.result import RunResult
 from dockermagic.status import Status
 
 if TYPE_CHECKING:
-    from dockermagic.batch.cache import RunnerCache
+    from dockermagic.batch.backend import ScriptBackend
 
 __all__ = ["Task", "run_task", "script_result"]
 
@@ -114,6 +114,7 @@ def script_result(
     image: str = "",
     run: RunResult | None = None,
     outputs: Sequence[str] = (),
+    node: str = "",
 ) -> ScriptResult:
     """A result for a script, with its identity filled in.
 
@@ -128,6 +129,8 @@ def script_result(
         run: The runner's result, when it ran: its display counts, CPU and
             peak memory are taken from it.
         outputs: The files its displays were written to.
+        node: The Swarm node it ran on, when it did not run (a node that is
+            not set up); a run's own node otherwise.
 
     Returns:
         The result.
@@ -148,17 +151,18 @@ def script_result(
         outputs=tuple(outputs),
         cpu_seconds=run.cpu_seconds if run is not None else None,
         peak_memory_bytes=run.peak_memory_bytes if run is not None else None,
+        node=run.node if run is not None else node,
     )
 
 
 def run_task(
-    task: Task, runners: RunnerCache, emit: EventCallback, cancel: threading.Event
+    task: Task, runners: ScriptBackend, emit: EventCallback, cancel: threading.Event
 ) -> ScriptResult:
     """Run one script, emitting start/output/finish; problems become ``error`` results.
 
     Args:
         task: The script.
-        runners: Where its runner comes from.
+        runners: Where its runner comes from (the batch's backend).
         emit: Receives the events.
         cancel: Setting it kills the script's container (reported ``cancelled``).
 
@@ -200,7 +204,7 @@ def run_task(
             on_display=on_display,
         )
     except DockermagicError as exc:
-        outcome = _error(task, str(exc), started, tail, writer)
+        outcome = _error(task, str(exc), started, tail, writer, node=getattr(exc, "node", ""))
     except Exception as exc:  # an unexpected engine answer must not sink the batch
         logger.exception("%s: unexpected error", task.name)
         outcome = _error(task, f"{type(exc).__name__}: {exc}", started, tail, writer)
@@ -225,7 +229,13 @@ def run_task(
 
 
 def _error(
-    task: Task, message: str, started: float, tail: OutputTail, writer: DisplayWriter | None
+    task: Task,
+    message: str,
+    started: float,
+    tail: OutputTail,
+    writer: DisplayWriter | None,
+    *,
+    node: str = "",
 ) -> ScriptResult:
     _runs_logger.error(
         "%s run=%s %s status=error: %s", task.name, task.run_id, task.language, message
@@ -238,4 +248,5 @@ def _error(
         output_tail=tail.text(),
         image=task.image,
         outputs=writer.written if writer is not None else (),
+        node=node,
     )

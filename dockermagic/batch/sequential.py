@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from dockermagic.batch.cache import RunnerCache
+from dockermagic.batch.backend import ScriptBackend
 from dockermagic.batch.report import EventCallback, ScriptResult
 from dockermagic.batch.script import Task, run_task
 from dockermagic.batch.stop import StopPolicy
@@ -22,13 +22,13 @@ logger = logging.getLogger(__name__)
 
 
 def run_sequential(
-    tasks: Sequence[Task], runners: RunnerCache, emit: EventCallback, stop: StopPolicy
+    tasks: Sequence[Task], runners: ScriptBackend, emit: EventCallback, stop: StopPolicy
 ) -> list[ScriptResult]:
     """Run the scripts in order until the batch stops.
 
     Args:
         tasks: The scripts.
-        runners: Runners of this process.
+        runners: Where the scripts run (this process's runners, or a remote backend).
         emit: Receives the events.
         stop: The batch's stop policy.
 

@@ -1,0 +1,1257 @@
+"""Docker Swarm: one script as a one-off task on any node of a cluster.
+
+The one module that owns Swarm services and configs: every service, task,
+config and node call (``client.api``) of dockermagic is here, as every
+container call is in :mod:`dockermagic.container`. The batch's Swarm backend
+(:mod:`dockermagic.batch.swarm`) and :func:`dockermagic.cleanup.cleanup` are
+its clients.
+
+A script's life as a task::
+
+    SwarmTask.create(client, spec)   a config per file (/code/<file>), then a service:
+                                     mode replicated, 1 replica, restart-condition none
+      .wait_started()                pending ... running (or already over)
+      TaskProgram(task)              what the supervisor watches: the live log
+                                     (stdout and stderr), the task's state
+      .remove()                      the service (this kills a running task), its configs
+
+:class:`SwarmRunner` does all of it for one file and returns the same
+:class:`~dockermagic.result.RunResult` a local run does.
+
+What engine 20.10 forces, and the answers (pitfall 27):
+
+* **No** ``network none`` **for services**: nodes run their engines with
+  ``--bridge=none`` (a task then has ``lo`` only), and the task's wrapper
+  (:data:`WRAPPER`) checks ``/sys/class/net`` before the program runs.
+* ``no-new-privileges`` **is dropped from service specs**: nodes run with
+  ``--no-new-privileges``; the wrapper checks ``NoNewPrivs: 1``. A node that
+  fails either check runs nothing: the wrapper exits
+  :data:`NOT_ISOLATED_EXIT` and the script is an ``error`` naming the node
+  and its set-up (:class:`~dockermagic.errors.SwarmError`).
+* **tmpfs mounts are** ``noexec`` **without uid/gid**: the working directory
+  is ``/tmp`` (mode 1777, so the sandbox user can write), ``HOME`` too.
+* **No stdin, attach or** ``put_archive``: the code arrives as Swarm configs,
+  one per file, :data:`CONFIG_LIMIT` bytes each (the documented limit;
+  20.10 takes up to 1000 KB, older managers do not); no stdin at all.
+* **Output comes from the service's log** (``json-file`` on the node,
+  bounded by ``max-size``), read live while the task runs and completed from
+  the whole log when it ends. stdout and stderr travel in one multiplexed
+  stream in the order the node logged them, which is the order the two pipes
+  were read: between the two streams that order is approximate (as for a
+  local container; a ``tty`` would merge them). The output cap removes the
+  service, which kills the task.
+* **OOM shows only as exit 137**: the wrapper runs the program as its child,
+  reads the task's cgroup OOM counter when it ends and says so on stderr in
+  a marker line (:data:`MARKER`), which the host takes out of the output.
+* ``replicated-job`` **services leave tasks behind on removal before Moby 24**
+  (moby #42789, #44312): a ``replicated`` service of one replica with
+  ``restart-condition none``; its task is watched until it is over.
+* **No task outlives its deadline**, even if its owner dies: the command runs
+  under ``timeout -s KILL`` as the container's PID 1 (as local runs do), and
+  the json-file log is capped.
+* **Images**: each task asks a registry first unless the node's engine has
+  ``DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1`` (or the image is pinned by
+  digest), and the image must exist on every node: a task on a node without
+  it is rejected and the script is an ``error`` naming the node.
+
+Services and configs carry dockermagic's owner labels
+(:mod:`dockermagic.labels`), a deadline label and the batch's id, so
+:func:`dockermagic.cleanup.cleanup` removes what dead owners left on a swarm,
+and a batch removes all of its own at its end (:func:`remove_services`).
+"""
+
+from __future__ import annotations
+
+import calendar
+import contextlib
+import dataclasses
+import functools
+import logging
+import os
+import queue
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import docker
+import docker.errors
+from docker.types import CancellableStream
+
+from dockermagic.container import CALL_TIMEOUT, DEADLINE_GRACE, engine_call
+from dockermagic.engine import engine_address
+from dockermagic.errors import DockermagicError, InvalidArgumentError, SwarmError
+from dockermagic.labels import DEADLINE, LABEL, container_labels, new_container_name
+from dockermagic.policy import CODE_DIR, SandboxPolicy, size_text
+from dockermagic.result import RunResult
+from dockermagic.runners import AbstractDockerCodeRunner
+from dockermagic.streams import (
+    STDERR,
+    DemuxDecoder,
+    DisplayCallback,
+    OutputCallback,
+    OutputCollector,
+)
+from dockermagic.supervisor import (
+    Event,
+    Exited,
+    Output,
+    StopReason,
+    StreamEnded,
+    check_timeout,
+    supervise,
+)
+from dockermagic.transfer import CopyBudget, read_host_file, read_tree, safe_relative
+
+__all__ = [
+    "CONFIG_LIMIT",
+    "MARKER",
+    "NODE_SETUP",
+    "NOT_ISOLATED_EXIT",
+    "START_TIMEOUT",
+    "WORKDIR",
+    "WRAPPER",
+    "LogLine",
+    "ServiceSummary",
+    "SwarmNode",
+    "SwarmRunner",
+    "SwarmTask",
+    "TaskProgram",
+    "TaskSpec",
+    "TaskState",
+    "cluster_nodes",
+    "is_manager",
+    "list_configs",
+    "list_services",
+    "remove_configs",
+    "remove_services",
+    "service_spec",
+    "task_count",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Bytes of one file as a Swarm config (Docker's documented 500 KB).
+CONFIG_LIMIT = 500 * 1024
+#: The task's working directory and HOME: tmpfs mounts of services are always
+#: ``noexec`` and cannot be given to the sandbox user, but ``/tmp`` is 1777.
+WORKDIR = "/tmp"
+#: Exit status of the wrapper when the node fails its isolation check.
+NOT_ISOLATED_EXIT = 86
+#: Seconds a task may take to start (scheduled, image found, container started).
+START_TIMEOUT = 60.0
+#: The set-up every node's engine needs, for messages.
+NODE_SETUP = (
+    "start every node's dockerd with --bridge=none --no-new-privileges (README, 'Docker Swarm')"
+)
+#: Lines on stderr the wrapper writes for the host: never shown, never logged.
+MARKER = "@@dockermagic-swarm@@"
+#: Seconds between looks at a task's state while it runs, at first and at most.
+POLL_FIRST = 0.05
+POLL_MAX = 0.25
+
+#: Runs around the program, as ``sh -c WRAPPER dockermagic-swarm PROGRAM...``.
+#: First the isolation checks: nothing of the program runs on a node that
+#: fails them. Then the program, as a child (a background job) whose stderr is
+#: the task's; the shell's own stderr goes nowhere, so no "Killed" of its own
+#: joins the output. When the program ends: its exit status; the task's OOM
+#: counter (cgroup v1 or v2), since the engine reports an OOM kill only as
+#: exit 137; and what the task used (uptime before and after, CPU
+#: nanoseconds, the memory cgroup's peak), all with shell builtins only.
+WRAPPER = f"""m='{MARKER}'
+exec 3>&2 2>/dev/null
+for i in /sys/class/net/*; do
+  [ "$i" = /sys/class/net/lo ] || {{ echo "$m network ${{i##*/}}" >&3; exit {NOT_ISOLATED_EXIT}; }}
+done
+nnp=
+while read -r k v; do [ "$k" = NoNewPrivs: ] && nnp=$v; done </proc/self/status
+[ "$nnp" = 1 ] || {{ echo "$m privileges NoNewPrivs=${{nnp:-?}}" >&3; exit {NOT_ISOLATED_EXIT}; }}
+read -r t0 x </proc/uptime
+"$@" 2>&3 3>&- &
+wait $!
+code=$?
+read -r t1 x </proc/uptime
+oom=0 cpu=- peak=-
+for f in /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events; do
+  [ -r "$f" ] && while read -r k v; do [ "$k" = oom_kill ] && oom=$v; done <"$f"
+done
+[ -r /sys/fs/cgroup/cpuacct/cpuacct.usage ] && read -r cpu </sys/fs/cgroup/cpuacct/cpuacct.usage
+[ -r /sys/fs/cgroup/cpu.stat ] && while read -r k v; do
+  [ "$k" = usage_usec ] && cpu=${{v}}000; done </sys/fs/cgroup/cpu.stat
+for f in /sys/fs/cgroup/memory/memory.max_usage_in_bytes /sys/fs/cgroup/memory.peak; do
+  [ -r "$f" ] && read -r peak <"$f"
+done
+[ "$oom" = 0 ] || echo "$m oom $oom" >&3
+echo "$m usage $t0 $t1 $cpu $peak" >&3
+exit $code
+"""
+
+#: Task states after which nothing more happens.
+FINAL_STATES = frozenset({"complete", "failed", "rejected", "shutdown", "orphaned", "remove"})
+
+_TIMESTAMP = re.compile(rb"^(\d{4}-\d\d-\d\dT[0-9:.]+Z) ")
+
+
+# -- the cluster ---------------------------------------------------------------------
+
+
+def _api_error(what: str, exc: docker.errors.APIError, *, node: str = "") -> SwarmError:
+    reason = str(exc.explanation or exc).strip().splitlines()[0] if str(exc) else "refused"
+    return SwarmError(f"The Swarm manager refused to {what}: {reason}", node=node)
+
+
+def is_manager(client: docker.DockerClient) -> bool:
+    """Whether the client's engine is a Swarm manager (it can run services).
+
+    Args:
+        client: The client.
+
+    Returns:
+        True for an active manager.
+
+    Raises:
+        EngineUnavailableError: No engine answers.
+    """
+    info = engine_call("info", client.info)
+    swarm = info.get("Swarm") or {}
+    return bool(swarm.get("ControlAvailable")) and swarm.get("LocalNodeState") == "active"
+
+
+@dataclass(frozen=True)
+class SwarmNode:
+    """One node of the cluster, as its manager sees it.
+
+    Attributes:
+        id: The node's id.
+        hostname: Its host name.
+        role: ``"manager"`` or ``"worker"``.
+        cpus: Its CPUs.
+        ready: It is up and takes tasks (ready and active).
+    """
+
+    id: str
+    hostname: str
+    role: str
+    cpus: float
+    ready: bool
+
+
+def cluster_nodes(client: docker.DockerClient) -> list[SwarmNode]:
+    """The cluster's nodes.
+
+    Args:
+        client: A client of a manager.
+
+    Returns:
+        One entry per node.
+
+    Raises:
+        SwarmError: The engine is not a manager.
+    """
+    try:
+        rows = engine_call("list nodes", client.api.nodes)
+    except docker.errors.APIError as exc:
+        raise _api_error("list its nodes", exc) from exc
+    return [
+        SwarmNode(
+            id=row["ID"],
+            hostname=str((row.get("Description") or {}).get("Hostname", "")),
+            role=str((row.get("Spec") or {}).get("Role", "")),
+            cpus=float(((row.get("Description") or {}).get("Resources") or {}).get("NanoCPUs", 0))
+            / 1e9,
+            ready=(row.get("Status") or {}).get("State") == "ready"
+            and (row.get("Spec") or {}).get("Availability") == "active",
+        )
+        for row in rows
+    ]
+
+
+# -- what a task is made of ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What to run as a one-off task.
+
+    Attributes:
+        image: The image (it must exist on every node).
+        command: The program's argv.
+        environment: Its environment (nothing else is passed).
+        labels: Labels of the service, its configs and its container.
+        policy: Limits and hardening (see :func:`service_spec` for what a
+            service can and cannot take of it).
+        files: Path under ``/code`` -> content: one config each.
+        deadline: Seconds after its start at which the task kills itself.
+        name: The service's name (its configs are ``<name>-<n>``).
+    """
+
+    image: str
+    command: Sequence[str]
+    environment: Mapping[str, str]
+    labels: Mapping[str, str]
+    policy: SandboxPolicy
+    files: Mapping[str, bytes]
+    deadline: float
+    name: str = field(default_factory=new_container_name)
+
+    def argv(self) -> list[str]:
+        """The task's command: the deadline keeper, the wrapper, the program.
+
+        Returns:
+            The argv.
+        """
+        return [
+            "timeout",
+            "--preserve-status",
+            "-s",
+            "KILL",
+            f"{self.deadline:.3f}s",
+            "sh",
+            "-c",
+            WRAPPER,
+            "dockermagic-swarm",
+            *self.command,
+        ]
+
+
+def service_spec(spec: TaskSpec, config_ids: Sequence[str]) -> dict[str, Any]:
+    """The service (Docker's API shape) that runs a task once, as locked down as a service can be.
+
+    What a local container has and a service cannot be given on engine 20.10
+    comes from the node (``--bridge=none``, ``--no-new-privileges``) and is
+    checked from inside (:data:`WRAPPER`); the ``/work`` tmpfs becomes the
+    ``/tmp`` one (:data:`WORKDIR`). Swap: a service's memory limit leaves the
+    engine's default (as much swap again), so nodes should run without swap.
+
+    Args:
+        spec: The task.
+        config_ids: The id of each file's config, in ``sorted(spec.files)`` order.
+
+    Returns:
+        Keyword arguments for ``APIClient.create_service``.
+    """
+    policy = spec.policy
+    uid, gid = policy.user.split(":")
+    configs = [
+        {
+            "ConfigID": config_id,
+            "ConfigName": f"{spec.name}-{index}",
+            # Root-owned and read-only for the sandbox user, as /code is locally.
+            "File": {
+                "Name": str(PurePosixPath(CODE_DIR) / rel),
+                "UID": "0",
+                "GID": "0",
+                "Mode": 0o444,
+            },
+        }
+        for index, (rel, config_id) in enumerate(zip(sorted(spec.files), config_ids, strict=True))
+    ]
+    tmpfs = [
+        (WORKDIR, policy.tmp_size),
+        ("/dev/shm", policy.shm_size),
+    ]
+    container = {
+        "Image": spec.image,
+        "Command": spec.argv(),
+        "Env": [f"{key}={value}" for key, value in spec.environment.items()],
+        "Dir": WORKDIR,
+        "User": f"{uid}:{gid}",
+        "ReadOnly": policy.read_only,
+        "CapabilityDrop": ["ALL"],
+        "Ulimits": [{"Name": "nofile", "Soft": policy.nofile, "Hard": policy.nofile}],
+        "Mounts": [
+            {
+                "Type": "tmpfs",
+                "Target": target,
+                "TmpfsOptions": {"SizeBytes": size, "Mode": 0o1777},
+            }
+            for target, size in tmpfs
+        ],
+        "Configs": configs,
+        # Removing the service kills the task at once: no grace to print on.
+        "StopSignal": "SIGKILL",
+        "StopGracePeriod": 0,
+        "Labels": dict(spec.labels),
+    }
+    return {
+        "name": spec.name,
+        "labels": dict(spec.labels),
+        "mode": {"Replicated": {"Replicas": 1}},
+        "task_template": {
+            "ContainerSpec": container,
+            "Resources": {
+                "Limits": {
+                    "NanoCPUs": round(policy.cpus * 1e9),
+                    "MemoryBytes": policy.memory,
+                    "Pids": policy.pids_limit,
+                }
+            },
+            "RestartPolicy": {"Condition": "none", "MaxAttempts": 0},
+            # The node's disk is bounded even if nobody reads (pitfall 26); the
+            # output cap itself is the host's (it removes the service).
+            "LogDriver": {
+                "Name": "json-file",
+                "Options": {
+                    "max-size": str(max(8 * policy.output_limit, 8 * 2**20)),
+                    "max-file": "1",
+                },
+            },
+            # No "Networks": with --bridge=none the task has lo only.
+        },
+    }
+
+
+@dataclass(frozen=True)
+class TaskState:
+    """Where a service's one task stands.
+
+    Attributes:
+        state: Swarm's word (``pending``, ``running``, ``complete``, ``failed``...).
+        node: The node's id ('' before it was assigned).
+        exit_code: The container's exit status, once it has one.
+        error: Swarm's error text ('' when none), e.g. ``No such image``.
+        has_container: A container was made for it.
+    """
+
+    state: str
+    node: str = ""
+    exit_code: int | None = None
+    error: str = ""
+    has_container: bool = False
+
+    @property
+    def final(self) -> bool:
+        """Nothing more will happen to it."""
+        return self.state in FINAL_STATES
+
+    @property
+    def started(self) -> bool:
+        """Its container runs or ran."""
+        return self.state == "running" or (self.final and self.has_container)
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One message of a task's log.
+
+    Attributes:
+        stream: ``"stdout"`` or ``"stderr"``.
+        timestamp: The node's time stamp (RFC 3339, nanoseconds).
+        data: The bytes (a line, or a part of a line longer than 16 KiB).
+    """
+
+    stream: str
+    timestamp: str
+    data: bytes
+
+    @classmethod
+    def parse(cls, stream: str, payload: bytes) -> LogLine:
+        """Split ``"<timestamp> <data>"`` (the log endpoint's ``timestamps=1``)."""
+        match = _TIMESTAMP.match(payload)
+        if match is None:
+            return cls(stream, "", payload)
+        return cls(stream, match.group(1).decode("ascii"), payload[match.end() :])
+
+
+class LogStream:
+    """A task's log as it is written (a ``follow`` request read by a thread).
+
+    The request never ends by itself (a service's log is followed across
+    tasks), so :meth:`close` ends it from the outside.
+
+    Args:
+        client: A client of the manager.
+        service_id: The service.
+    """
+
+    def __init__(self, client: docker.DockerClient, service_id: str) -> None:
+        self.client = client
+        self.service_id = service_id
+        self.lines: queue.Queue[LogLine] = queue.Queue()
+        self.error = ""
+        self._stream: CancellableStream[bytes] | None = None
+        self._response: Any = None
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(
+            target=self._read, name="dockermagic-swarm-log", daemon=True
+        )
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            response = _log_request(self.client, self.service_id, follow=True)
+            with self._lock:
+                self._response = response
+                self._stream = CancellableStream(
+                    response.raw.stream(65536, decode_content=False), response
+                )
+                if self._closed.is_set():
+                    self._close_stream()
+                    return
+            decoder = DemuxDecoder()
+            for chunk in self._stream:
+                for stream, payload in decoder.feed(chunk):
+                    self.lines.put(LogLine.parse(stream, payload))
+        except Exception as exc:  # the final read completes what was missed
+            if not self._closed.is_set():
+                self.error = f"{type(exc).__name__}: {exc}"
+                logger.debug("log stream of %s ended: %s", self.service_id, self.error)
+
+    def get(self, timeout: float) -> list[LogLine]:
+        """What arrived, waiting up to ``timeout`` seconds for the first line.
+
+        Args:
+            timeout: Seconds.
+
+        Returns:
+            The lines, in order (maybe none).
+        """
+        try:
+            lines = [self.lines.get(timeout=max(timeout, 0.0))]
+        except queue.Empty:
+            return []
+        with contextlib.suppress(queue.Empty):
+            for _ in range(10000):
+                lines.append(self.lines.get_nowait())
+        return lines
+
+    def close(self) -> None:
+        """End the request (safe to call twice, from any thread)."""
+        self._closed.set()
+        with self._lock:
+            self._close_stream()
+
+    def _close_stream(self) -> None:
+        if self._stream is None:
+            return
+        try:
+            self._stream.close()
+        except Exception:
+            # Streams over docker-py's paramiko transport cannot be cancelled:
+            # close the response instead (its thread ends with the connection).
+            with contextlib.suppress(Exception):
+                self._response.close()
+
+
+def _log_request(client: docker.DockerClient, service_id: str, *, follow: bool) -> Any:
+    """``GET /services/<id>/logs`` with both streams in one multiplexed response.
+
+    docker-py's ``service_logs`` drops the stream of each frame, so two calls
+    would be needed (and their order lost): the request is made with the
+    client's own session instead.
+    """
+    api = client.api
+    url = f"{api.base_url}/v{api.api_version}/services/{service_id}/logs"
+    params = {"stdout": 1, "stderr": 1, "timestamps": 1, "follow": int(follow)}
+    # Connect within the usual time; a followed log may be quiet for long.
+    response = api.get(
+        url, params=params, stream=True, timeout=(CALL_TIMEOUT, None if follow else 60)
+    )
+    if response.status_code == 404:
+        raise docker.errors.NotFound(f"service {service_id} not found", response=response)
+    response.raise_for_status()
+    return response
+
+
+# -- one task ------------------------------------------------------------------------
+
+
+class SwarmTask:
+    """One script as a one-off service: its configs, its service, its one task.
+
+    Use :meth:`create`; :meth:`remove` always (also as a context manager).
+
+    Args:
+        client: A client of the manager.
+        spec: What runs.
+        service_id: The service's id.
+        config_ids: Its configs' ids.
+    """
+
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        spec: TaskSpec,
+        service_id: str,
+        config_ids: Sequence[str],
+    ) -> None:
+        self.client = client
+        self.spec = spec
+        self.service_id = service_id
+        self.config_ids = tuple(config_ids)
+        self.removed = False
+        self.last: TaskState | None = None
+
+    @property
+    def name(self) -> str:
+        """The service's name."""
+        return self.spec.name
+
+    def __enter__(self) -> SwarmTask:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    @classmethod
+    def create(cls, client: docker.DockerClient, spec: TaskSpec) -> SwarmTask:
+        """Make the configs and the service; the manager schedules its task at once.
+
+        Args:
+            client: A client of the manager.
+            spec: What runs.
+
+        Returns:
+            The task.
+
+        Raises:
+            InvalidArgumentError: A file is larger than :data:`CONFIG_LIMIT`.
+            SwarmError: The manager refused (nothing is left behind).
+            EngineUnavailableError: No engine answers.
+        """
+        for rel, data in spec.files.items():
+            if len(data) > CONFIG_LIMIT:
+                raise InvalidArgumentError(
+                    "file",
+                    rel,
+                    f"is {size_text(len(data))}: a Swarm config holds at most "
+                    f"{size_text(CONFIG_LIMIT)} (put larger inputs into the image)",
+                )
+        config_ids: list[str] = []
+
+        def create_config(name: str, data: bytes) -> str:
+            made = client.api.create_config(name, data, labels=dict(spec.labels))
+            return str(made["ID"])
+
+        try:
+            for index, rel in enumerate(sorted(spec.files)):
+                name, data = f"{spec.name}-{index}", spec.files[rel]
+                config_ids.append(
+                    engine_call("create config", functools.partial(create_config, name, data))
+                )
+            kwargs = service_spec(spec, config_ids)
+            made = engine_call(
+                "create service",
+                lambda: client.api.create_service(**kwargs),  # type: ignore[no-untyped-call]
+            )
+        except docker.errors.APIError as exc:
+            remove_configs(client, config_ids)
+            raise _api_error("create a service", exc) from exc
+        except BaseException:
+            remove_configs(client, config_ids)
+            raise
+        logger.debug("service %s created for %s", spec.name, spec.command)
+        return cls(client, spec, str(made["ID"]), config_ids)
+
+    def state(self) -> TaskState:
+        """The task's state now (``pending`` before the manager made it).
+
+        Raises:
+            SwarmError: The service is gone (removed by someone else).
+            EngineUnavailableError: No engine answers.
+        """
+        try:
+            tasks = engine_call(
+                "list tasks",
+                lambda: self.client.api.tasks(  # type: ignore[no-untyped-call]
+                    filters={"service": self.service_id}
+                ),
+            )
+        except docker.errors.NotFound as exc:
+            raise SwarmError(f"the service {self.name} was removed while it ran") from exc
+        except docker.errors.APIError as exc:
+            raise _api_error("list a service's tasks", exc) from exc
+        if not tasks:
+            return TaskState("pending")
+        # One replica, restart none: one task (the newest, should there be more).
+        task = max(tasks, key=lambda t: str(t.get("CreatedAt", "")))
+        status = task.get("Status") or {}
+        container = status.get("ContainerStatus") or {}
+        state = TaskState(
+            state=str(status.get("State", "")),
+            node=str(task.get("NodeID") or ""),
+            exit_code=container.get("ExitCode") if container.get("ContainerID") else None,
+            error=str(status.get("Err") or ""),
+            has_container=bool(container.get("ContainerID")),
+        )
+        self.last = state
+        return state
+
+    def wait_started(
+        self, *, timeout: float = START_TIMEOUT, cancel: threading.Event | None = None
+    ) -> TaskState | None:
+        """Wait until the task's container runs, or the task is over.
+
+        Args:
+            timeout: Seconds to wait at most.
+            cancel: Setting it stops the wait.
+
+        Returns:
+            The state; None when cancelled first.
+
+        Raises:
+            SwarmError: No node took the task within ``timeout``, or it was
+                rejected before it ran (e.g. the node lacks the image).
+        """
+        deadline = time.monotonic() + timeout
+        pause = POLL_FIRST
+        while True:
+            state = self.state()
+            if state.started:
+                return state
+            if state.final:
+                raise SwarmError(
+                    f"node {state.node or '?'} did not run the task ({state.state}): "
+                    f"{state.error or 'no reason given'}"
+                    + (" (load the image on every node)" if "image" in state.error.lower() else ""),
+                    node=state.node,
+                )
+            if time.monotonic() > deadline:
+                where = f" (assigned to node {state.node})" if state.node else ""
+                raise SwarmError(
+                    f"no node started the task within {timeout:g} s: it is {state.state}{where}",
+                    node=state.node,
+                )
+            if cancel is not None and cancel.wait(pause):
+                return None
+            if cancel is None:
+                time.sleep(pause)
+            pause = min(pause * 1.5, POLL_MAX)
+
+    def follow(self) -> LogStream:
+        """The task's log as it is written (close it when done)."""
+        return LogStream(self.client, self.service_id)
+
+    def logs(self) -> list[LogLine]:
+        """The task's whole log so far (stdout and stderr, in the node's order).
+
+        Raises:
+            SwarmError: The service is gone.
+        """
+
+        def fetch() -> list[LogLine]:
+            response = _log_request(self.client, self.service_id, follow=False)
+            try:
+                decoder = DemuxDecoder()
+                lines = []
+                for chunk in response.raw.stream(65536, decode_content=False):
+                    lines += [LogLine.parse(s, p) for s, p in decoder.feed(chunk)]
+                return lines
+            finally:
+                response.close()
+
+        try:
+            return engine_call("read a service's log", fetch, timeout=60)
+        except docker.errors.NotFound as exc:
+            raise SwarmError(f"the service {self.name} was removed while it ran") from exc
+        except docker.errors.APIError as exc:
+            raise _api_error("read a service's log", exc) from exc
+
+    def remove(self) -> None:
+        """Remove the service (its task is killed) and its configs; safe twice, never raises."""
+        if self.removed:
+            return
+        self.removed = True
+        remove_services(self.client, [self.service_id])
+        remove_configs(self.client, self.config_ids)
+
+
+# -- the task as the supervisor sees it ------------------------------------------------
+
+
+class TaskProgram:
+    """A running task as :func:`~dockermagic.supervisor.supervise` sees it (a ``Program``).
+
+    Output comes from the live log; the task's state is looked at every
+    :data:`POLL_FIRST` to :data:`POLL_MAX` seconds. When the task is over, the
+    whole log is read once more and what the live stream had not delivered
+    yet is added (each line once: a line is known by its stream, time stamp
+    and bytes), then :class:`~dockermagic.supervisor.Exited`. The wrapper's
+    marker lines are taken out of the output and kept in :attr:`marks`.
+
+    Stopping removes the service, which kills the task. At the deadline the
+    log is read first, so the output up to the kill is kept.
+
+    Args:
+        task: The started task.
+    """
+
+    def __init__(self, task: SwarmTask) -> None:
+        self.task = task
+        self.stream = task.follow()
+        self.marks: list[str] = []
+        self.exit_code: int | None = None
+        self.state: TaskState | None = task.last
+        self.problem = ""
+        self._seen: Counter[tuple[str, str, bytes]] = Counter()
+        self._pending: list[Event] = []
+        self._ended = False
+        self._pause = POLL_FIRST
+        self._next_poll = time.monotonic()
+
+    @property
+    def oom_killed(self) -> bool:
+        """The wrapper saw the kernel's OOM killer act in the task."""
+        return any(mark.startswith("oom ") for mark in self.marks)
+
+    @property
+    def usage(self) -> tuple[float | None, float | None, int | None]:
+        """What the wrapper measured: the program's seconds, the task's CPU seconds and peak memory.
+
+        Returns:
+            ``(duration, cpu_seconds, peak_memory_bytes)``; None for what it
+            could not tell (a task killed before it could say).
+        """
+        for mark in self.marks:
+            fields = mark.split()
+            if fields[:1] != ["usage"] or len(fields) != 5:
+                continue
+            duration = cpu = peak = None
+            with contextlib.suppress(ValueError):
+                duration = max(float(fields[2]) - float(fields[1]), 0.0)
+            with contextlib.suppress(ValueError):
+                cpu = int(fields[3]) / 1e9
+            with contextlib.suppress(ValueError):
+                peak = int(fields[4])
+            return duration, cpu, peak
+        return None, None, None
+
+    @property
+    def not_isolated(self) -> str:
+        """What the wrapper found wrong with the node ('' when nothing)."""
+        if self.exit_code != NOT_ISOLATED_EXIT:
+            return ""
+        found = [m for m in self.marks if m.startswith(("network ", "privileges "))]
+        return found[0] if found else ""
+
+    def _events(self, lines: Iterable[LogLine], *, complete: bool = False) -> list[Event]:
+        events: list[Event] = []
+        for line in lines:
+            key = (line.stream, line.timestamp, line.data)
+            if complete:
+                if self._seen[key] > 0:
+                    self._seen[key] -= 1
+                    continue
+            else:
+                self._seen[key] += 1
+            if line.stream == STDERR and line.data.startswith(MARKER.encode()):
+                self.marks.append(line.data[len(MARKER) :].decode("utf-8", "replace").strip())
+                continue
+            events.append(Output(line.stream, line.data))
+        return events
+
+    def _complete(self) -> list[Event]:
+        """What the live stream missed, from the whole log."""
+        self.stream.close()
+        try:
+            return self._events(self.task.logs(), complete=True)
+        except DockermagicError as exc:
+            logger.warning("%s: could not read its whole log: %s", self.task.name, exc)
+            return []
+
+    def receive(self, timeout: float) -> list[Event]:
+        """Output that arrived within ``timeout``; the exit once the task is over.
+
+        Raises:
+            StreamEnded: The task was stopped and everything read.
+        """
+        if self._pending:
+            events, self._pending = self._pending, []
+            return events
+        if self._ended:
+            raise StreamEnded()
+        wait = max(min(timeout, self._next_poll - time.monotonic()), 0.0)
+        events = self._events(self.stream.get(wait))
+        if time.monotonic() < self._next_poll:
+            return events
+        self._pause = min(self._pause * 1.5, POLL_MAX)
+        self._next_poll = time.monotonic() + self._pause
+        state = self.task.state()
+        self.state = state
+        if not state.final:
+            return events
+        self._ended = True
+        events += self._complete()
+        if state.has_container and state.exit_code is not None:
+            self.exit_code = int(state.exit_code)
+            events.append(Exited(self.exit_code))
+            return events
+        self.problem = (
+            f"the task ended without an exit status ({state.state}"
+            + (f": {state.error}" if state.error else "")
+            + f") on node {state.node or '?'}"
+        )
+        if events:
+            return events  # the next call says the stream ended
+        raise StreamEnded()
+
+    def stop(self, reason: StopReason) -> bool:
+        """Remove the service; at the deadline, keep the output up to the kill.
+
+        Returns:
+            True when there is still output to hand over.
+        """
+        if self._ended:
+            return False
+        self._ended = True
+        if reason is StopReason.TIMEOUT:
+            self._pending += self._complete()
+        else:
+            self.stream.close()
+        self.task.remove()
+        self.exit_code = 137  # killed, as a local container at its deadline
+        return bool(self._pending)
+
+    def force_stop(self) -> None:
+        """End it for good."""
+        self._ended = True
+        self.stream.close()
+        self.task.remove()
+
+    def close(self) -> None:
+        """Stop reading the log (the task is removed by its owner)."""
+        self.stream.close()
+
+
+# -- one script ------------------------------------------------------------------------
+
+
+class SwarmRunner:
+    """Runs script files as one-off Swarm tasks, with the run contract of a local runner.
+
+    The language's command, environment and support files come from its
+    local runner (``HOME`` becomes :data:`WORKDIR`). What a local run has and
+    a task has not: no stdin, no displays, files out or CPU/memory figures
+    (those need the agent, which reads from stdin), no container pool.
+
+    Args:
+        runner: The language's local runner (never asked to run anything).
+        client: A client of a Swarm manager.
+        labels: Extra labels on every service (e.g. a batch's id).
+        start_timeout: Seconds a task may take to start.
+    """
+
+    def __init__(
+        self,
+        runner: AbstractDockerCodeRunner,
+        client: docker.DockerClient,
+        *,
+        labels: Mapping[str, str] | None = None,
+        start_timeout: float = START_TIMEOUT,
+    ) -> None:
+        self.runner = runner
+        self.client = client
+        self.labels = dict(labels or {})
+        self.start_timeout = start_timeout
+        #: The services this runner made (all removed by the time a run returns;
+        #: their tasks may still be leaving their nodes).
+        self.service_ids: list[str] = []
+
+    @property
+    def language(self) -> str:
+        """The language's canonical name."""
+        return self.runner.language
+
+    @property
+    def policy(self) -> SandboxPolicy:
+        """The runner's policy."""
+        return self.runner.policy
+
+    def __repr__(self) -> str:
+        return f"SwarmRunner({self.language!r} on {engine_address(self.client)})"
+
+    def task_spec(self, files: Mapping[str, bytes], entry: str, limit: float) -> TaskSpec:
+        """The task for a program whose files are read.
+
+        Args:
+            files: Path under ``/code`` -> content (the program's included).
+            entry: The program's path under ``/code``.
+            limit: Its timeout.
+
+        Returns:
+            The spec.
+        """
+        deadline = limit + DEADLINE_GRACE
+        # Past this moment the task has certainly killed itself: cleanup may go.
+        ends = time.time() + self.start_timeout + deadline
+        return TaskSpec(
+            image=self.runner.image,
+            command=self.runner.command(str(PurePosixPath(CODE_DIR) / entry)),
+            environment={**self.runner.environment(), "HOME": WORKDIR},
+            labels=container_labels(self.language, **{**self.labels, DEADLINE: f"{ends:.0f}"}),
+            policy=self.policy,
+            files={**self.runner.support_files(), **files},
+            deadline=deadline,
+        )
+
+    def run_file(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        timeout: float | None = None,
+        on_output: OutputCallback | None = None,
+        include: Iterable[str | os.PathLike[str]] = (),
+        cancel: threading.Event | None = None,
+        on_display: DisplayCallback | None = None,
+    ) -> RunResult:
+        """Run a script file as a one-off task on any node and wait for it.
+
+        Host files are read by the rules of :mod:`dockermagic.transfer`, as
+        for a local run, and each must fit a config (:data:`CONFIG_LIMIT`).
+
+        Args:
+            path: The script on the host.
+            timeout: Wall-clock seconds from the task's start; the policy's when None.
+            on_output: Receives ``(stream, text)`` chunks as the node logs them.
+            include: Host files or folders copied next to the script.
+            cancel: Setting it removes the service (reported ``cancelled``).
+            on_display: Accepted for the run contract; a task makes no displays.
+
+        Returns:
+            The result, with :attr:`~dockermagic.result.RunResult.node`.
+
+        Raises:
+            SwarmError: No node ran it, its node is not set up
+                (:data:`NODE_SETUP`), the task vanished, the manager refused.
+            InvalidArgumentError: A file cannot be copied in (see
+                :mod:`dockermagic.transfer`) or is too large for a config.
+            EngineUnavailableError: No engine answers.
+        """
+        limit = check_timeout(timeout, self.policy.timeout)
+        script = Path(path)
+        budget = CopyBudget(self.policy.copy_limit)
+        folder = Path(os.path.realpath(script.parent))
+        entry = safe_relative(script.name, literal=True)
+        files = {entry: read_host_file(script, root=folder, budget=budget)}
+        for item in include:
+            files.update(read_tree(item, budget=budget))
+        spec = self.task_spec(files, entry, limit)
+        collector = OutputCollector(self.policy.output_limit, on_output)
+        task = SwarmTask.create(self.client, spec)
+        self.service_ids.append(task.service_id)
+        program: TaskProgram | None = None
+        try:
+            started = task.wait_started(timeout=self.start_timeout, cancel=cancel)
+            if started is None:
+                return RunResult(
+                    language=self.language,
+                    image=spec.image,
+                    exit_code=-1,
+                    stdout="",
+                    stderr="",
+                    duration=0.0,
+                    cancelled=True,
+                    container_name=spec.name,
+                    node=task.last.node if task.last is not None else "",
+                )
+            program = TaskProgram(task)
+            watch = supervise(program, limit=limit, collector=collector, cancel=cancel)
+        finally:
+            if program is not None:
+                program.close()
+            task.remove()
+        state = program.state or started
+        problem = program.not_isolated
+        if problem:
+            raise SwarmError(
+                f"node {state.node} is not isolated ({problem}): nothing ran; {NODE_SETUP}",
+                node=state.node,
+            )
+        if program.problem and watch.reason is None:
+            raise SwarmError(program.problem, node=state.node)
+        if program.exit_code is not None:
+            exit_code = program.exit_code
+        else:
+            exit_code = 137 if watch.reason is not None else -1
+        duration, cpu, peak = program.usage
+        result = watch.result(
+            collector,
+            language=self.language,
+            image=spec.image,
+            exit_code=exit_code,
+            oom_killed=program.oom_killed,
+            container_name=spec.name,
+            node=state.node,
+            cpu_seconds=cpu,
+            peak_memory_bytes=peak,
+        )
+        if duration is not None and watch.reason is None:
+            # The host saw the task only from its first look at it: the
+            # wrapper's own clock (1/100 s) knows when the program ran.
+            result = dataclasses.replace(result, duration=duration)
+        logger.debug(
+            "%s on node %s: %s (%.3f s)", spec.name, state.node, result.status, result.duration
+        )
+        return result
+
+
+# -- listing and removing (batches' ends, cleanup) ---------------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceSummary:
+    """A dockermagic service or config, as the manager lists it.
+
+    Attributes:
+        id: Its id.
+        name: Its name (``dockermagic-...``).
+        labels: Its labels (owner, batch, deadline).
+        created: When it was made (Unix seconds; 0 when unknown).
+    """
+
+    id: str
+    name: str
+    labels: dict[str, str]
+    created: float = 0.0
+
+
+def _created(text: object) -> float:
+    # "2026-11-26T09:54:30.178077414Z": seconds are enough for staleness.
+    try:
+        return float(calendar.timegm(time.strptime(str(text)[:19], "%Y-%m-%dT%H:%M:%S")))
+    except ValueError:
+        return 0.0
+
+
+def _summaries(rows: Iterable[Mapping[str, Any]]) -> list[ServiceSummary]:
+    return [
+        ServiceSummary(
+            id=str(row["ID"]),
+            name=str((row.get("Spec") or {}).get("Name", "")),
+            labels=dict((row.get("Spec") or {}).get("Labels") or {}),
+            created=_created(row.get("CreatedAt")),
+        )
+        for row in rows
+    ]
+
+
+def list_services(
+    client: docker.DockerClient, label_filters: Sequence[str] = (LABEL,)
+) -> list[ServiceSummary]:
+    """The dockermagic services with these labels.
+
+    Args:
+        client: A client of a manager.
+        label_filters: ``"key"`` or ``"key=value"``, all required.
+
+    Returns:
+        One summary per service.
+    """
+    filters = {"label": list(label_filters)}
+    try:
+        return _summaries(
+            engine_call(
+                "list services",
+                lambda: client.api.services(filters=filters),  # type: ignore[no-untyped-call]
+            )
+        )
+    except docker.errors.APIError as exc:
+        raise _api_error("list services", exc) from exc
+
+
+def list_configs(
+    client: docker.DockerClient, label_filters: Sequence[str] = (LABEL,)
+) -> list[ServiceSummary]:
+    """The dockermagic configs with these labels.
+
+    Args:
+        client: A client of a manager.
+        label_filters: ``"key"`` or ``"key=value"``, all required.
+
+    Returns:
+        One summary per config.
+    """
+    filters = {"label": list(label_filters)}
+    try:
+        return _summaries(
+            engine_call(
+                "list configs",
+                lambda: client.api.configs(filters=filters),  # type: ignore[no-untyped-call]
+            )
+        )
+    except docker.errors.APIError as exc:
+        raise _api_error("list configs", exc) from exc
+
+
+def remove_services(client: docker.DockerClient, ids: Iterable[str]) -> list[str]:
+    """Remove services now (their tasks are killed); never raises.
+
+    Args:
+        client: A client of a manager.
+        ids: Service ids.
+
+    Returns:
+        The ids this call removed.
+    """
+    removed = []
+
+    def remove(service_id: str) -> None:
+        client.api.remove_service(service_id)  # type: ignore[no-untyped-call]
+
+    for service_id in ids:
+        try:
+            engine_call("remove service", functools.partial(remove, service_id))
+            removed.append(service_id)
+        except docker.errors.NotFound:
+            pass
+        except DockermagicError as exc:  # cleanup finds it later
+            logger.warning("could not remove service %s: %s", service_id[:12], exc)
+        except docker.errors.APIError as exc:
+            logger.warning("could not remove service %s: %s", service_id[:12], exc.explanation)
+    return removed
+
+
+def remove_configs(client: docker.DockerClient, ids: Iterable[str]) -> list[str]:
+    """Remove configs no service uses any more; never raises.
+
+    Args:
+        client: A client of a manager.
+        ids: Config ids.
+
+    Returns:
+        The ids this call removed (the manager keeps a config a service uses).
+    """
+    removed = []
+
+    def remove(config_id: str) -> None:
+        client.api.remove_config(config_id)  # type: ignore[no-untyped-call]
+
+    for config_id in ids:
+        try:
+            engine_call("remove config", functools.partial(remove, config_id))
+            removed.append(config_id)
+        except docker.errors.NotFound:
+            pass
+        except DockermagicError as exc:
+            logger.warning("could not remove config %s: %s", config_id[:12], exc)
+        except docker.errors.APIError as exc:
+            logger.debug("config %s kept: %s", config_id[:12], exc.explanation)
+    return removed
+
+
+def task_count(client: docker.DockerClient, service_ids: Iterable[str]) -> int:
+    """How many tasks of these services the manager still knows (removed or not).
+
+    A removed service's task stays listed until its node has removed its
+    container, so 0 means no container of them is left on any node.
+
+    Args:
+        client: A client of a manager.
+        service_ids: The services.
+
+    Returns:
+        The number of their tasks.
+    """
+    wanted = set(service_ids)
+    if not wanted:
+        return 0
+    try:
+        tasks = engine_call("list tasks", client.api.tasks)
+    except docker.errors.APIError as exc:
+        raise _api_error("list tasks", exc) from exc
+    return sum(1 for task in tasks if task.get("ServiceID") in wanted)
