@@ -33,6 +33,11 @@ runner registry, so a newly registered language shows up here by itself.
 * ``--outputs DIR``: each script's displays (plots, tables, HTML) as files
   in DIR, one per display (``<script>-001.png``...), listed per script in the
   ``--json`` report (``outputs``).
+* ``--swarm [--swarm-limit N]``: each script runs as a one-off task on any
+  node of the Swarm whose manager ``DOCKER_HOST`` names, N at once (default:
+  the CPUs of the ready nodes; ``--sequential``: one at a time); same
+  summary, statuses, logs and ``--json``, with each script's node
+  (:mod:`dockermagic.batch.swarm`).
 
 ``dockermagic images`` also manages *derived images* (a base image plus
 packages): ``--requirements ITEM ... [--language L]`` builds one ahead of
@@ -67,7 +72,7 @@ from dockermagic.batch import (
     run_scripts,
 )
 from dockermagic.batch.requirements import parse_requirement_args
-from dockermagic.cleanup import cleanup
+from dockermagic.cleanup import cleanup, cleanup_swarm
 from dockermagic.console import ConsoleProgress, shown, summary_table, totals_line
 from dockermagic.diagnose import diagnose
 from dockermagic.engine import default_client
@@ -231,6 +236,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run every script of a folder; see the module docstring for the exit status."""
     parallel = args.parallel is not None
     workers = None if args.parallel in (None, "auto") else int(args.parallel)
+    if args.swarm:
+        if args.parallel is not None:
+            raise InvalidArgumentError(
+                "--parallel", args.parallel, "with --swarm, --swarm-limit N sets the tasks at once"
+            )
+        if args.pool is not None:
+            raise InvalidArgumentError("--pool", args.pool, "Swarm tasks are not pooled")
+        if args.swarm_limit is not None and args.swarm_limit < 1:
+            raise InvalidArgumentError("--swarm-limit", args.swarm_limit, "must be at least 1")
+        parallel, workers = not args.sequential, args.swarm_limit
+    elif args.swarm_limit is not None:
+        raise InvalidArgumentError("--swarm-limit", args.swarm_limit, "goes with --swarm")
     # With the JSON report on stdout, the human-readable display goes to stderr.
     console = Console(highlight=False, stderr=args.json == "-")
     if not console.is_terminal and "COLUMNS" not in os.environ:
@@ -259,6 +276,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 pool=front_end_pool(args.pool),
                 requirements=requirements,
                 outputs_dir=args.outputs,
+                backend="swarm" if args.swarm else "local",
             )
     finally:
         sink.stop()  # every record written before anything else is shown
@@ -284,8 +302,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
     """Remove leftover containers."""
-    removed = cleanup(everything=args.all)
+    removed = cleanup(everything=args.all, swarm=False)
     _echo(f"removed {len(removed)} container(s)" + (f": {', '.join(removed)}" if removed else ""))
+    services = cleanup_swarm(everything=args.all)
+    if services:
+        _echo(f"removed {len(services)} Swarm service(s): {', '.join(services)}")
     return 0
 
 
@@ -424,6 +445,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--outputs",
         metavar="DIR",
         help="write each script's displays (plots, tables, HTML) to files in DIR",
+    )
+    run.add_argument(
+        "--swarm",
+        action="store_true",
+        help="run each script as a one-off task on any node of the Swarm whose manager "
+        "DOCKER_HOST names (nodes need --bridge=none --no-new-privileges and the images)",
+    )
+    run.add_argument(
+        "--swarm-limit",
+        type=int,
+        metavar="N",
+        help="with --swarm: tasks at once (default: the CPUs of the ready nodes)",
     )
     for cls in runner_classes():
         run.add_argument(

@@ -204,6 +204,9 @@ class _Summary:
         table.add_column("displays", justify="right", no_wrap=True)
         table.add_column("CPU", justify="right", no_wrap=True)
         table.add_column("peak", justify="right", no_wrap=True)
+        swarm = report.backend == "swarm"
+        if swarm:
+            table.add_column("node", no_wrap=True)
         if wide:
             table.add_column("detail", overflow="fold", ratio=1)
         below: list[Text] = []
@@ -219,6 +222,9 @@ class _Summary:
                 cpu_text(result.cpu_seconds),
                 memory_text(result.peak_memory_bytes),
             ]
+            if swarm:
+                # A node id's first 12 characters, as `docker node ls` shows it.
+                cells.append(escape_line(result.node[:12]) or "-")
             if wide:
                 cells.append(Text("\n".join(parts)))
             elif parts:
@@ -283,10 +289,17 @@ def totals_line(report: BatchReport) -> str:
         report: The batch's report.
 
     Returns:
-        E.g. ``"7 scripts: 6 ok, 1 failed in 2.31 s (parallel, 2 workers)"``.
+        E.g. ``"7 scripts: 6 ok, 1 failed in 2.31 s (parallel, 2 workers)"``,
+        or ``(on the swarm, 4 at once)``.
     """
     counts = ", ".join(f"{n} {s}" for s in STATUSES if (n := report.totals[s]))
     how = "sequential" if report.mode == "sequential" else f"parallel, {report.workers} workers"
+    if report.backend == "swarm":
+        how = (
+            "on the swarm, one at a time"
+            if report.mode == "sequential"
+            else f"on the swarm, {report.workers} at once"
+        )
     line = f"{len(report.results)} scripts: {counts} in {report.wall_time:.2f} s ({how})"
     if report.cancelled:
         line += " - cancelled"

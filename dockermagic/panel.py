@@ -37,6 +37,10 @@ How it stays responsive and correct (pitfalls 17-20):
 * The panel is a front end: it starts the log writer for each batch
   (:func:`~dockermagic.logs.start_logging`) and hands it to the batch.
 * ``repr(panel)`` is a text table, for places where widgets do not render.
+* Where the engine is a Swarm manager, a toggle chooses where the scripts run:
+  this engine, or one-off tasks on the swarm's nodes (``backend="swarm"`` of
+  :func:`~dockermagic.batch.run_scripts`; the worker count is then the tasks
+  at once). Elsewhere the toggle is hidden.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ from dockermagic.batch import (
     discover_scripts,
     front_end_pool,
     run_scripts,
+    swarm_available,
 )
 from dockermagic.batch.displays import BINARY_TYPES
 from dockermagic.batch.progress import DISPLAYS_KEPT, OUTPUT_CHARS, ShownDisplay
@@ -100,6 +105,8 @@ class ScriptsPanel:
         workers: Initial worker count for parallel mode.
         pool: Idle containers a batch keeps per worker and language (0:
             none); ``DOCKERMAGIC_POOL_SIZE``, else 2, when None.
+        backend: Where batches run at first, ``"local"`` or ``"swarm"``
+            (the latter only offered where the engine is a Swarm manager).
     """
 
     def __init__(
@@ -111,6 +118,7 @@ class ScriptsPanel:
         mode: str = "parallel",
         workers: int | None = None,
         pool: int | None = None,
+        backend: str = "local",
     ) -> None:
         self.directory = Path(directory)
         self.log_dir = log_directory(log_dir)
@@ -137,7 +145,7 @@ class ScriptsPanel:
         self._follow = True
         self._picked_during_run = False
         self._selecting = False  # True while the panel itself moves the selection
-        self._build(timeout, mode, workers)
+        self._build(timeout, mode, workers, backend)
         with self._lock:
             self.refresh()
         # Front ends clear leftovers of dead owners at start-up.
@@ -146,10 +154,15 @@ class ScriptsPanel:
         except DockermagicError as exc:
             self.error = str(exc)
             self.render(force=True)
+        #: The engine is a Swarm manager: the backend toggle is shown.
+        self.swarm = swarm_available()
+        self.backend.layout.display = "" if self.swarm else "none"
+        if not self.swarm:
+            self.backend.value = "local"
 
     # -- building the widgets ----------------------------------------------------------
 
-    def _build(self, timeout: float, mode: str, workers: int | None) -> None:
+    def _build(self, timeout: float, mode: str, workers: int | None, backend: str) -> None:
         self.title = widgets.HTML()
         self.refresh_button = widgets.Button(
             description="Refresh",
@@ -161,6 +174,15 @@ class ScriptsPanel:
             options=[("sequential", "sequential"), ("parallel", "parallel")],
             value=mode,
             tooltips=["One script after another", "Scripts in a process pool"],
+            style={"button_width": "90px"},
+        )
+        self.backend = widgets.ToggleButtons(
+            options=[("this engine", "local"), ("swarm", "swarm")],
+            value=backend if backend in ("local", "swarm") else "local",
+            tooltips=[
+                "Each script in a container of the engine DOCKER_HOST names",
+                "Each script as a one-off task on any node of the swarm",
+            ],
             style={"button_width": "90px"},
         )
         self.workers = widgets.BoundedIntText(
@@ -223,6 +245,7 @@ class ScriptsPanel:
                     layout=widgets.Layout(justify_content="space-between"),
                 ),
                 widgets.HBox([self.mode, self.workers, self.timeout]),
+                self.backend,
                 widgets.HBox([self.run_button, self.cancel_button, self.progress, self.counts]),
                 self.message,
                 self.rows_box,
@@ -324,9 +347,10 @@ class ScriptsPanel:
         mode = self.mode.value
         workers = self.workers.value if mode == "parallel" else None
         timeout = float(self.timeout.value)
+        backend = self.backend.value if self.swarm else "local"
         self._thread = threading.Thread(
             target=self._run_batch,
-            args=(chosen, mode, workers, timeout),
+            args=(chosen, mode, workers, timeout, backend),
             name="dockermagic-panel",
             daemon=True,
         )
@@ -352,7 +376,9 @@ class ScriptsPanel:
             self._thread.join(timeout)
         return self.report
 
-    def _run_batch(self, chosen: list[str], mode: str, workers: int | None, timeout: float) -> None:
+    def _run_batch(
+        self, chosen: list[str], mode: str, workers: int | None, timeout: float, backend: str
+    ) -> None:
         try:
             sink = start_logging(self.log_dir)
             try:
@@ -366,6 +392,7 @@ class ScriptsPanel:
                     cancel=self._cancel,
                     log_sink=sink,
                     pool=self.pool,
+                    backend="swarm" if backend == "swarm" else "local",
                 )
             finally:
                 sink.stop()
@@ -452,6 +479,7 @@ class ScriptsPanel:
         self.cancel_button.disabled = not busy or self._cancel.is_set()
         self.refresh_button.disabled = busy
         self.mode.disabled = busy
+        self.backend.disabled = busy
         self.timeout.disabled = busy
         self.workers.disabled = busy or self.mode.value != "parallel"
         for box in self._checkboxes.values():

@@ -55,12 +55,21 @@ report marks those scripts ``cancelled`` and :attr:`BatchReport.cancelled` is
 true. ``run_scripts`` returns the report rather than raising
 :class:`KeyboardInterrupt`.
 
+Backends (:mod:`~dockermagic.batch.backend`): ``backend="local"`` runs each
+script in a container of the engine the client talks to; ``backend="swarm"``
+as a one-off task on any node of the Swarm whose manager the client talks to
+(:mod:`~dockermagic.batch.swarm`, :mod:`dockermagic.swarm`): same events,
+statuses, report and logs, each result naming its node; parallel mode runs
+up to ``workers`` tasks at once from threads of the calling process
+(:mod:`~dockermagic.batch.threads`).
+
 Progress for a display: :class:`~dockermagic.batch.progress.BatchProgress`
 reduces the events to per-script state that front ends draw.
 """
 
 from __future__ import annotations
 
+from dockermagic.batch.backend import BACKENDS, Backend
 from dockermagic.batch.discovery import DATA_DIR, Discovery, discover_scripts
 from dockermagic.batch.progress import BatchProgress, ScriptProgress
 from dockermagic.batch.report import (
@@ -82,13 +91,16 @@ from dockermagic.batch.run import (
     run_scripts,
 )
 from dockermagic.batch.stop import StopSignal
+from dockermagic.batch.swarm import swarm_available
 
 __all__ = [
+    "BACKENDS",
     "DATA_DIR",
     "FRONT_END_POOL",
     "STATUSES",
     "TAIL_CHARS",
     "TAIL_LINES",
+    "Backend",
     "BatchEvent",
     "BatchProgress",
     "BatchReport",
@@ -104,4 +116,5 @@ __all__ = [
     "discover_scripts",
     "front_end_pool",
     "run_scripts",
+    "swarm_available",
 ]

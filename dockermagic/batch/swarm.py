@@ -27,7 +27,7 @@ import docker
 
 from dockermagic.batch.backend import ScriptRunner
 from dockermagic.batch.script import Task
-from dockermagic.engine import MAX_POOL_SIZE, connect, engine_address
+from dockermagic.engine import MAX_POOL_SIZE, connect, default_client, engine_address
 from dockermagic.errors import DockermagicError, InvalidArgumentError
 from dockermagic.images import image_present, runner_image
 from dockermagic.labels import BATCH
@@ -49,6 +49,7 @@ __all__ = [
     "SwarmBackend",
     "check_manager",
     "prepare_swarm_images",
+    "swarm_available",
     "swarm_limit",
 ]
 
@@ -76,6 +77,21 @@ def check_manager(client: docker.DockerClient) -> None:
             f"the engine at {engine_address(client)} is not a Swarm manager: point "
             "DOCKER_HOST at a manager of the cluster",
         )
+
+
+def swarm_available(client: docker.DockerClient | None = None) -> bool:
+    """Whether a Swarm batch can run: the engine the client talks to is a Swarm manager.
+
+    Args:
+        client: The client; this process's shared client when None.
+
+    Returns:
+        False also when no engine answers (a front end then offers local runs only).
+    """
+    try:
+        return is_manager(client or default_client())
+    except DockermagicError:
+        return False
 
 
 def swarm_limit(client: docker.DockerClient, scripts: int) -> int:

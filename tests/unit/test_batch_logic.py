@@ -157,6 +157,7 @@ def test_default_workers_bounds() -> None:
         {"mode": "parallel", "workers": -3},
         {"timeout": 0},
         {"timeout": -1.0},
+        {"backend": "kubernetes"},
     ],
 )
 def test_run_scripts_rejects_bad_arguments_before_running(
