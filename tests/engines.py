@@ -792,6 +792,9 @@ class NetnsEngine(ExtraEngine):
     Args:
         netns: The network namespace (``ip netns add`` made it).
         images: See :class:`ExtraEngine`.
+        bridge_none: Start it with ``--bridge=none``; False leaves the engine
+            its default bridge (``docker0``, inside the namespace): a node that
+            is not set up for dockermagic.
         extra_args: More ``dockerd`` arguments.
         env: More environment variables for ``dockerd``.
         source: See :class:`ExtraEngine`.
@@ -803,6 +806,7 @@ class NetnsEngine(ExtraEngine):
         netns: str,
         images: Sequence[str] = (),
         *,
+        bridge_none: bool = True,
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         source: docker.DockerClient | None = None,
@@ -812,9 +816,10 @@ class NetnsEngine(ExtraEngine):
             images, extra_args=extra_args, env=env, source=source, ready_timeout=ready_timeout
         )
         self.netns = netns
+        self.bridge_none = bridge_none
 
     def _network_args(self) -> list[str]:
-        return ["--bridge=none"]
+        return ["--bridge=none"] if self.bridge_none else []
 
     def _command(self, args: list[str]) -> list[str]:
         return ["ip", "netns", "exec", self.netns, "sh", "-c", _netns_boot_script(), "sh", *args]
@@ -838,23 +843,25 @@ SWARM_PORT = 2377
 
 
 class SwarmCluster:
-    """A throw-away two-node Docker Swarm on this machine: a manager and a worker.
+    """A throw-away Docker Swarm on this machine: a manager and a worker (more on demand).
 
     Each node is a :class:`NetnsEngine` in a network namespace of its own
-    (``dmk-<token>-m``, ``dmk-<token>-w``); a veth pair joins them on a free
-    private ``10.x.y.0/24`` (``.1`` the manager, ``.2`` the worker). Both run
-    with ``--bridge=none --no-new-privileges`` and
-    ``DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1``. Images are copied from the
-    source engine into both at once (:func:`copy_images`).
+    (``dmk-<token>-<n>``, 0 the manager). The manager's namespace holds a
+    bridge with the manager's address (``.1`` of a free private
+    ``10.x.y.0/24``); each worker's namespace is joined to it by a veth pair
+    (``.2``, ``.3``...). Nodes run with ``--bridge=none --no-new-privileges``
+    and ``DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1`` unless told otherwise
+    (:meth:`add_worker`). Images are copied from the source engine into the
+    nodes at once (:func:`copy_images`).
 
     :meth:`stop` (also on a failed start, ``__exit__`` and interpreter exit)
-    undoes exactly what :meth:`start` did: both nodes leave the swarm, each
-    engine is stopped as :meth:`ExtraEngine.stop` does, the namespaces and the
-    veth pair are deleted, and ``/run/netns`` is unmounted when this cluster
-    mounted it and no namespace is left in it.
+    undoes exactly what was made: the nodes leave the swarm, each engine is
+    stopped as :meth:`ExtraEngine.stop` does, the namespaces (and with them
+    the bridge and the veth pairs) are deleted, and ``/run/netns`` is
+    unmounted when this cluster mounted it and no namespace is left in it.
 
     Args:
-        images: Images copied into both nodes.
+        images: Images copied into the manager and the first worker.
         source: The engine images come from; ``docker.from_env()`` if None.
     """
 
@@ -864,37 +871,48 @@ class SwarmCluster:
         self.images = tuple(images)
         self.source = source
         self.token = secrets.token_hex(4)
-        self.netns = (f"dmk-{self.token}-m", f"dmk-{self.token}-w")
-        self.veth = (f"dmv{self.token}m", f"dmv{self.token}w")
         self.subnet: ipaddress.IPv4Network | None = None
-        self.manager: NetnsEngine | None = None
-        self.worker: NetnsEngine | None = None
+        #: The started engines, manager first.
+        self.nodes: list[NetnsEngine] = []
         self.timings: dict[str, float] = {}
         self._made_netns: list[str] = []
+        self._made_links: list[str] = []
         self._made_run_netns = False
+        self._next = 0
         self._stopped = False
 
     @property
-    def nodes(self) -> list[NetnsEngine]:
-        """The started engines, manager first."""
-        return [node for node in (self.manager, self.worker) if node is not None]
+    def manager(self) -> NetnsEngine:
+        """The manager's engine."""
+        if not self.nodes:
+            raise EngineError("the cluster is not started")
+        return self.nodes[0]
+
+    @property
+    def worker(self) -> NetnsEngine:
+        """The first worker's engine."""
+        if len(self.nodes) < 2:
+            raise EngineError("the cluster has no worker")
+        return self.nodes[1]
 
     def address(self, index: int) -> str:
-        """The IPv4 address of node ``index`` (0: manager, 1: worker)."""
+        """The IPv4 address of node ``index`` (0: the manager)."""
         if self.subnet is None:
             raise EngineError("the cluster is not started")
         return str(self.subnet[index + 1])
 
+    def node_id(self, node: NetnsEngine) -> str:
+        """A node's Swarm id."""
+        client = node.client(timeout=10)
+        try:
+            return str(client.info()["Swarm"]["NodeID"])
+        finally:
+            client.close()
+
     def node_ids(self) -> dict[str, str]:
-        """Swarm node id -> ``"manager"`` or ``"worker"``."""
-        ids = {}
-        for role, node in zip(("manager", "worker"), self.nodes, strict=False):
-            client = node.client(timeout=10)
-            try:
-                ids[client.info()["Swarm"]["NodeID"]] = role
-            finally:
-                client.close()
-        return ids
+        """Swarm node id -> ``"manager"``, ``"worker"``, ``"worker2"``..."""
+        roles = ["manager", "worker", *(f"worker{i}" for i in range(2, len(self.nodes)))]
+        return {self.node_id(node): role for node, role in zip(self.nodes, roles, strict=True)}
 
     def __enter__(self) -> SwarmCluster:
         return self.start()
@@ -903,7 +921,7 @@ class SwarmCluster:
         self.stop()
 
     def start(self) -> SwarmCluster:
-        """Make the namespaces and the link, start both engines, copy images, form the swarm.
+        """Make the manager's namespace and bridge, start manager and worker, form the swarm.
 
         Raises:
             EngineError: Something could not be made; everything made so far is removed.
@@ -918,72 +936,87 @@ class SwarmCluster:
             raise
         return self
 
+    def _namespace(self) -> tuple[int, str]:
+        """A new namespace for the next node, joined to the manager's bridge."""
+        assert self.subnet is not None
+        index = self._next
+        self._next += 1
+        name = f"dmk-{self.token}-{index}"
+        _run("ip", "netns", "add", name)
+        self._made_netns.append(name)
+        address = f"{self.address(index)}/{self.subnet.prefixlen}"
+        if index == 0:
+            _run("ip", "-n", name, "link", "add", "br0", "type", "bridge")
+            _run("ip", "-n", name, "addr", "add", address, "dev", "br0")
+            _run("ip", "-n", name, "link", "set", "br0", "up")
+        else:
+            # Made in the host's namespace, then each end moved into its own.
+            near, far = f"dmv{self.token}{index}a", f"dmv{self.token}{index}b"
+            _run("ip", "link", "add", near, "type", "veth", "peer", "name", far)
+            self._made_links.append(near)
+            _run("ip", "link", "set", near, "netns", self._made_netns[0])
+            _run("ip", "link", "set", far, "netns", name)
+            manager_ns = self._made_netns[0]
+            _run("ip", "-n", manager_ns, "link", "set", near, "master", "br0", "up")
+            _run("ip", "-n", name, "addr", "add", address, "dev", far)
+            _run("ip", "-n", name, "link", "set", far, "up")
+        _run("ip", "-n", name, "link", "set", "lo", "up")
+        return index, name
+
     def _start(self) -> None:
         t0 = time.monotonic()
         self._made_run_netns = not os.path.ismount("/run/netns")
         self.subnet = _free_subnet()
-        for name in self.netns:
-            _run("ip", "netns", "add", name)
-            self._made_netns.append(name)
-        _run("ip", "link", "add", self.veth[0], "type", "veth", "peer", "name", self.veth[1])
-        for index, (name, link) in enumerate(zip(self.netns, self.veth, strict=True)):
-            _run("ip", "link", "set", link, "netns", name)
-            address = f"{self.address(index)}/{self.subnet.prefixlen}"
-            _run("ip", "-n", name, "addr", "add", address, "dev", link)
-            _run("ip", "-n", name, "link", "set", link, "up")
-            _run("ip", "-n", name, "link", "set", "lo", "up")
-        self.manager, self.worker = (
-            NetnsEngine(name, extra_args=SWARM_NODE_ARGS, env=SWARM_NODE_ENV) for name in self.netns
-        )
+        engines = [
+            NetnsEngine(self._namespace()[1], extra_args=SWARM_NODE_ARGS, env=SWARM_NODE_ENV)
+            for _ in range(2)
+        ]
         # Both engines start at once (each takes a few seconds on a busy machine).
-        failures: list[BaseException] = []
-
-        def start(node: NetnsEngine) -> None:
-            try:
-                node.start()
-            except BaseException as exc:
-                failures.append(exc)
-
-        starters = [threading.Thread(target=start, args=(node,)) for node in self.nodes]
-        for starter in starters:
-            starter.start()
-        for starter in starters:
-            starter.join()
-        if failures:
-            raise failures[0]
+        self.nodes.extend(engines)
+        _start_all(engines)
         self.timings["engines"] = time.monotonic() - t0
-        if self.images:
-            t_images = time.monotonic()
-            source = self.source or docker.from_env(timeout=300)
-            try:
-                copy_images(source, self.nodes, self.images)
-            finally:
-                if self.source is None:
-                    source.close()
-            self.timings["images"] = time.monotonic() - t_images
+        self._copy(engines, self.images)
         t_swarm = time.monotonic()
-        self._form_swarm()
+        manager = self.manager.client(timeout=30)
+        try:
+            here = f"{self.address(0)}:{SWARM_PORT}"
+            manager.swarm.init(listen_addr=here, advertise_addr=here)
+        finally:
+            manager.close()
+        self._join(1)
         self.timings["swarm"] = time.monotonic() - t_swarm
         self.timings["start"] = time.monotonic() - t0
         logger.info("swarm %s ready in %.2f s: %s", self.token, self.timings["start"], self.timings)
 
-    def _form_swarm(self) -> None:
-        assert self.manager is not None
-        assert self.worker is not None
-        manager, worker = self.manager.client(timeout=30), self.worker.client(timeout=30)
+    def _copy(self, engines: Sequence[NetnsEngine], images: Sequence[str]) -> None:
+        if not images:
+            return
+        t0 = time.monotonic()
+        source = self.source or docker.from_env(timeout=300)
         try:
-            here = f"{self.address(0)}:{SWARM_PORT}"
-            manager.swarm.init(listen_addr=here, advertise_addr=here)
+            copy_images(source, engines, images)
+        finally:
+            if self.source is None:
+                source.close()
+        self.timings["images"] = self.timings.get("images", 0.0) + time.monotonic() - t0
+
+    def _join(self, index: int) -> None:
+        """Join node ``index`` as a worker and wait until the manager sees it ready."""
+        manager, worker = self.manager.client(timeout=30), self.nodes[index].client(timeout=30)
+        try:
             manager.swarm.reload()
             token = manager.swarm.attrs["JoinTokens"]["Worker"]
-            there = f"{self.address(1)}:{SWARM_PORT}"
+            there = f"{self.address(index)}:{SWARM_PORT}"
             worker.swarm.join(
-                remote_addrs=[here], join_token=token, listen_addr=there, advertise_addr=there
+                remote_addrs=[f"{self.address(0)}:{SWARM_PORT}"],
+                join_token=token,
+                listen_addr=there,
+                advertise_addr=there,
             )
             deadline = time.monotonic() + 30
             while True:
                 states = [n.attrs["Status"]["State"] for n in manager.nodes.list()]
-                if states.count("ready") == 2:
+                if states.count("ready") == len(self.nodes):
                     return
                 if time.monotonic() > deadline:
                     raise EngineError(f"the swarm's nodes are not ready after 30 s: {states}")
@@ -992,13 +1025,66 @@ class SwarmCluster:
             manager.close()
             worker.close()
 
+    def add_worker(
+        self,
+        images: Sequence[str] = (),
+        *,
+        bridge_none: bool = True,
+        extra_args: Sequence[str] = SWARM_NODE_ARGS,
+        env: Mapping[str, str] | None = None,
+    ) -> NetnsEngine:
+        """Start one more node and join it as a worker.
+
+        Args:
+            images: Images copied into it.
+            bridge_none: See :class:`NetnsEngine`.
+            extra_args: Its ``dockerd`` arguments besides the harness's own.
+            env: Its ``dockerd`` environment; :data:`SWARM_NODE_ENV` when None.
+
+        Returns:
+            Its engine (:meth:`remove_worker` takes it out again).
+        """
+        index, name = self._namespace()
+        engine = NetnsEngine(
+            name,
+            bridge_none=bridge_none,
+            extra_args=extra_args,
+            env=SWARM_NODE_ENV if env is None else env,
+        )
+        self.nodes.append(engine)
+        engine.start()
+        self._copy([engine], images)
+        self._join(index)
+        return engine
+
+    def remove_worker(self, engine: NetnsEngine) -> None:
+        """Take a worker added by :meth:`add_worker` out of the swarm and stop it."""
+        node_id = self.node_id(engine)
+        client = engine.client(timeout=15)
+        try:
+            client.swarm.leave(force=True)
+        finally:
+            client.close()
+        manager = self.manager.client(timeout=15)
+        try:
+            deadline = time.monotonic() + 30
+            while manager.nodes.get(node_id).attrs["Status"]["State"] != "down":
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            manager.nodes.get(node_id).remove(force=True)
+        finally:
+            manager.close()
+        engine.stop()
+        self.nodes.remove(engine)
+
     def stop(self) -> None:
-        """Undo everything :meth:`start` did; safe to call more than once."""
+        """Undo everything that was made; safe to call more than once."""
         if self._stopped:
             return
         self._stopped = True
         atexit.unregister(self.stop)
-        for node in reversed(self.nodes):  # the worker leaves first
+        for node in reversed(self.nodes):  # workers leave first
             if node.running:
                 try:
                     client = node.client(timeout=15)
@@ -1008,19 +1094,20 @@ class SwarmCluster:
                         client.close()
                 except UNREACHABLE as exc:
                     logger.warning("swarm %s: %s could not leave: %s", self.token, node, exc)
-        # Each stop waits for its dockerd and removes its data root: both at once.
+        # Each stop waits for its dockerd and removes its data root: all at once.
         stoppers = [threading.Thread(target=node.stop) for node in self.nodes]
         for stopper in stoppers:
             stopper.start()
         for stopper in stoppers:
             stopper.join()
-        for name in self._made_netns:
+        # A namespace takes its bridge and its ends of the veth pairs with it.
+        for name in reversed(self._made_netns):
             try:
                 _run("ip", "netns", "del", name)
             except EngineError as exc:
                 logger.warning("swarm %s: %s", self.token, exc)
         self._made_netns.clear()
-        for link in self.veth:  # gone with its namespace; only a failed move leaves one
+        for link in self._made_links:  # only a failed move leaves one here
             if Path("/sys/class/net", link).exists():
                 with contextlib.suppress(EngineError):
                     _run("ip", "link", "del", link)
@@ -1035,6 +1122,25 @@ class SwarmCluster:
 
     def __repr__(self) -> str:
         return f"<SwarmCluster {self.token}: {self.nodes}>"
+
+
+def _start_all(engines: Sequence[ExtraEngine]) -> None:
+    """Start engines at once; the first failure is raised once all have tried."""
+    failures: list[BaseException] = []
+
+    def start(engine: ExtraEngine) -> None:
+        try:
+            engine.start()
+        except BaseException as exc:
+            failures.append(exc)
+
+    starters = [threading.Thread(target=start, args=(engine,)) for engine in engines]
+    for starter in starters:
+        starter.start()
+    for starter in starters:
+        starter.join()
+    if failures:
+        raise failures[0]
 
 
 class SSHServer:
