@@ -34,9 +34,11 @@ import contextlib
 import ctypes
 import ipaddress
 import itertools
+import json
 import logging
 import os
 import queue
+import re
 import secrets
 import shutil
 import signal
@@ -64,6 +66,7 @@ __all__ = [
     "copy_images",
     "extra_engine",
     "missing_prerequisites",
+    "reclaim_stale_clusters",
     "ssh_server",
 ]
 
@@ -692,20 +695,11 @@ class ExtraEngine:
     def _kill_leftover_processes(self) -> None:
         """Kill what a killed dockerd left: its containerd, shims and container processes.
 
-        Only processes of this engine: containerd and its shims whose command
-        line names this engine's unique directory, and the processes in its
-        unique cgroup parent.
+        Only processes of this engine: dockerd, containerd and its shims whose
+        command line names this engine's unique directory, and the processes
+        in its unique cgroup parent.
         """
-        pids: set[int] = set()
-        marker = os.fsencode(f"{self.dir}/")
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                with contextlib.suppress(OSError):
-                    argv = (entry / "cmdline").read_bytes().split(b"\0")
-                    if os.path.basename(argv[0]).startswith(b"containerd") and any(
-                        marker in arg for arg in argv
-                    ):
-                        pids.add(int(entry.name))
+        pids = set(self._daemon_pids(b"dockerd", b"containerd"))
         name = self.cgroup_parent.lstrip("/")
         cgroups = Path("/sys/fs/cgroup")
         for procs in [
@@ -722,6 +716,65 @@ class ExtraEngine:
         while pids and time.monotonic() < deadline:
             pids = {pid for pid in pids if Path(f"/proc/{pid}").exists()}
             time.sleep(0.05)
+
+    def _daemon_pids(self, *names: bytes) -> list[int]:
+        """Processes named ``names*`` whose command line names this engine's directory."""
+        pids = []
+        marker = os.fsencode(f"{self.dir}/")
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    argv = (entry / "cmdline").read_bytes().split(b"\0")
+                    if os.path.basename(argv[0]).startswith(names) and any(
+                        marker in arg for arg in argv
+                    ):
+                        pids.append(int(entry.name))
+        return pids
+
+    @classmethod
+    def reclaim(cls, directory: Path) -> None:
+        """Remove what an engine whose owner died left under ``directory``.
+
+        The owner (the process that made the :class:`ExtraEngine`) was killed
+        before :meth:`stop` could run; its ``dockerd`` may still run (it has
+        a session of its own). SIGTERM to that ``dockerd`` (found by its
+        command line, which names the directory), SIGKILL after
+        ``STOP_TIMEOUT`` s, then the leftover processes, mounts, cgroups and
+        the directory, as :meth:`stop` removes them.
+
+        Args:
+            directory: An engine's directory, ``BASE_DIR/dmk-<8 hex>``.
+
+        Raises:
+            ValueError: ``directory`` is not an engine's directory.
+        """
+        token = directory.name.removeprefix("dmk-")
+        if directory.parent != BASE_DIR or not re.fullmatch(r"[0-9a-f]{8}", token):
+            raise ValueError(f"not an extra engine's directory: {directory}")
+        engine = ExtraEngine()
+        engine._stopped = True  # this object never started anything
+        engine.token, engine.dir = token, directory
+        engine.bridge, engine.cgroup_parent = f"dmk{token}", f"/dmk-{token}"
+        daemons = engine._daemon_pids(b"dockerd")
+        for pid in daemons:
+            logger.warning("engine %s: its owner is gone, stopping dockerd %d", directory, pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while any(Path(f"/proc/{pid}").exists() for pid in daemons):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        for step in (
+            engine._kill_leftover_processes,
+            engine._unmount_all,
+            engine._remove_cgroups,
+            engine._remove_dir,
+        ):
+            try:
+                step()
+            except Exception:
+                logger.exception("engine %s: reclaim step %s failed", directory, step.__name__)
 
     def _unmount_all(self) -> None:
         # Stacked mounts: unmounting one can reveal another; a few passes.
@@ -860,6 +913,12 @@ class SwarmCluster:
     the bridge and the veth pairs) are deleted, and ``/run/netns`` is
     unmounted when this cluster mounted it and no namespace is left in it.
 
+    An owner killed before it could stop (SIGKILL, a lost terminal) leaves
+    its cluster running: the cluster writes what it is about to make, and
+    who makes it, to ``BASE_DIR/dmk-swarm-<token>.json`` before making it,
+    and :meth:`start` first removes every cluster whose owner is gone
+    (:func:`reclaim_stale_clusters`).
+
     Args:
         images: Images copied into the manager and the first worker.
         source: The engine images come from; ``docker.from_env()`` if None.
@@ -880,6 +939,10 @@ class SwarmCluster:
         self._made_run_netns = False
         self._next = 0
         self._stopped = False
+        #: What this cluster made or is about to make, for a reclaim if its owner dies.
+        self.record_path = BASE_DIR / f"{SWARM_RECORD_PREFIX}{self.token}.json"
+        self._claimed_netns: list[str] = []
+        self._claimed_dirs: list[str] = []
 
     @property
     def manager(self) -> NetnsEngine:
@@ -928,6 +991,7 @@ class SwarmCluster:
         """
         if self._stopped or self.nodes:
             raise EngineError("a SwarmCluster starts only once")
+        reclaim_stale_clusters()
         atexit.register(self.stop)
         try:
             self._start()
@@ -942,6 +1006,7 @@ class SwarmCluster:
         index = self._next
         self._next += 1
         name = f"dmk-{self.token}-{index}"
+        self._claim(netns=name)
         _run("ip", "netns", "add", name)
         self._made_netns.append(name)
         address = f"{self.address(index)}/{self.subnet.prefixlen}"
@@ -952,8 +1017,9 @@ class SwarmCluster:
         else:
             # Made in the host's namespace, then each end moved into its own.
             near, far = f"dmv{self.token}{index}a", f"dmv{self.token}{index}b"
-            _run("ip", "link", "add", near, "type", "veth", "peer", "name", far)
             self._made_links.append(near)
+            self._claim()
+            _run("ip", "link", "add", near, "type", "veth", "peer", "name", far)
             _run("ip", "link", "set", near, "netns", self._made_netns[0])
             _run("ip", "link", "set", far, "netns", name)
             manager_ns = self._made_netns[0]
@@ -963,6 +1029,24 @@ class SwarmCluster:
         _run("ip", "-n", name, "link", "set", "lo", "up")
         return index, name
 
+    def _claim(self, *, netns: str | None = None, engine: ExtraEngine | None = None) -> None:
+        """Record what is about to be made (and by whom) before making it."""
+        if netns is not None:
+            self._claimed_netns.append(netns)
+        if engine is not None:
+            self._claimed_dirs.append(str(engine.dir))
+        record = {
+            "owner": _process_identity(os.getpid()),
+            "netns": self._claimed_netns,
+            "links": self._made_links,
+            "engines": self._claimed_dirs,
+            "run_netns": self._made_run_netns,
+        }
+        # Written whole, then renamed: a reader never sees half a record.
+        partial = self.record_path.with_suffix(".partial")
+        partial.write_text(json.dumps(record))
+        partial.replace(self.record_path)
+
     def _start(self) -> None:
         t0 = time.monotonic()
         self._made_run_netns = not os.path.ismount("/run/netns")
@@ -971,6 +1055,8 @@ class SwarmCluster:
             NetnsEngine(self._namespace()[1], extra_args=SWARM_NODE_ARGS, env=SWARM_NODE_ENV)
             for _ in range(2)
         ]
+        for engine in engines:
+            self._claim(engine=engine)
         # Both engines start at once (each takes a few seconds on a busy machine).
         self.nodes.extend(engines)
         _start_all(engines)
@@ -1051,6 +1137,7 @@ class SwarmCluster:
             extra_args=extra_args,
             env=SWARM_NODE_ENV if env is None else env,
         )
+        self._claim(engine=engine)
         self.nodes.append(engine)
         engine.start()
         self._copy([engine], images)
@@ -1113,15 +1200,76 @@ class SwarmCluster:
                     _run("ip", "link", "del", link)
         if self.subnet is not None:
             _claimed_subnets.discard(self.subnet)
-        run_netns = Path("/run/netns")
-        if self._made_run_netns and os.path.ismount(run_netns) and not any(run_netns.iterdir()):
-            # ip netns add mounted it; nobody else uses it now.
-            _unmount(str(run_netns))
-            with contextlib.suppress(OSError):
-                run_netns.rmdir()
+        if self._made_run_netns:
+            _release_run_netns()
+        self.record_path.unlink(missing_ok=True)
 
     def __repr__(self) -> str:
         return f"<SwarmCluster {self.token}: {self.nodes}>"
+
+
+#: Name of a cluster's record under BASE_DIR: ``dmk-swarm-<token>.json``.
+SWARM_RECORD_PREFIX = "dmk-swarm-"
+
+
+def _process_identity(pid: int) -> list[int] | None:
+    """A process's id and start time (a reused pid has another), None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (in parentheses) may hold spaces; fields follow the last ")".
+    return [pid, int(stat.rpartition(")")[2].split()[19])]
+
+
+def _release_run_netns() -> None:
+    """Unmount ``/run/netns`` (``ip netns add`` mounted it) when no namespace is left in it."""
+    run_netns = Path("/run/netns")
+    if os.path.ismount(run_netns) and not any(run_netns.iterdir()):
+        _unmount(str(run_netns))
+        with contextlib.suppress(OSError):
+            run_netns.rmdir()
+
+
+def reclaim_stale_clusters() -> list[str]:
+    """Remove the :class:`SwarmCluster` s whose owner process is gone.
+
+    Each record (``BASE_DIR/dmk-swarm-<token>.json``) lists the namespaces,
+    links and engine directories its cluster made or was about to make: the
+    engines are reclaimed (:meth:`ExtraEngine.reclaim`: their ``dockerd``
+    stopped, their traces removed), then the namespaces and links deleted.
+    Clusters of live owners (other test runs, the benchmark) are left alone.
+
+    Returns:
+        The tokens of the clusters removed.
+    """
+    reclaimed = []
+    for path in sorted(BASE_DIR.glob(f"{SWARM_RECORD_PREFIX}*.json")):
+        try:
+            record = json.loads(path.read_text())
+            pid, start = record["owner"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not one of ours, or already gone
+        if _process_identity(pid) == [pid, start]:
+            continue
+        token = path.stem.removeprefix(SWARM_RECORD_PREFIX)
+        logger.warning("swarm %s: its owner (pid %d) is gone; removing what it left", token, pid)
+        for directory in record.get("engines", []):
+            if Path(directory).exists():
+                ExtraEngine.reclaim(Path(directory))
+        for name in reversed(record.get("netns", [])):
+            if Path("/run/netns", name).exists():
+                with contextlib.suppress(EngineError):
+                    _run("ip", "netns", "del", name)
+        for link in record.get("links", []):
+            if Path("/sys/class/net", link).exists():
+                with contextlib.suppress(EngineError):
+                    _run("ip", "link", "del", link)
+        if record.get("run_netns"):
+            _release_run_netns()
+        path.unlink(missing_ok=True)
+        reclaimed.append(token)
+    return reclaimed
 
 
 def _start_all(engines: Sequence[ExtraEngine]) -> None:

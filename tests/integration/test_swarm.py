@@ -34,7 +34,14 @@ from dockermagic.errors import InvalidArgumentError
 from dockermagic.labels import BATCH, LABEL, container_labels
 from dockermagic.policy import SandboxPolicy
 from dockermagic.swarm import CONFIG_LIMIT, NODE_SETUP, SwarmTask, TaskSpec, list_services
-from tests.engines import NetnsEngine, SwarmCluster, missing_prerequisites
+from tests.engines import (
+    BASE_DIR,
+    SWARM_RECORD_PREFIX,
+    NetnsEngine,
+    SwarmCluster,
+    missing_prerequisites,
+    reclaim_stale_clusters,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.engines]
 
@@ -484,3 +491,65 @@ def test_a_swarm_batch_needs_a_manager(tmp_path: Path) -> None:
     (tmp_path / "a.py").write_text("print(1)\n")
     with pytest.raises(InvalidArgumentError, match="not a Swarm manager"):
         run_scripts(tmp_path, backend="swarm")
+
+
+# -- the harness itself ----------------------------------------------------------------------
+
+OWNER = """\
+import sys, time
+from tests.engines import SwarmCluster
+cluster = SwarmCluster().start()
+print(cluster.token, *(node.dir for node in cluster.nodes), flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_cluster_whose_owner_was_killed_is_reclaimed_by_the_next_one() -> None:
+    missing = missing_prerequisites()
+    if missing:
+        pytest.skip(f"a throw-away Swarm needs {', '.join(missing)}")
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert owner.stdout is not None
+        token, *dirs = owner.stdout.readline().split()
+        # SIGKILL: no atexit, no finally; the engines (sessions of their own) keep running.
+        owner.send_signal(signal.SIGKILL)
+        owner.wait(10)
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait(10)
+        if owner.stdout is not None:
+            owner.stdout.close()
+    namespaces = [f"dmk-{token}-0", f"dmk-{token}-1"]
+    record = BASE_DIR / f"{SWARM_RECORD_PREFIX}{token}.json"
+    assert record.exists()
+    assert all(Path("/run/netns", name).exists() for name in namespaces)
+    assert all(_daemons(directory) for directory in dirs)
+    assert token in reclaim_stale_clusters()
+    assert not record.exists()
+    for directory in dirs:
+        assert not Path(directory).exists()
+        assert _daemons(directory) == []
+    assert not any(Path("/run/netns", name).exists() for name in namespaces)
+    assert (
+        token
+        not in subprocess.run(["ip", "link"], capture_output=True, text=True, check=True).stdout
+    )
+    assert token not in Path("/proc/self/mountinfo").read_text()
+
+
+def _daemons(directory: str) -> list[int]:
+    """dockerd and containerd processes of the engine in ``directory``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if f"{directory}/" in argv and argv.split("\0")[0].endswith(("dockerd", "containerd")):
+                pids.append(int(entry.name))
+    return pids
