@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed-stamp
 TEST_SYSTEM_EXTRAS := chromium iproute2 openssl openssh-server openssh-client
 LINT_PATHS := dockermagic tests benchmarks tools scripts notebooks/exercise_checks notebooks/solutions
 
-.PHONY: all setup venv system system-test images demo test test-main test-tls _test-main _test-tls lint unit cleanup bench labextension
+.PHONY: all setup venv system system-test images demo test test-main test-tls test-swarm _test-main _test-tls _test-swarm lint unit cleanup bench labextension
 
 all: test
 
@@ -60,12 +60,14 @@ lint: venv
 	@$(BIN)/ruff format --check $(LINT_PATHS)
 	@$(BIN)/mypy
 
-# Two passes side by side (-Otarget keeps each one's output together): every
-# test against the main engine, and the integration tests again against a
+# Three passes side by side (-Otarget keeps each one's output together): every
+# test against the main engine, the integration tests again against a
 # throw-away engine on tcp://127.0.0.1 with TLS (tests/conftest.py --engine=tls;
-# tests marked "engines" start engines of their own and run in the main pass).
+# tests marked "engines" start engines of their own and run in the main pass),
+# and the Swarm tests (marked "swarm") on a throw-away two-node swarm of their own.
+TEST_JOBS ?= 3
 test: setup system-test lint labextension
-	@$(MAKE) --no-print-directory -j2 -Otarget _test-main _test-tls
+	@$(MAKE) --no-print-directory -j$(TEST_JOBS) -Otarget _test-main _test-tls _test-swarm
 
 test-main: setup system-test labextension
 	@$(MAKE) --no-print-directory _test-main
@@ -73,13 +75,22 @@ test-main: setup system-test labextension
 test-tls: setup system-test
 	@$(MAKE) --no-print-directory _test-tls
 
+test-swarm: setup system-test
+	@$(MAKE) --no-print-directory _test-swarm
+
 _test-main: venv
-	@$(BIN)/pytest
+	@$(BIN)/pytest -m "not swarm"
 
 TLS_TESTS := tests/integration
 _test-tls: venv
 	@echo "[test-tls] the integration tests against a throw-away TLS engine"
 	@$(BIN)/pytest --engine=tls -p no:cacheprovider $(TLS_TESTS)
+
+# A manager and a worker dockerd, each in a network namespace of its own
+# (tests/engines.py SwarmCluster), made and removed by the tests: about 2.5 min.
+_test-swarm: venv
+	@echo "[test-swarm] batches on a throw-away two-node Docker Swarm"
+	@$(BIN)/pytest -m swarm -p no:cacheprovider tests/integration/test_swarm.py
 
 unit: venv
 	@$(BIN)/pytest tests/unit
