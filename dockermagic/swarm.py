@@ -926,8 +926,9 @@ class SwarmRunner:
 
     The language's command, environment and support files come from its
     local runner (``HOME`` becomes :data:`WORKDIR`). What a local run has and
-    a task has not: no stdin, no displays, files out or CPU/memory figures
-    (those need the agent, which reads from stdin), no container pool.
+    a task has not: no stdin, no displays or files out (those need the
+    agent, which reads from stdin), no container pool. CPU seconds and peak
+    memory come from the task's wrapper (:data:`WRAPPER`).
 
     Args:
         runner: The language's local runner (never asked to run anything).

@@ -163,7 +163,7 @@ def run_scripts(
         backend: ``"local"`` (a container on the engine the client talks to)
             or ``"swarm"`` (a one-off task on any node of the Swarm whose
             manager ``DOCKER_HOST`` names; see :mod:`dockermagic.batch.swarm`:
-            no displays, CPU or memory figures, pools or packages there).
+            no displays, pools or packages there).
 
     Returns:
         The :class:`BatchReport`.
