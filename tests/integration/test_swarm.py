@@ -32,6 +32,7 @@ from dockermagic.cleanup import cleanup
 from dockermagic.engine import reset_default_client
 from dockermagic.errors import InvalidArgumentError
 from dockermagic.labels import BATCH, LABEL, container_labels
+from dockermagic.panel import ScriptsPanel
 from dockermagic.policy import SandboxPolicy
 from dockermagic.swarm import CONFIG_LIMIT, NODE_SETUP, SwarmTask, TaskSpec, list_services
 from tests.engines import (
@@ -43,7 +44,7 @@ from tests.engines import (
     reclaim_stale_clusters,
 )
 
-pytestmark = [pytest.mark.docker, pytest.mark.engines]
+pytestmark = [pytest.mark.docker, pytest.mark.engines, pytest.mark.swarm]
 
 PYTHON_IMAGE = "dockermagic/python:offline"
 NODE_IMAGE = "dockermagic/node:offline"
@@ -270,6 +271,32 @@ def test_sequential_with_fail_fast_starts_nothing_more(
     ]
     assert report.by_name()["c.py"].message == "not started: b.py failed (fail-fast)"
     assert report.workers == 1
+
+
+def test_the_panel_offers_the_swarm_on_a_manager_and_runs_there(
+    on_swarm: dict[str, str], tmp_path: Path
+) -> None:
+    folder = _folder(
+        tmp_path / "scripts",
+        {"a_ok.py": "print('alpha')\n", "b_fail.js": "console.error('bad'); process.exit(2);\n"},
+    )
+    panel = ScriptsPanel(folder, log_dir=tmp_path / "logs", mode="parallel", workers=2)
+    # The engine is a manager: the toggle is shown; "this engine" stays the default.
+    assert panel.swarm
+    assert panel.backend.layout.display == ""
+    assert panel.backend.value == "local"
+    panel.backend.value = "swarm"
+    panel.run_button.click()
+    report = panel.wait(120)
+    assert report is not None
+    assert report.backend == "swarm"
+    assert {r.name: r.status for r in report.results} == {"a_ok.py": "ok", "b_fail.js": "failed"}
+    assert all(r.node in on_swarm for r in report.results)
+    assert "dockermagic-status-ok" in panel._status_cells["a_ok.py"].value
+    assert "dockermagic-status-failed" in panel._status_cells["b_fail.js"].value
+    panel.selected.value = "b_fail.js"
+    assert "bad" in panel.stderr_view.value
+    assert "alpha" in (tmp_path / "logs" / "a_ok.py.log").read_text()
 
 
 # -- hardening, read back from inside the tasks --------------------------------------------
