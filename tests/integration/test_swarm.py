@@ -388,7 +388,8 @@ def test_a_node_that_is_not_set_up_runs_nothing(
     cluster: SwarmCluster, on_swarm: dict[str, str], manager: docker.DockerClient, tmp_path: Path
 ) -> None:
     # A third node with the engine's defaults: a bridge (in its own namespace,
-    # so the host's docker0 is safe) and no --no-new-privileges.
+    # so the host's docker0 is safe) and no --no-new-privileges; and it has
+    # the Node image only.
     bad: NetnsEngine = cluster.add_worker(images=(NODE_IMAGE,), extra_args=(), bridge_none=False)
     bad_id = cluster.node_id(bad)
     good = [node for node in manager.nodes.list() if node.id != bad_id]
@@ -396,19 +397,28 @@ def test_a_node_that_is_not_set_up_runs_nothing(
         for node in good:  # the bad node is the only one that takes tasks
             spec = node.attrs["Spec"]
             node.update({**spec, "Availability": "drain"})
-        folder = _folder(tmp_path / "scripts", {"leak.js": "console.log('RAN');\n"})
+        folder = _folder(
+            tmp_path / "scripts",
+            {"leak.js": "console.log('RAN');\n", "missing.py": "print('RAN')\n"},
+        )
         report = run_scripts(folder, backend="swarm", images=IMAGES, timeout=10)
     finally:
         for node in good:
             node.reload()
             node.update({**node.attrs["Spec"], "Availability": "active"})
         cluster.remove_worker(bad)
-    (result,) = report.results
+    result, missing = report.by_name()["leak.js"], report.by_name()["missing.py"]
     assert result.status == "error"
     assert result.node == bad_id
     assert f"node {bad_id} is not isolated (network eth0)" in result.message
     assert NODE_SETUP in result.message
     assert "RAN" not in result.output_tail
+    # A node without the image rejects the task: an error naming the node.
+    assert missing.status == "error"
+    assert missing.node == bad_id
+    assert f"node {bad_id} did not run the task (rejected)" in missing.message
+    assert "load the image on every node" in missing.message
+    assert "RAN" not in missing.output_tail
 
 
 # -- stopping ----------------------------------------------------------------------------------
