@@ -54,12 +54,36 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[SwarmCluster]:
+    """The two-node swarm; removed at the end, also when the run is stopped.
+
+    SIGTERM and SIGHUP (a killed make, a closed terminal) become a
+    KeyboardInterrupt while it lives, as Ctrl-C is: pytest then runs the
+    teardowns and the cluster stops. A SIGKILLed run leaves it to the next
+    cluster's start (``reclaim_stale_clusters``).
+    """
     missing = missing_prerequisites()
     if missing:
         pytest.skip(f"a throw-away Swarm needs {', '.join(missing)}")
-    with SwarmCluster(images=(PYTHON_IMAGE, NODE_IMAGE)) as made:
-        print(f"\nswarm {made.token}: {made.timings}", file=sys.stderr)
-        yield made
+
+    stopping = False
+
+    def interrupt(signum: int, _frame: object) -> None:
+        # Once the cluster stops, let it finish (its stop is bounded): an
+        # interrupted stop would leave it to the next run's reclaim.
+        if not stopping:
+            raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        with SwarmCluster(images=(PYTHON_IMAGE, NODE_IMAGE)) as made:
+            print(f"\nswarm {made.token}: {made.timings}", file=sys.stderr)
+            try:
+                yield made
+            finally:
+                stopping = True
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
 @pytest.fixture(scope="module")
