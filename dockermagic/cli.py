@@ -77,6 +77,7 @@ from dockermagic.console import ConsoleProgress, shown, summary_table, totals_li
 from dockermagic.diagnose import diagnose
 from dockermagic.engine import default_client
 from dockermagic.errors import DockermagicError, InvalidArgumentError
+from dockermagic.gatewaycli import add_gateway_commands
 from dockermagic.gradecli import add_grading_commands
 from dockermagic.images import prepare_images, runner_image
 from dockermagic.logs import start_logging
@@ -88,6 +89,7 @@ from dockermagic.packages import (
 )
 from dockermagic.policy import size_text
 from dockermagic.runners import RunnerClass, runner_class_for, runner_classes
+from dockermagic.settings import current_settings
 from dockermagic.usage import memory_text
 
 __all__ = ["STOP_SIGNALS", "age_text", "build_parser", "main"]
@@ -472,6 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     clean.set_defaults(handler=cmd_cleanup)
 
     add_grading_commands(commands)
+    add_gateway_commands(commands)
     return parser
 
 
@@ -532,7 +535,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             # Containers of owners that died (killed shells, crashed kernels);
             # not before doctor, which must report an engine that does not answer.
-            if args.command not in ("cleanup", "doctor"):
+            # Through a gateway there is no engine here to clean (the gateway does).
+            if args.command not in ("cleanup", "doctor", "gateway") and not (
+                current_settings().gateway
+            ):
                 cleanup()
             status = handler(args)
         except DockermagicError as exc:

@@ -10,12 +10,17 @@ problems around the program: the engine, the image, the arguments.
 from __future__ import annotations
 
 __all__ = [
+    "AccessDeniedError",
     "DockermagicError",
     "EngineUnavailableError",
+    "GatewayError",
+    "GatewayUnavailableError",
     "ImageUnavailableError",
     "InvalidArgumentError",
+    "LimitExceededError",
     "LogDirectoryError",
     "PackageInstallError",
+    "QuotaExceededError",
     "SandboxError",
     "SwarmError",
 ]
@@ -128,3 +133,71 @@ class SwarmError(DockermagicError):
     def __init__(self, message: str, *, node: str = "") -> None:
         self.node = node
         super().__init__(message)
+
+
+class GatewayError(DockermagicError):
+    """A gateway (``DOCKERMAGIC_GATEWAY``) refused or could not serve a request.
+
+    Attributes:
+        url: The gateway's address.
+    """
+
+    def __init__(self, message: str, *, url: str = "") -> None:
+        self.url = url
+        super().__init__(message)
+
+
+class GatewayUnavailableError(GatewayError):
+    """The gateway cannot be reached, or went away during a request.
+
+    The next call connects again; nothing is kept from the broken connection.
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            f"Cannot reach the dockermagic gateway at {url}: {reason}. Ask whoever runs it "
+            "(the teacher) whether it is up; the next call tries again.",
+            url=url,
+        )
+
+
+class AccessDeniedError(GatewayError):
+    """The gateway does not know the token, or the user may not do this."""
+
+
+class LimitExceededError(GatewayError, InvalidArgumentError):
+    """A request asks for more than the gateway's ceiling allows.
+
+    Attributes:
+        limit: The limit's name (``timeout``, ``memory``, ``network``, ``image``...).
+        requested: What the request asked for.
+        allowed: The most the gateway allows (its words).
+    """
+
+    def __init__(self, limit: str, requested: object, allowed: str, *, url: str = "") -> None:
+        self.limit = limit
+        self.requested = requested
+        self.allowed = allowed
+        self.url = url
+        self.argument = limit
+        self.value = requested
+        Exception.__init__(
+            self,
+            f"The gateway's limit on {limit} is {allowed}; this request asks for {requested!r}",
+        )
+
+
+class QuotaExceededError(GatewayError):
+    """A user's quota (runs at once, sessions, CPU time per hour) is used up for now.
+
+    Attributes:
+        quota: The quota's name.
+        allowed: The quota's value.
+    """
+
+    def __init__(self, quota: str, allowed: object, detail: str = "", *, url: str = "") -> None:
+        self.quota = quota
+        self.allowed = allowed
+        more = f" ({detail})" if detail else ""
+        super().__init__(f"Quota reached: {quota} is at most {allowed}{more}", url=url)

@@ -40,6 +40,7 @@ __all__ = [
     "build_offline_image",
     "ensure_image",
     "forget_image",
+    "image_digest",
     "image_present",
     "offline_image_current",
     "prepare_images",
@@ -132,6 +133,36 @@ def image_present(client: docker.DockerClient, image: str) -> bool:
     with _present_lock:
         _present.add(key)
     return True
+
+
+def image_digest(client: docker.DockerClient, image: str) -> str:
+    """The content id of a local image (``sha256:...``), what an audit record names.
+
+    A tag can be moved to other content; the id cannot. Cached per image
+    reference for the life of the process: a retagged image shows its new id
+    only after a restart.
+
+    Args:
+        client: The client.
+        image: An image reference.
+
+    Returns:
+        The id, or "" when the engine does not have the image.
+    """
+    key = (_client_key(client), image)
+    found = _digests.get(key)
+    if found is not None:
+        return found
+    try:
+        with engine_errors():
+            digest = str(client.images.get(image).id or "")
+    except docker.errors.ImageNotFound:
+        return ""
+    _digests[key] = digest
+    return digest
+
+
+_digests: dict[tuple[str, str], str] = {}
 
 
 def forget_image(client: docker.DockerClient, image: str) -> None:

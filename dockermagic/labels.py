@@ -36,6 +36,7 @@ from dockermagic.settings import current_settings
 __all__ = [
     "BATCH",
     "DEADLINE",
+    "GATEWAY_USER",
     "LABEL",
     "LANGUAGE",
     "OWNER_BOOT",
@@ -67,6 +68,8 @@ LANGUAGE = "dockermagic.language"
 TAG = "dockermagic.tag"
 #: The name of the session a warm container belongs to.
 SESSION = "dockermagic.session"
+#: The gateway user a container runs for (``dockermagic gateway``).
+GATEWAY_USER = "dockermagic.gateway.user"
 #: The id of the batch a container belongs to.
 BATCH = "dockermagic.batch"
 #: An idle container of a pool, waiting for one program.

@@ -82,9 +82,12 @@ from dockermagic.transfer import CopyBudget, read_host_file, read_tree, safe_rel
 
 __all__ = [
     "AbstractDockerCodeRunner",
+    "Backend",
     "CodeRunner",
     "JavaScriptDockerRunner",
+    "Job",
     "PythonDockerRunner",
+    "RemoteSession",
     "get_runner",
     "register_runner",
     "runner_class_for",
@@ -134,8 +137,12 @@ class CodeRunner(Protocol):
 
 
 @dataclass(frozen=True)
-class _Job:
-    """One run, ready to go: what to copy in, what to run, what to bring back."""
+class Job:
+    """One run, ready to go: what to copy in, what to run, what to bring back.
+
+    Arguments are checked and files read (within the copy budget) before a
+    job exists, so a :class:`Backend` receives only well-formed work.
+    """
 
     code: Mapping[str, bytes]  # the program's folder (/code), the entry included
     put: tuple[str | os.PathLike[str], ...]  # host paths for the working directory
@@ -149,6 +156,105 @@ class _Job:
     labels: Mapping[str, str] | None
     name: str | None = None
     first_line: int = 1
+
+
+class RemoteSession(Protocol):
+    """A session kept by a :class:`Backend` (a gateway), as a ``Session`` uses it."""
+
+    @property
+    def restarts(self) -> int:
+        """How often its interpreter was replaced (died, killed, reset)."""
+        ...
+
+    @property
+    def runs(self) -> int:
+        """Cells run so far."""
+        ...
+
+    @property
+    def container_name(self) -> str:
+        """The current container's name ('' before the first start)."""
+        ...
+
+    @property
+    def alive(self) -> bool:
+        """Whether its interpreter is running (asks the backend)."""
+        ...
+
+    def start(self) -> None:
+        """Start the interpreter if it is not running."""
+        ...
+
+    def reset(self) -> None:
+        """Restart the interpreter (variables and files go)."""
+        ...
+
+    def stop(self) -> None:
+        """End the session and its container."""
+        ...
+
+    def run(
+        self,
+        job: Job,
+        budget: CopyBudget,
+        on_output: OutputCallback | None,
+        on_display: DisplayCallback | None,
+        cancel: threading.Event | None,
+    ) -> RunResult:
+        """Run one cell."""
+        ...
+
+
+class Backend(Protocol):
+    """Somewhere other than a Docker engine that runs jobs: the seam to a gateway.
+
+    A runner with a backend checks its arguments and reads its files as
+    always, then hands the :class:`Job` over instead of making containers;
+    results, statuses, streaming and exceptions stay those of the run contract.
+    """
+
+    @property
+    def address(self) -> str:
+        """Where the backend is (a URL), for doctor and status."""
+        ...
+
+    def image(self, runner: AbstractDockerCodeRunner) -> str:
+        """The image a runner's programs run in there."""
+        ...
+
+    def execute(
+        self,
+        runner: AbstractDockerCodeRunner,
+        job: Job,
+        budget: CopyBudget,
+        on_output: OutputCallback | None,
+        on_display: DisplayCallback | None,
+        cancel: threading.Event | None,
+    ) -> RunResult:
+        """Run one job to its result."""
+        ...
+
+    def session(self, name: str, runner: AbstractDockerCodeRunner) -> RemoteSession:
+        """A named session of the runner's language there (started on first use)."""
+        ...
+
+
+def configured_backend() -> Backend | None:
+    """The gateway ``DOCKERMAGIC_GATEWAY`` names (with its token), or None.
+
+    Returns:
+        The backend, shared by every runner of this process, or None.
+
+    Raises:
+        InvalidArgumentError: A gateway is named but no token is set.
+    """
+    settings = current_settings()
+    if not settings.gateway:
+        return None
+    # Imported here: a process without a gateway never loads the client.
+    from dockermagic.gateway.client import gateway_backend
+
+    return gateway_backend(settings.gateway, settings.token)
 
 
 class AbstractDockerCodeRunner(abc.ABC):
@@ -172,6 +278,9 @@ class AbstractDockerCodeRunner(abc.ABC):
             at once (each still runs one program only; :mod:`dockermagic.pool`),
             or a shared :class:`~dockermagic.pool.ContainerPool`; by default
             ``DOCKERMAGIC_POOL_SIZE``, else none.
+        gateway: None (default): run through the gateway ``DOCKERMAGIC_GATEWAY``
+            names when it is set, else on the Docker engine; False: always on
+            the Docker engine (the gateway itself); or a :class:`Backend`.
     """
 
     #: The language's canonical name, e.g. ``"python"``.
@@ -199,8 +308,15 @@ class AbstractDockerCodeRunner(abc.ABC):
         labels: Mapping[str, str] | None = None,
         requirements: Iterable[str] | None = None,
         pool: int | ContainerPool | None = None,
+        gateway: Backend | bool | None = None,
     ) -> None:
         self.policy = policy if policy is not None else SandboxPolicy.default()
+        #: Where runs go instead of the Docker engine (a gateway), or None.
+        self.backend: Backend | None = None
+        if gateway is None or gateway is True:
+            self.backend = configured_backend()
+        elif gateway is not False:
+            self.backend = gateway
         self._explicit_image = image
         self._image: str | None = None
         self._client = client
@@ -256,8 +372,15 @@ class AbstractDockerCodeRunner(abc.ABC):
         return self._client
 
     @property
+    def explicit_image(self) -> str | None:
+        """The image the caller named (``image=``), or None for the usual choice."""
+        return self._explicit_image
+
+    @property
     def base_image(self) -> str:
         """The image before packages: explicit, configured, official or offline."""
+        if self.backend is not None:
+            return self.backend.image(self)
         return runner_image(self.client, self, self._explicit_image)
 
     @property
@@ -269,7 +392,7 @@ class AbstractDockerCodeRunner(abc.ABC):
         """
         if self._image is None:
             base = self.base_image
-            if self.requirements:
+            if self.requirements and self.backend is None:
                 base = derived_image(
                     self.client,
                     base,
@@ -320,6 +443,8 @@ class AbstractDockerCodeRunner(abc.ABC):
     def pool(self) -> ContainerPool | None:
         """The pool this runner takes containers from (shared by configuration), or None."""
         setting, agent = self._pool_setting, self.agent
+        if self.backend is not None:
+            return None  # the gateway keeps its own
         if isinstance(setting, ContainerPool):
             return setting
         if not setting or agent is None:
@@ -514,7 +639,7 @@ class AbstractDockerCodeRunner(abc.ABC):
         put: Iterable[str | os.PathLike[str]],
         get: Sequence[str],
         labels: Mapping[str, str] | None,
-    ) -> _Job:
+    ) -> Job:
         put, get = tuple(put), tuple(get)
         if (put or get) and self.agent is None:
             raise InvalidArgumentError(
@@ -523,7 +648,7 @@ class AbstractDockerCodeRunner(abc.ABC):
         for pattern in get:
             if not isinstance(pattern, str) or not pattern or "\0" in pattern:
                 raise InvalidArgumentError("get", pattern, "expected a glob pattern")
-        return _Job(
+        return Job(
             code=program,
             put=put,
             entry=entry,
@@ -538,12 +663,14 @@ class AbstractDockerCodeRunner(abc.ABC):
 
     def _execute(
         self,
-        job: _Job,
+        job: Job,
         budget: CopyBudget,
         on_output: OutputCallback | None,
         on_display: DisplayCallback | None,
         cancel: threading.Event | None,
     ) -> RunResult:
+        if self.backend is not None:
+            return self.backend.execute(self, job, budget, on_output, on_display, cancel)
         # put= folders keep their names in the working directory, as include= does.
         work: dict[str, bytes] = {}
         for item in job.put:
@@ -670,7 +797,7 @@ class AbstractDockerCodeRunner(abc.ABC):
         self,
         box: SandboxContainer,
         agent: Agent,
-        job: _Job,
+        job: Job,
         work: Mapping[str, bytes],
         files: FileCollector,
         *,

@@ -70,6 +70,8 @@ from dockermagic.result import RunResult
 from dockermagic.runners import (
     SETUP_SLACK,
     AbstractDockerCodeRunner,
+    Job,
+    RemoteSession,
     get_runner,
     runner_class_for,
 )
@@ -213,6 +215,11 @@ class Session:
         self._box: SandboxContainer | None = None
         self._agent: Agent | None = None
         self._container_name = ""
+        # Through a gateway the session lives there; this object forwards to it.
+        backend = runner.backend
+        self._remote: RemoteSession | None = (
+            backend.session(name, runner) if backend is not None else None
+        )
 
     def __repr__(self) -> str:
         state = "started" if self._box is not None else "not started"
@@ -242,19 +249,28 @@ class Session:
     @property
     def container_name(self) -> str:
         """The name of the current (or last) container; '' before the first start."""
+        if self._remote is not None:
+            return self._remote.container_name
         return self._container_name
 
     @property
     def container_id(self) -> str | None:
-        """The id of the current container, or None when there is none."""
+        """The id of the current container, or None when there is none (or behind a gateway)."""
         box = self._box
         return box.id if box is not None else None
 
     @property
     def alive(self) -> bool:
         """Whether the session's container exists and is running (asks the engine)."""
+        if self._remote is not None:
+            return self._remote.alive
         box = self._box
         return box is not None and box.running()
+
+    @property
+    def remote(self) -> bool:
+        """Whether the session lives on a gateway."""
+        return self._remote is not None
 
     def start(self) -> None:
         """Start the interpreter if it is not running.
@@ -267,6 +283,10 @@ class Session:
             ImageUnavailableError: The image is missing and cannot be pulled.
             SandboxError: The container or its interpreter could not start.
         """
+        if self._remote is not None:
+            with self._lock:
+                self._remote.start()
+            return
         with self._lock:
             self._ensure_started()
 
@@ -278,8 +298,11 @@ class Session:
             SandboxError: The new interpreter could not start.
         """
         with self._lock:
-            self._discard()
-            self._ensure_started()
+            if self._remote is not None:
+                self._remote.reset()
+            else:
+                self._discard()
+                self._ensure_started()
         logger.info(
             "reset session %s (%s)",
             self.name,
@@ -355,6 +378,27 @@ class Session:
                 data = content.encode("utf-8") if isinstance(content, str) else bytes(content)
                 budget.take(len(data), rel)
                 program[safe_relative(rel)] = data
+        if self._remote is not None:
+            return self._run_remote(
+                Job(
+                    code=program,
+                    put=tuple(put),
+                    entry=entry,
+                    source=source,
+                    limit=limit,
+                    stdin=stdin_bytes,
+                    inputs=values,
+                    display_last=True if display_last is None else display_last,
+                    get=tuple(get),
+                    labels=None,
+                    name=name,
+                    first_line=first_line,
+                ),
+                budget,
+                on_output,
+                on_display,
+                cancel,
+            )
         work: dict[str, bytes] = {}
         for item in put:
             work.update(read_tree(item, budget=budget))
@@ -388,6 +432,29 @@ class Session:
             ]
             return self._run_cell(box, agent, frames, limit, on_output, on_display, cancel)
 
+    def _run_remote(
+        self,
+        job: Job,
+        budget: CopyBudget,
+        on_output: OutputCallback | None,
+        on_display: DisplayCallback | None,
+        cancel: threading.Event | None,
+    ) -> RunResult:
+        remote = self._remote
+        assert remote is not None
+        with self._lock:
+            before = remote.restarts
+            result = remote.run(job, budget, on_output, on_display, cancel)
+            self.runs = remote.runs
+            if remote.restarts > before:
+                # The gateway saw the interpreter die or be killed (a cell that
+                # would not stop, out of memory...): say so as a local session does.
+                self._restart_warning(
+                    " was restarted on the gateway (its interpreter died or was killed)",
+                    stacklevel=4,
+                )
+            return result
+
     def get(self, *patterns: str) -> dict[str, bytes]:
         """Files of the session's working directory, fetched now.
 
@@ -412,6 +479,9 @@ class Session:
         A cell running meanwhile ends at once (its result says the session
         was stopped).
         """
+        if self._remote is not None:
+            self._remote.stop()
+            return
         box, self._box = self._box, None
         if box is not None:
             box.remove()

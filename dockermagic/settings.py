@@ -25,6 +25,10 @@ variable                        meaning
 ``DOCKERMAGIC_DEBIAN_MIRROR``   Debian mirror of offline images
 ``DOCKERMAGIC_SSH_CONFIG``      an OpenSSH configuration file for ``ssh://`` engines
                                 (``ssh -F``; default: the user's own)
+``DOCKERMAGIC_GATEWAY``         a gateway's URL: runs and sessions go through it,
+                                never to a Docker engine
+``DOCKERMAGIC_TOKEN``           the token the gateway knows this user by (else
+                                ``JUPYTERHUB_API_TOKEN``, as a Hub-spawned kernel has)
 ==============================  ==================================================
 
 Pure logic, no Docker calls.
@@ -70,6 +74,8 @@ class Settings:
         debian_suite: The Debian suite offline images are built from, or None.
         debian_mirror: The Debian mirror offline images are built from, or None.
         ssh_config: The OpenSSH configuration file for ``ssh://`` engines, or None.
+        gateway: The gateway's URL, or None (then runs use a Docker engine).
+        token: The gateway token, or None.
     """
 
     policy: Mapping[str, Any] = field(default_factory=dict)
@@ -81,6 +87,8 @@ class Settings:
     debian_suite: str | None = None
     debian_mirror: str | None = None
     ssh_config: str | None = None
+    gateway: str | None = None
+    token: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -132,6 +140,8 @@ class Settings:
             debian_suite=get("DEBIAN_SUITE"),
             debian_mirror=get("DEBIAN_MIRROR"),
             ssh_config=get("SSH_CONFIG"),
+            gateway=get("GATEWAY"),
+            token=get("TOKEN") or environ.get("JUPYTERHUB_API_TOKEN", "").strip() or None,
         )
 
     def image(self, variable: str) -> str | None:

@@ -1,0 +1,448 @@
+"""The teacher's configuration: users and tokens, the policy ceiling, the quotas.
+
+A JSON file (``dockermagic gateway serve --config FILE``)::
+
+    {
+      "host": "127.0.0.1", "port": 8765,
+      "audit_dir": "/var/log/dockermagic-gateway",
+      "users": {
+        "teacher": {"token_sha256": "<hex>", "role": "teacher"},
+        "alice": {"token_sha256": "<hex>"},
+        "bob": {"token": "plain-text works too", "network": true}
+      },
+      "ceiling": {"timeout": 30, "memory": "512m", "cpus": 1, "output_limit": "1m",
+                  "images": {"python": ["dockermagic/python:offline"]}},
+      "quotas": {"runs_at_once": 2, "queued": 8, "sessions": 2,
+                 "cpu_seconds_per_hour": 600},
+      "capacity": 4, "idle_timeout": 900, "pool_size": 2
+    }
+
+The ceiling is the most a student may ask for: every numeric field of
+:class:`~dockermagic.policy.SandboxPolicy` (``timeout``, ``memory``, ``cpus``,
+``pids_limit``, ``output_limit``, ``copy_limit``, ``display_limit``, the tmpfs
+sizes, ``nofile``) defaults to the library's safe default; the network only
+for users marked ``"network": true``; images only those listed per language
+(the runner's default image when none is listed); the user, the read-only
+root and the working directory are fixed. A request that asks for nothing
+gets the defaults, lowered to the ceiling.
+
+Pure logic, no Docker calls, no network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import json
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dockermagic.errors import InvalidArgumentError, LimitExceededError
+from dockermagic.policy import SandboxPolicy, parse_bytes, size_text
+
+__all__ = [
+    "NUMERIC_LIMITS",
+    "Ceiling",
+    "GatewayConfig",
+    "Quotas",
+    "User",
+    "hash_token",
+]
+
+#: Policy fields a request may lower (or raise up to the ceiling).
+NUMERIC_LIMITS = (
+    "timeout",
+    "memory",
+    "cpus",
+    "pids_limit",
+    "nofile",
+    "output_limit",
+    "copy_limit",
+    "display_limit",
+    "workdir_size",
+    "tmp_size",
+    "shm_size",
+)
+_SIZES = {
+    "memory",
+    "output_limit",
+    "copy_limit",
+    "display_limit",
+    "workdir_size",
+    "tmp_size",
+    "shm_size",
+}
+#: Fields no request may change (the sandbox's shape, not its size).
+_FIXED = ("user", "read_only", "workdir")
+_USER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
+_ROLES = ("student", "teacher")
+
+
+def hash_token(token: str) -> str:
+    """The SHA-256 of a token, in hex (what the configuration may store instead).
+
+    Args:
+        token: The token.
+
+    Returns:
+        64 hex digits.
+    """
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class User:
+    """Someone the gateway knows.
+
+    Attributes:
+        name: The user's name (as in the audit log).
+        token_sha256: The SHA-256 of their token.
+        teacher: Sees and controls everyone's sessions and runs.
+        network: May ask for a network.
+    """
+
+    name: str
+    token_sha256: str = field(repr=False)
+    teacher: bool = False
+    network: bool = False
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """What one user may use at once, and per hour.
+
+    Attributes:
+        runs_at_once: Programs (one-shot runs and session cells) running at once.
+        queued: Programs waiting beyond those; one more is refused.
+        sessions: Sessions open at once.
+        cpu_seconds_per_hour: CPU seconds used in the last hour before new runs
+            are refused (None: no limit).
+    """
+
+    runs_at_once: int = 2
+    queued: int = 8
+    sessions: int = 2
+    cpu_seconds_per_hour: float | None = None
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    """The most a request may ask for.
+
+    Attributes:
+        limits: Numeric policy field -> its highest allowed value.
+        images: Language -> images allowed (the first is the default); a
+            language not listed runs the gateway's default image only.
+    """
+
+    limits: Mapping[str, float]
+    images: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def describe(self, name: str) -> str:
+        """A limit's value in words (``"512 MiB"``, ``"30 s"``).
+
+        Args:
+            name: A field of :data:`NUMERIC_LIMITS`.
+
+        Returns:
+            The words.
+        """
+        value = self.limits[name]
+        if name in _SIZES:
+            return size_text(int(value))
+        if name == "timeout":
+            return f"{value:g} s"
+        return f"{value:g}"
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Everything ``dockermagic gateway serve`` runs by.
+
+    Attributes:
+        users: Name -> user.
+        ceiling: The policy ceiling.
+        quotas: Per-user quotas (the same for every student; teachers too).
+        host: The address to listen on.
+        port: The port (0: any free one, printed at start).
+        audit_dir: Where the audit log is written.
+        capacity: Programs running at once, all users together.
+        idle_timeout: Seconds after which an unused session is stopped.
+        pool_size: Warm containers kept per language for default requests.
+        max_request_bytes: The largest request body accepted.
+    """
+
+    users: Mapping[str, User]
+    ceiling: Ceiling
+    quotas: Quotas = Quotas()
+    host: str = "127.0.0.1"
+    port: int = 8765
+    audit_dir: str = "gateway-audit"
+    capacity: int = 4
+    idle_timeout: float = 900.0
+    pool_size: int = 2
+    max_request_bytes: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.max_request_bytes:
+            # Files travel base64-encoded (4/3) inside JSON, with room for the rest.
+            copy = int(self.ceiling.limits["copy_limit"])
+            object.__setattr__(self, "max_request_bytes", copy * 4 // 3 + 1024**2)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> GatewayConfig:
+        """Read a configuration file.
+
+        Args:
+            path: The JSON file.
+
+        Returns:
+            The configuration.
+
+        Raises:
+            InvalidArgumentError: The file is missing, not JSON, or holds a bad value.
+        """
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InvalidArgumentError("gateway config", os.fspath(path), str(exc)) from exc
+        return cls.from_dict(data, base=Path(path).parent)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, base: Path | None = None) -> GatewayConfig:
+        """Build a configuration from parsed JSON.
+
+        Args:
+            data: The parsed file.
+            base: The folder relative paths (``audit_dir``) are taken from.
+
+        Returns:
+            The configuration.
+
+        Raises:
+            InvalidArgumentError: A missing or bad value.
+        """
+        if not isinstance(data, dict):
+            raise InvalidArgumentError("gateway config", type(data).__name__, "expected an object")
+        known = {
+            "users",
+            "ceiling",
+            "quotas",
+            "host",
+            "port",
+            "audit_dir",
+            "capacity",
+            "idle_timeout",
+            "pool_size",
+        }
+        unknown = set(data) - known
+        if unknown:
+            raise InvalidArgumentError("gateway config", sorted(unknown), "unknown keys")
+        users = _users(data.get("users"))
+        ceiling = _ceiling(data.get("ceiling", {}))
+        quotas = _quotas(data.get("quotas", {}))
+        audit = str(data.get("audit_dir", "gateway-audit"))
+        if base is not None and not os.path.isabs(audit):
+            audit = str(base / audit)
+        return cls(
+            users=users,
+            ceiling=ceiling,
+            quotas=quotas,
+            host=str(data.get("host", "127.0.0.1")),
+            port=_number(data, "port", 8765, integer=True, low=0),
+            audit_dir=audit,
+            capacity=_number(data, "capacity", 4, integer=True, low=1),
+            idle_timeout=float(_number(data, "idle_timeout", 900.0, low=1)),
+            pool_size=_number(data, "pool_size", 2, integer=True, low=0),
+        )
+
+    def user_for_token(self, token: str) -> User | None:
+        """The user a token belongs to (compared in constant time).
+
+        Args:
+            token: The token a request carried.
+
+        Returns:
+            The user, or None.
+        """
+        digest = hash_token(token)
+        found = None
+        for user in self.users.values():
+            # Every user is compared, so the time does not tell how far the search went.
+            if hmac.compare_digest(digest, user.token_sha256):
+                found = user
+        return found
+
+    def policy_for(self, user: User, asked: Mapping[str, Any]) -> SandboxPolicy:
+        """The policy a request gets: the defaults, what it asked within the ceiling.
+
+        Args:
+            user: Who asks.
+            asked: Policy fields the request set (others take the defaults).
+
+        Returns:
+            The policy.
+
+        Raises:
+            LimitExceededError: A field is over the ceiling, the network is not
+                the user's to ask for, or a fixed field was changed.
+            InvalidArgumentError: A field is unknown or its value is bad.
+        """
+        defaults = SandboxPolicy()
+        fields = {f.name for f in dataclasses.fields(SandboxPolicy)}
+        values: dict[str, Any] = {}
+        for name in NUMERIC_LIMITS:
+            values[name] = min(getattr(defaults, name), self.ceiling.limits[name])
+        for name, value in asked.items():
+            if name not in fields:
+                raise InvalidArgumentError("limit", name, "no such limit")
+            if name in _FIXED:
+                if value != getattr(defaults, name):
+                    raise LimitExceededError(
+                        name, value, f"fixed at {getattr(defaults, name)!r} on this gateway"
+                    )
+                continue
+            if name == "network":
+                if value is True and not user.network:
+                    raise LimitExceededError(
+                        "network", True, f"off for {user.name} (the teacher allows it per user)"
+                    )
+                values["network"] = value is True
+                continue
+            number = _limit_value(name, value)
+            if number > self.ceiling.limits[name]:
+                raise LimitExceededError(name, value, self.ceiling.describe(name))
+            values[name] = number
+        for name in ("cpus", "timeout"):
+            values[name] = float(values[name])
+        for name in NUMERIC_LIMITS:
+            if name not in ("cpus", "timeout"):
+                values[name] = int(values[name])
+        return SandboxPolicy(**values)
+
+    def image_for(self, language: str, asked: str | None) -> str | None:
+        """The image a request runs: one the ceiling lists for its language.
+
+        Args:
+            language: The canonical language.
+            asked: The image the request names, or None.
+
+        Returns:
+            The image, or None for the runner's default.
+
+        Raises:
+            LimitExceededError: The image is not allowed.
+        """
+        allowed = self.ceiling.images.get(language, ())
+        if asked is None:
+            return allowed[0] if allowed else None
+        if asked in allowed:
+            return asked
+        listed = ", ".join(allowed) if allowed else "the gateway's default image only"
+        raise LimitExceededError("image", asked, listed)
+
+
+def _limit_value(name: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise InvalidArgumentError(name, value, "expected a number")
+    if name in _SIZES:
+        if not isinstance(value, (int, str)) or (isinstance(value, str) and len(value) > 32):
+            raise InvalidArgumentError(name, value, "expected a size")
+        return float(parse_bytes(value, argument=name))
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise InvalidArgumentError(name, value, "expected a positive number")
+    return float(value)
+
+
+def _number(
+    data: Mapping[str, Any], key: str, default: float, *, integer: bool = False, low: float = 0
+) -> Any:
+    value: Any = data.get(key, default)
+    number = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not number or value < low:
+        raise InvalidArgumentError(key, value, f"expected a number of at least {low:g}")
+    return value
+
+
+def _users(raw: Any) -> dict[str, User]:
+    if not isinstance(raw, dict) or not raw:
+        raise InvalidArgumentError("users", raw, "expected an object of users")
+    users: dict[str, User] = {}
+    digests: set[str] = set()
+    for name, entry in raw.items():
+        if not _USER_RE.fullmatch(name) or not isinstance(entry, dict):
+            raise InvalidArgumentError("user", name, "expected a name and an object")
+        unknown = set(entry) - {"token", "token_sha256", "role", "network"}
+        if unknown:
+            raise InvalidArgumentError("user", name, f"unknown keys {sorted(unknown)}")
+        token, digest = entry.get("token"), entry.get("token_sha256")
+        if isinstance(token, str) and len(token) >= 16:
+            digest = hash_token(token)
+        elif not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
+            raise InvalidArgumentError(
+                "user", name, "needs a token (16 characters or more) or a token_sha256"
+            )
+        if digest in digests:
+            raise InvalidArgumentError("user", name, "shares a token with another user")
+        digests.add(digest)
+        role = entry.get("role", "student")
+        if role not in _ROLES:
+            raise InvalidArgumentError("role", role, f"expected one of {_ROLES}")
+        users[name] = User(
+            name=name,
+            token_sha256=digest,
+            teacher=role == "teacher",
+            network=entry.get("network") is True,
+        )
+    return users
+
+
+def _ceiling(raw: Any) -> Ceiling:
+    if not isinstance(raw, dict):
+        raise InvalidArgumentError("ceiling", raw, "expected an object")
+    defaults = SandboxPolicy()
+    limits = {name: float(getattr(defaults, name)) for name in NUMERIC_LIMITS}
+    images: dict[str, tuple[str, ...]] = {}
+    for name, value in raw.items():
+        if name == "images":
+            if not isinstance(value, dict):
+                raise InvalidArgumentError("ceiling.images", value, "expected an object")
+            for language, listed in value.items():
+                if not isinstance(listed, list) or not all(
+                    isinstance(i, str) and i for i in listed
+                ):
+                    raise InvalidArgumentError("ceiling.images", language, "expected image names")
+                images[str(language)] = tuple(listed)
+            continue
+        if name not in limits:
+            raise InvalidArgumentError("ceiling", name, "no such limit")
+        limits[name] = _limit_value(name, value)
+    # A ceiling the policy itself refuses (too little memory...) fails now, not per request.
+    as_policy: dict[str, Any] = {
+        n: (float(v) if n in ("cpus", "timeout") else int(v)) for n, v in limits.items()
+    }
+    SandboxPolicy(**as_policy)
+    return Ceiling(limits=limits, images=images)
+
+
+def _quotas(raw: Any) -> Quotas:
+    if not isinstance(raw, dict):
+        raise InvalidArgumentError("quotas", raw, "expected an object")
+    unknown = set(raw) - {f.name for f in dataclasses.fields(Quotas)}
+    if unknown:
+        raise InvalidArgumentError("quotas", sorted(unknown), "unknown keys")
+    cpu = raw.get("cpu_seconds_per_hour")
+    if cpu is not None and (isinstance(cpu, bool) or not isinstance(cpu, (int, float)) or cpu <= 0):
+        raise InvalidArgumentError("cpu_seconds_per_hour", cpu, "expected a positive number")
+    return Quotas(
+        runs_at_once=_number(raw, "runs_at_once", 2, integer=True, low=1),
+        queued=_number(raw, "queued", 8, integer=True, low=0),
+        sessions=_number(raw, "sessions", 2, integer=True, low=0),
+        cpu_seconds_per_hour=float(cpu) if cpu is not None else None,
+    )

@@ -1,0 +1,900 @@
+"""The gateway service: the run contract over HTTP, and nothing else.
+
+``dockermagic gateway serve --config FILE`` holds the Docker engine; clients
+(:mod:`dockermagic.gateway.client`) hold a token. Endpoints, all under
+``/v1``, all needing ``Authorization: token <token>``:
+
+=========================================  ===========================================
+``GET  /info``                             who you are, languages and their images, the
+                                           ceiling and quotas
+``POST /runs``                             a one-shot run; the answer streams (JSON lines)
+``GET  /runs``                             your running programs (a teacher's: all)
+``POST /runs/{id}/cancel``                 cancel one
+``POST /sessions``                         open (or find) a named session
+``GET  /sessions``                         your sessions (a teacher's: all)
+``GET  /sessions/{id}``                    one session
+``POST /sessions/{id}/run``                a cell; the answer streams
+``POST /sessions/{id}/interrupt|reset``    interrupt its cell; restart its interpreter
+``DELETE /sessions/{id}``                  stop it
+``GET  /status``                           teachers only: every user's programs,
+                                           queue and sessions
+=========================================  ===========================================
+
+A student's request for another student's run or session gets 404, as if it
+did not exist. Requests are checked against the teacher's ceiling and the
+user's quotas (:mod:`dockermagic.gateway.config`), wait their turn in the
+fair queue (:mod:`dockermagic.gateway.scheduler`) and are recorded in the
+audit log (:mod:`dockermagic.gateway.audit`). Unused sessions are stopped
+after ``idle_timeout``; when the gateway stops, every run is cancelled and
+every session's container removed (and a gateway that was killed has its
+containers removed by :func:`~dockermagic.cleanup.cleanup` at its next start).
+
+Runs execute in worker threads through the same runners and sessions as on
+a laptop; the event loop only moves bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import secrets
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from dockermagic import __version__
+from dockermagic.cleanup import cleanup
+from dockermagic.errors import (
+    AccessDeniedError,
+    DockermagicError,
+    GatewayError,
+    InvalidArgumentError,
+    LimitExceededError,
+    QuotaExceededError,
+)
+from dockermagic.gateway.audit import AuditLog
+from dockermagic.gateway.config import GatewayConfig, User
+from dockermagic.gateway.scheduler import FairScheduler
+from dockermagic.gateway.wire import API, JobRequest, encode_error, encode_result, parse_job
+from dockermagic.images import image_digest
+from dockermagic.labels import GATEWAY_USER
+from dockermagic.policy import SandboxPolicy
+from dockermagic.pool import close_pools
+from dockermagic.result import RunResult
+from dockermagic.runners import AbstractDockerCodeRunner, get_runner, runner_class_for
+from dockermagic.sessions import Session
+
+__all__ = ["GATEWAY_KEY", "Gateway", "make_app", "serve"]
+
+logger = logging.getLogger(__name__)
+
+#: Seconds between "still queued" lines while a program waits for its turn.
+HEARTBEAT = 5.0
+#: Runners kept (each may own a warm pool); the least recently used goes first.
+MAX_RUNNERS = 32
+#: Where the middleware leaves the request's user.
+_USER = "dockermagic.user"
+
+
+@dataclass
+class _Program:
+    """A run or a cell in progress (or waiting for its turn)."""
+
+    id: str
+    user: str
+    language: str
+    session: str | None
+    started: float
+    cancel: threading.Event = field(default_factory=threading.Event)
+    running: bool = False
+    #: What the final event adds about the session (a cell's), when anything.
+    extra: Callable[[], dict[str, Any]] | None = None
+
+
+@dataclass
+class _SessionEntry:
+    """A session the gateway keeps for one user."""
+
+    id: str
+    user: str
+    name: str
+    language: str
+    session: Session
+    policy: SandboxPolicy
+    last_used: float
+    cell: _Program | None = None
+
+
+class Gateway:
+    """The gateway's state: users' programs, sessions, the queue, the audit log.
+
+    Args:
+        config: The teacher's configuration.
+    """
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        quotas = config.quotas
+        self.scheduler = FairScheduler(config.capacity, quotas.runs_at_once, quotas.queued)
+        self.audit = AuditLog(config.audit_dir)
+        # Programs run in threads; waiting ones wait in the event loop, not here.
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=config.capacity + 8, thread_name_prefix="gateway"
+        )
+        self.programs: dict[str, _Program] = {}
+        self.sessions: dict[str, _SessionEntry] = {}
+        self._session_ids: dict[tuple[str, str, str], str] = {}
+        self._runners: collections.OrderedDict[tuple[Any, ...], AbstractDockerCodeRunner] = (
+            collections.OrderedDict()
+        )
+        self._cpu: dict[str, collections.deque[tuple[float, float]]] = {}
+        self._reaper: asyncio.Task[None] | None = None
+        self.stopping = False
+
+    # -- life -------------------------------------------------------------------------------
+
+    async def start(self, app: web.Application) -> None:
+        """Remove containers of gateways that died, start the idle-session reaper."""
+        removed = await self._in_thread(cleanup)
+        if removed:
+            logger.info("removed %d containers of gone owners", len(removed))
+        self._reaper = asyncio.create_task(self._reap_idle())
+
+    async def stop(self, app: web.Application) -> None:
+        """End everything: cancel every program, remove every session's container."""
+        self.stopping = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+        for program in list(self.programs.values()):
+            program.cancel.set()
+        entries = list(self.sessions.values())
+        self.sessions.clear()
+        self._session_ids.clear()
+        await asyncio.gather(
+            *(self._in_thread(entry.session.stop) for entry in entries), return_exceptions=True
+        )
+        # Cancelled programs end within their grace; do not wait past it.
+        deadline = time.monotonic() + 10
+        while any(p.running for p in self.programs.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await self._in_thread(close_pools)
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.audit.close()
+
+    async def _reap_idle(self) -> None:
+        period = min(30.0, max(0.2, self.config.idle_timeout / 4))
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for entry in list(self.sessions.values()):
+                if entry.cell is None and now - entry.last_used > self.config.idle_timeout:
+                    logger.info("stopping idle session %s of %s", entry.name, entry.user)
+                    await self._drop_session(entry)
+
+    def _in_thread(self, func: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+        return asyncio.get_running_loop().run_in_executor(self.executor, func, *args)
+
+    # -- what a user may see ------------------------------------------------------------------
+
+    def visible(self, user: User, owner: str) -> bool:
+        """Whether ``user`` may see and control something of ``owner``'s."""
+        return user.teacher or user.name == owner
+
+    def runner(
+        self, language: str, image: str | None, policy: SandboxPolicy, *, pooled: bool
+    ) -> AbstractDockerCodeRunner:
+        """A runner for these settings, kept for the next request like it."""
+        key = (language, image, policy, pooled)
+        runner = self._runners.get(key)
+        if runner is None:
+            runner = get_runner(
+                language,
+                image=image,
+                policy=policy,
+                pool=self.config.pool_size if pooled else 0,
+                gateway=False,
+            )
+            self._runners[key] = runner
+            while len(self._runners) > MAX_RUNNERS:
+                self._runners.popitem(last=False)
+        self._runners.move_to_end(key)
+        return runner
+
+    def check_cpu(self, user: User) -> None:
+        """Refuse a program when the user's CPU seconds of the last hour are used up."""
+        allowed = self.config.quotas.cpu_seconds_per_hour
+        if allowed is None:
+            return
+        used = self._cpu_used(user.name)
+        if used >= allowed:
+            raise QuotaExceededError(
+                "CPU seconds per hour", f"{allowed:g}", f"{used:.1f} used in the last hour"
+            )
+
+    def _cpu_used(self, name: str) -> float:
+        history = self._cpu.get(name)
+        if not history:
+            return 0.0
+        hour_ago = time.monotonic() - 3600
+        while history and history[0][0] < hour_ago:
+            history.popleft()
+        return sum(seconds for _, seconds in history)
+
+    def account(self, user: str, result: RunResult) -> None:
+        """Count a finished program's CPU time against its user."""
+        if result.cpu_seconds:
+            self._cpu.setdefault(user, collections.deque()).append(
+                (time.monotonic(), result.cpu_seconds)
+            )
+
+    def status(self) -> dict[str, Any]:
+        """Every user's programs, queue and sessions (for teachers)."""
+        users: dict[str, dict[str, Any]] = {
+            name: {"running": 0, "waiting": 0, "sessions": 0, "cpu_seconds_last_hour": 0.0}
+            for name in self.config.users
+        }
+        for program in self.programs.values():
+            users[program.user]["running" if program.running else "waiting"] += 1
+        for entry in self.sessions.values():
+            users[entry.user]["sessions"] += 1
+        for name, row in users.items():
+            row["cpu_seconds_last_hour"] = round(self._cpu_used(name), 3)
+        return {
+            "version": __version__,
+            "capacity": self.config.capacity,
+            "running": self.scheduler.total,
+            "waiting": self.scheduler.waiting(),
+            "users": users,
+            "programs": [_program_view(p) for p in self.programs.values()],
+            "sessions": [_session_view(e) for e in self.sessions.values()],
+        }
+
+    # -- runs and cells ---------------------------------------------------------------------
+
+    async def stream(
+        self,
+        request: web.Request,
+        user: User,
+        program: _Program,
+        work: Callable[[Callable[[dict[str, Any]], None], threading.Event], RunResult],
+        audit: Callable[[RunResult | None, str], None],
+    ) -> web.StreamResponse:
+        """Queue a program, run it in a thread and stream its events to the client.
+
+        Args:
+            request: The HTTP request.
+            user: Who asked.
+            program: The program's bookkeeping (its cancel event included).
+            work: Runs the program in a worker thread: given a function that
+                sends an event and the cancel event, returns the result.
+            audit: Records the outcome (the result, or None and the error text).
+
+        Returns:
+            The streamed response.
+        """
+        if self.scheduler.waiting(user.name) >= self.config.quotas.queued and (
+            self.scheduler.running[user.name] >= self.config.quotas.runs_at_once
+        ):
+            raise QuotaExceededError(
+                "programs waiting",
+                self.config.quotas.queued,
+                f"{self.config.quotas.runs_at_once} of yours are running",
+            )
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        gone = False
+
+        async def send(event: dict[str, Any]) -> None:
+            nonlocal gone
+            if gone:
+                return
+            try:
+                await response.write(json.dumps(event).encode("utf-8") + b"\n")
+            except (ConnectionError, RuntimeError):
+                # The client went away: nobody wants the rest; end the program.
+                gone = True
+                program.cancel.set()
+
+        self.programs[program.id] = program
+        try:
+            await send({"t": "started", "run": program.id})
+            acquire = asyncio.ensure_future(self.scheduler.acquire(user.name))
+            try:
+                while True:
+                    done, _ = await asyncio.wait({acquire}, timeout=HEARTBEAT)
+                    if done:
+                        acquire.result()
+                        break
+                    if program.cancel.is_set() or self.stopping:
+                        acquire.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await acquire
+                        break
+                    await send({"t": "queued", "waiting": self.scheduler.waiting(user.name)})
+            except QuotaExceededError as exc:
+                await send({"t": "error", "error": encode_error(exc)})
+                return response
+            if acquire.cancelled():
+                error = GatewayError("The run was cancelled while it waited for its turn")
+                await send({"t": "error", "error": encode_error(error)})
+                await self._in_thread(audit, None, "cancelled while queued")
+                return response
+            try:
+                program.running = True
+
+                def emit(event: dict[str, Any]) -> None:
+                    loop.call_soon_threadsafe(events.put_nowait, event)
+
+                def job() -> RunResult:
+                    try:
+                        return work(emit, program.cancel)
+                    finally:
+                        loop.call_soon_threadsafe(events.put_nowait, None)
+
+                future = loop.run_in_executor(self.executor, job)
+                while (event := await events.get()) is not None:
+                    await send(event)
+                try:
+                    result = await future
+                except DockermagicError as exc:
+                    await self._in_thread(audit, None, str(exc))
+                    await send({"t": "error", "error": encode_error(exc)})
+                    return response
+                except Exception as exc:  # a bug must not leave the client hanging
+                    logger.exception("run %s failed", program.id)
+                    await self._in_thread(audit, None, f"internal error: {exc}")
+                    error = GatewayError(f"The gateway failed: {type(exc).__name__}")
+                    await send({"t": "error", "error": encode_error(error)})
+                    return response
+                self.account(user.name, result)
+                final: dict[str, Any] = {"t": "result", "result": encode_result(result)}
+                if program.extra is not None:
+                    final["session"] = program.extra()
+                await send(final)
+                # In a thread (the image's digest may take an engine call), and
+                # before the stream ends: a client that saw the end finds its record.
+                await self._in_thread(audit, result, "")
+            finally:
+                program.running = False
+                self.scheduler.release(user.name)
+        finally:
+            self.programs.pop(program.id, None)
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await response.write_eof()
+        return response
+
+    def record(
+        self,
+        user: User,
+        *,
+        kind: str,
+        language: str,
+        image: str,
+        runner: AbstractDockerCodeRunner,
+        source: bytes,
+        policy: SandboxPolicy,
+        result: RunResult | None,
+        error: str,
+        session: str | None = None,
+    ) -> None:
+        """Write one audit record."""
+        record: dict[str, Any] = {
+            "user": user.name,
+            "kind": kind,
+            "session": session,
+            "language": language,
+            "image": result.image if result is not None else image,
+            "image_digest": "",
+            "code_sha256": hashlib.sha256(source).hexdigest(),
+            "limits": {
+                "timeout": policy.timeout,
+                "memory": policy.memory,
+                "cpus": policy.cpus,
+                "pids_limit": policy.pids_limit,
+                "output_limit": policy.output_limit,
+                "network": policy.network,
+            },
+        }
+        if result is not None:
+            with contextlib.suppress(DockermagicError):
+                record["image_digest"] = image_digest(runner.client, result.image)
+            record.update(
+                status=str(result.status),
+                exit_code=result.exit_code,
+                duration=round(result.duration, 4),
+                cpu_seconds=result.cpu_seconds,
+                peak_memory_bytes=result.peak_memory_bytes,
+                container=result.container_name,
+            )
+        else:
+            record.update(status="error", error=error)
+        self.audit.write(record)
+
+    async def _drop_session(self, entry: _SessionEntry) -> None:
+        self.sessions.pop(entry.id, None)
+        self._session_ids.pop((entry.user, entry.name, entry.language), None)
+        if entry.cell is not None:
+            entry.cell.cancel.set()
+        await self._in_thread(entry.session.stop)
+
+
+#: Where the application keeps its :class:`Gateway`.
+GATEWAY_KEY = web.AppKey("gateway", Gateway)
+
+
+def _program_view(program: _Program) -> dict[str, Any]:
+    return {
+        "id": program.id,
+        "user": program.user,
+        "language": program.language,
+        "session": program.session,
+        "state": "running" if program.running else "waiting",
+        "seconds": round(time.monotonic() - program.started, 3),
+    }
+
+
+def _session_view(entry: _SessionEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "user": entry.user,
+        "name": entry.name,
+        "language": entry.language,
+        "runs": entry.session.runs,
+        "restarts": entry.session.restarts,
+        "container": entry.session.container_name,
+        "busy": entry.cell is not None,
+        "idle_seconds": round(time.monotonic() - entry.last_used, 3),
+    }
+
+
+# -- HTTP ----------------------------------------------------------------------------------
+
+
+def _error(status: int, exc: DockermagicError) -> web.Response:
+    return web.json_response({"error": encode_error(exc)}, status=status)
+
+
+def _status_for(exc: DockermagicError) -> int:
+    if isinstance(exc, AccessDeniedError):
+        return 403
+    if isinstance(exc, LimitExceededError):
+        return 403
+    if isinstance(exc, QuotaExceededError):
+        return 429
+    if isinstance(exc, InvalidArgumentError):
+        return 400
+    return 500
+
+
+@web.middleware
+async def _guard(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Authenticate every request; turn dockermagic's errors into JSON answers."""
+    gateway = request.app[GATEWAY_KEY]
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    user = (
+        gateway.config.user_for_token(token.strip())
+        if scheme.lower() in ("token", "bearer") and 0 < len(token) <= 512
+        else None
+    )
+    if user is None:
+        return _error(401, AccessDeniedError("The gateway does not know this token"))
+    request[_USER] = user
+    try:
+        return await handler(request)
+    except DockermagicError as exc:
+        return _error(_status_for(exc), exc)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        data = await request.json()
+    except ValueError as exc:
+        raise InvalidArgumentError("request", "body", "expected a JSON object") from exc
+    if not isinstance(data, dict):
+        raise InvalidArgumentError("request", type(data).__name__, "expected a JSON object")
+    return data
+
+
+def _limits(data: Mapping[str, Any]) -> dict[str, Any]:
+    limits = data.get("limits", {})
+    if not isinstance(limits, dict) or len(limits) > 32:
+        raise InvalidArgumentError("limits", "…", "expected an object of limits")
+    return limits
+
+
+def _image(data: Mapping[str, Any]) -> str | None:
+    image = data.get("image")
+    if image is not None and not (isinstance(image, str) and 0 < len(image) <= 256):
+        raise InvalidArgumentError("image", "…", "expected an image name")
+    return image
+
+
+def _no_packages(data: Mapping[str, Any]) -> None:
+    requirements = data.get("requirements")
+    if requirements:
+        raise LimitExceededError(
+            "packages",
+            requirements if isinstance(requirements, list) else "…",
+            "none on this gateway (the teacher can allow an image that has them)",
+        )
+
+
+def _materialise(folder: str, work: Mapping[str, bytes]) -> list[str]:
+    """Write a job's working-directory files under the gateway's temporary folder.
+
+    Names were checked by :func:`~dockermagic.gateway.wire.parse_job` (relative,
+    no ``..``); the folder is new and private, so nothing a client names
+    reaches anything else on the host.
+
+    Returns:
+        The top-level entries, as ``put=`` takes them.
+    """
+    tops: set[str] = set()
+    for rel, content in work.items():
+        path = Path(folder, rel)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        tops.add(rel.split("/", 1)[0])
+    return [os.path.join(folder, top) for top in sorted(tops)]
+
+
+def _call(
+    target: Any,
+    job: JobRequest,
+    emit: Callable[[dict[str, Any]], None],
+    cancel: threading.Event,
+    timeout: float | None,
+    labels: Mapping[str, str] | None,
+) -> RunResult:
+    """Run a job on a runner or a session (in a worker thread)."""
+
+    def on_output(stream: str, text: str) -> None:
+        emit({"t": "out", "s": stream, "x": text})
+
+    def on_display(data: dict[str, Any], metadata: dict[str, Any]) -> None:
+        emit({"t": "display", "data": data, "metadata": metadata})
+
+    with tempfile.TemporaryDirectory(prefix="dockermagic-gateway-") as folder:
+        kwargs: dict[str, Any] = {
+            "timeout": timeout,
+            "stdin": job.stdin,
+            "on_output": on_output,
+            "on_display": on_display,
+            "files": {k: v for k, v in job.code.items() if k != job.entry},
+            "filename": job.entry,
+            "cancel": cancel,
+            "inputs": job.inputs,
+            "display_last": job.display_last,
+            "put": _materialise(folder, job.work),
+            "get": job.get,
+            "name": job.name,
+            "first_line": job.first_line,
+        }
+        if labels is not None:
+            kwargs["labels"] = labels
+        result: RunResult = target.run(job.source, **kwargs)
+        return result
+
+
+async def _info(request: web.Request) -> web.Response:
+    gateway, user = request.app[GATEWAY_KEY], request[_USER]
+    config = gateway.config
+    images = {}
+    for language in ("python", "javascript"):
+        allowed = config.ceiling.images.get(language, ())
+        images[language] = list(allowed)
+    return web.json_response(
+        {
+            "version": __version__,
+            "user": user.name,
+            "teacher": user.teacher,
+            "network": user.network,
+            "images": images,
+            "ceiling": dict(config.ceiling.limits),
+            "quotas": {
+                "runs_at_once": config.quotas.runs_at_once,
+                "queued": config.quotas.queued,
+                "sessions": config.quotas.sessions,
+                "cpu_seconds_per_hour": config.quotas.cpu_seconds_per_hour,
+            },
+        }
+    )
+
+
+async def _run(request: web.Request) -> web.StreamResponse:
+    gateway, user = request.app[GATEWAY_KEY], request[_USER]
+    data = await _body(request)
+    language_name = data.get("language")
+    if not isinstance(language_name, str) or len(language_name) > 64:
+        raise InvalidArgumentError("language", "…", "expected a language name")
+    language = runner_class_for(language_name).language
+    policy = gateway.config.policy_for(user, _limits(data))
+    image = gateway.config.image_for(language, _image(data))
+    _no_packages(data)
+    gateway.check_cpu(user)
+    job = parse_job(data.get("job"), policy.copy_limit)
+    pooled = not _limits(data) and not job.work
+    runner = gateway.runner(language, image, policy, pooled=pooled)
+    program = _Program(
+        id=secrets.token_hex(8),
+        user=user.name,
+        language=language,
+        session=None,
+        started=time.monotonic(),
+    )
+
+    def work(emit: Callable[[dict[str, Any]], None], cancel: threading.Event) -> RunResult:
+        return _call(runner, job, emit, cancel, None, {GATEWAY_USER: user.name})
+
+    def audit(result: RunResult | None, error: str) -> None:
+        gateway.record(
+            user,
+            kind="run",
+            language=language,
+            image=image or "",
+            runner=runner,
+            source=job.source,
+            policy=policy,
+            result=result,
+            error=error,
+        )
+
+    return await gateway.stream(request, user, program, work, audit)
+
+
+async def _runs(request: web.Request) -> web.Response:
+    gateway, user = request.app[GATEWAY_KEY], request[_USER]
+    return web.json_response(
+        [_program_view(p) for p in gateway.programs.values() if gateway.visible(user, p.user)]
+    )
+
+
+async def _cancel(request: web.Request) -> web.Response:
+    gateway, user = request.app[GATEWAY_KEY], request[_USER]
+    program = gateway.programs.get(request.match_info["id"])
+    if program is None or not gateway.visible(user, program.user):
+        return _not_found("run")
+    program.cancel.set()
+    return web.json_response({"cancelled": program.id})
+
+
+def _not_found(what: str) -> web.Response:
+    # The same answer whether it does not exist or is someone else's.
+    return _error(404, GatewayError(f"No such {what} (or it is not yours)"))
+
+
+async def _open_session(request: web.Request) -> web.Response:
+    gateway, user = request.app[GATEWAY_KEY], request[_USER]
+    data = await _body(request)
+    name, language_name = data.get("name"), data.get("language")
+    if not isinstance(language_name, str) or len(language_name) > 64:
+        raise InvalidArgumentError("language", "…", "expected a language name")
+    if not isinstance(name, str) or len(name) > 63:
+        raise InvalidArgumentError("session name", "…", "expected a short name")
+    language = runner_class_for(language_name).language
+    policy = gateway.config.policy_for(user, _limits(data))
+    image = gateway.config.image_for(language, _image(data))
+    _no_packages(data)
+    key = (user.name, name, language)
+    existing = gateway._session_ids.get(key)
+    if existing is not None and existing in gateway.sessions:
+        entry = gateway.sessions[existing]
+        entry.last_used = time.monotonic()
+        return web.json_response(_session_view(entry))
+    own = sum(1 for e in gateway.sessions.values() if e.user == user.name)
+    if own >= gateway.config.quotas.sessions:
+        raise QuotaExceededError("sessions", gateway.config.quotas.sessions, f"{own} open")
+    runner = get_runner(
+        language,
+        image=image,
+        policy=policy,
+        labels={GATEWAY_USER: user.name},
+        pool=0,
+        gateway=False,
+    )
+    entry = _SessionEntry(
+        id=secrets.token_hex(8),
+        user=user.name,
+        name=name,
+        language=language,
+        session=Session(name, runner),
+        policy=policy,
+        last_used=time.monotonic(),
+    )
+    gateway.sessions[entry.id] = entry
+    gateway._session_ids[key] = entry.id
+    return web.json_response(_session_view(entry), status=201)
+
+
+def _entry(request: web.Request) -> _SessionEntry | None:
+    gateway, user = request.app[GATEWAY_KEY], request[_USER]
+    entry = gateway.sessions.get(request.match_info["id"])
+    if entry is None or not gateway.visible(user, entry.user):
+        return None
+    return entry
+
+
+async def _sessions(request: web.Request) -> web.Response:
+    gateway, user = request.app[GATEWAY_KEY], request[_USER]
+    return web.json_response(
+        [_session_view(e) for e in gateway.sessions.values() if gateway.visible(user, e.user)]
+    )
+
+
+async def _session(request: web.Request) -> web.Response:
+    entry = _entry(request)
+    if entry is None:
+        return _not_found("session")
+    gateway = request.app[GATEWAY_KEY]
+    view = _session_view(entry)
+    view["alive"] = await gateway._in_thread(lambda: entry.session.alive)
+    return web.json_response(view)
+
+
+async def _cell(request: web.Request) -> web.StreamResponse:
+    gateway, user = request.app[GATEWAY_KEY], request[_USER]
+    entry = _entry(request)
+    if entry is None:
+        return _not_found("session")
+    data = await _body(request)
+    # Per cell only the timeout may change; the container's limits are fixed.
+    policy = gateway.config.policy_for(user, _limits(data))
+    gateway.check_cpu(user)
+    job = parse_job(data.get("job"), entry.policy.copy_limit)
+    program = _Program(
+        id=secrets.token_hex(8),
+        user=entry.user,
+        language=entry.language,
+        session=entry.name,
+        started=time.monotonic(),
+    )
+    program.extra = lambda: {
+        "runs": entry.session.runs,
+        "restarts": entry.session.restarts,
+        "container": entry.session.container_name,
+    }
+    session = entry.session
+
+    def work(emit: Callable[[dict[str, Any]], None], cancel: threading.Event) -> RunResult:
+        return _call(session, job, emit, cancel, policy.timeout, None)
+
+    def audit(result: RunResult | None, error: str) -> None:
+        entry.cell = None
+        entry.last_used = time.monotonic()
+        gateway.record(
+            user,
+            kind="cell",
+            session=entry.name,
+            language=entry.language,
+            image="",
+            runner=session.runner,
+            source=job.source,
+            policy=entry.policy.replace(timeout=policy.timeout),
+            result=result,
+            error=error,
+        )
+
+    entry.cell = program
+    entry.last_used = time.monotonic()
+    try:
+        return await gateway.stream(request, user, program, work, audit)
+    finally:
+        entry.cell = None
+        entry.last_used = time.monotonic()
+
+
+async def _interrupt(request: web.Request) -> web.Response:
+    entry = _entry(request)
+    if entry is None:
+        return _not_found("session")
+    cell = entry.cell
+    if cell is not None:
+        cell.cancel.set()
+    return web.json_response({"interrupted": cell is not None})
+
+
+async def _reset(request: web.Request) -> web.Response:
+    entry = _entry(request)
+    if entry is None:
+        return _not_found("session")
+    gateway = request.app[GATEWAY_KEY]
+    if entry.cell is not None:
+        entry.cell.cancel.set()
+    await gateway._in_thread(entry.session.reset)
+    entry.last_used = time.monotonic()
+    return web.json_response(_session_view(entry))
+
+
+async def _stop_session(request: web.Request) -> web.Response:
+    entry = _entry(request)
+    if entry is None:
+        return _not_found("session")
+    await request.app[GATEWAY_KEY]._drop_session(entry)
+    return web.json_response({"stopped": entry.id})
+
+
+async def _status(request: web.Request) -> web.Response:
+    gateway, user = request.app[GATEWAY_KEY], request[_USER]
+    if not user.teacher:
+        raise AccessDeniedError("Only a teacher sees the gateway's status")
+    return web.json_response(gateway.status())
+
+
+def make_app(config: GatewayConfig) -> web.Application:
+    """The gateway as an aiohttp application.
+
+    Args:
+        config: The teacher's configuration.
+
+    Returns:
+        The application (its start-up removes dead gateways' containers; its
+        shutdown ends every program and session).
+    """
+    gateway = Gateway(config)
+    app = web.Application(middlewares=[_guard], client_max_size=config.max_request_bytes)
+    app[GATEWAY_KEY] = gateway
+    app.on_startup.append(gateway.start)
+    app.on_shutdown.append(gateway.stop)
+    app.router.add_get(f"{API}/info", _info)
+    app.router.add_post(f"{API}/runs", _run)
+    app.router.add_get(f"{API}/runs", _runs)
+    app.router.add_post(f"{API}/runs/{{id}}/cancel", _cancel)
+    app.router.add_post(f"{API}/sessions", _open_session)
+    app.router.add_get(f"{API}/sessions", _sessions)
+    app.router.add_get(f"{API}/sessions/{{id}}", _session)
+    app.router.add_post(f"{API}/sessions/{{id}}/run", _cell)
+    app.router.add_post(f"{API}/sessions/{{id}}/interrupt", _interrupt)
+    app.router.add_post(f"{API}/sessions/{{id}}/reset", _reset)
+    app.router.add_delete(f"{API}/sessions/{{id}}", _stop_session)
+    app.router.add_get(f"{API}/status", _status)
+    return app
+
+
+def serve(config: GatewayConfig, *, on_ready: Callable[[str], None] | None = None) -> None:
+    """Run the gateway until SIGINT or SIGTERM (then end every container).
+
+    Args:
+        config: The teacher's configuration.
+        on_ready: Called with the URL once the gateway listens (the port is
+            chosen by the system when the configuration says 0).
+    """
+    app = make_app(config)
+    runner = web.AppRunner(app, handle_signals=False)
+
+    async def main() -> None:
+        await runner.setup()
+        site = web.TCPSite(runner, config.host, config.port)
+        await site.start()
+        if on_ready is not None:
+            host, port = runner.addresses[0][:2]
+            on_ready(f"http://{host}:{port}")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            # Shutdown hooks end every program and session before the loop goes.
+            await runner.cleanup()
+
+    asyncio.run(main())
