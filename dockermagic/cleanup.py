@@ -25,6 +25,7 @@ from dockermagic.container import list_containers as _list
 from dockermagic.engine import default_client
 from dockermagic.errors import DockermagicError
 from dockermagic.labels import LABEL, TAG, is_stale, owner_alive
+from dockermagic.settings import current_settings
 from dockermagic.swarm import (
     ServiceSummary,
     is_manager,
@@ -61,13 +62,17 @@ def cleanup(
     """Remove dockermagic containers whose owner is gone, or that are stale.
 
     Args:
-        client: The client; the default client when None.
+        client: The client; the default client when None (and then nothing
+            at all when runs go through a gateway, ``DOCKERMAGIC_GATEWAY``).
         everything: Remove all dockermagic containers, including live owners'.
         swarm: Also :func:`cleanup_swarm` (when the engine is a Swarm manager).
 
     Returns:
         The names of the removed containers (and Swarm services).
     """
+    if client is None and current_settings().gateway:
+        # Runs go through a gateway: no engine here, and the gateway cleans its own.
+        return []
     client = client or default_client()
     now = time.time()
     doomed = {

@@ -89,7 +89,6 @@ from dockermagic.packages import (
 )
 from dockermagic.policy import size_text
 from dockermagic.runners import RunnerClass, runner_class_for, runner_classes
-from dockermagic.settings import current_settings
 from dockermagic.usage import memory_text
 
 __all__ = ["STOP_SIGNALS", "age_text", "build_parser", "main"]
@@ -535,10 +534,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             # Containers of owners that died (killed shells, crashed kernels);
             # not before doctor, which must report an engine that does not answer.
-            # Through a gateway there is no engine here to clean (the gateway does).
-            if args.command not in ("cleanup", "doctor", "gateway") and not (
-                current_settings().gateway
-            ):
+            if args.command not in ("cleanup", "doctor", "gateway"):
                 cleanup()
             status = handler(args)
         except DockermagicError as exc:

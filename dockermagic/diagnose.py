@@ -15,16 +15,19 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import docker
 
 from dockermagic.cleanup import list_containers
 from dockermagic.engine import Transport, default_client, engine_transport, engine_version
 from dockermagic.errors import DockermagicError, EngineUnavailableError
+from dockermagic.gateway.client import GatewayBackend
 from dockermagic.images import image_present, runner_image
 from dockermagic.logs import log_directory, prepare_log_dir
 from dockermagic.policy import SandboxPolicy
-from dockermagic.runners import AbstractDockerCodeRunner, runner_classes
+from dockermagic.runners import AbstractDockerCodeRunner, configured_backend, runner_classes
+from dockermagic.settings import current_settings
 
 __all__ = ["Diagnosis", "ImageCheck", "diagnose"]
 
@@ -62,6 +65,8 @@ class Diagnosis:
         log_dir: The log directory.
         log_problem: Why it cannot be written ('' when it can, or was not checked).
         policy: The sandbox limits in force.
+        gateway: The gateway runs go through ('' when they use an engine here).
+        gateway_user: Who the gateway says we are ('' when it does not answer).
     """
 
     address: str
@@ -73,6 +78,8 @@ class Diagnosis:
     log_dir: Path
     log_problem: str
     policy: SandboxPolicy
+    gateway: str = ""
+    gateway_user: str = ""
 
     def engine_rows(self) -> list[tuple[str, str]]:
         """The engine in words, as ``(label, text)`` rows that every front end prints.
@@ -81,6 +88,13 @@ class Diagnosis:
             ``engine`` (version, or why it does not answer), then ``address``
             and ``transport`` (TLS on or off, verified or not) when known.
         """
+        if self.gateway:
+            if self.engine_error:
+                return [("backend", f"gateway {self.gateway}: {self.engine_error}")]
+            return [
+                ("backend", f"gateway {self.gateway} (no Docker engine needed here)"),
+                ("user", self.gateway_user),
+            ]
         if self.version is None:
             rows = [("engine", f"NOT REACHABLE: {self.engine_error}")]
         else:
@@ -134,6 +148,8 @@ def diagnose(
     Returns:
         The diagnosis.
     """
+    if current_settings().gateway:
+        return _through_gateway(images or {}, log_dir, check_log_dir, policy)
     address, transport, version, engine_error = "", None, None, ""
     try:
         client = client or default_client()
@@ -183,3 +199,47 @@ def _image_check(
         return ImageCheck(language, image, image_present(client, image))
     except DockermagicError as exc:
         return ImageCheck(language, image or cls.default_image, None, str(exc))
+
+
+def _through_gateway(
+    chosen: Mapping[str, str],
+    log_dir: str | os.PathLike[str] | None,
+    check_log_dir: bool,
+    policy: SandboxPolicy | None,
+) -> Diagnosis:
+    """The diagnosis when runs go through a gateway: it holds the engine and the images."""
+    url, user, problem = current_settings().gateway or "", "", ""
+    images: dict[str, Any] = {}
+    try:
+        backend = configured_backend()
+        assert backend is not None
+        url = backend.address
+        info = backend.info() if isinstance(backend, GatewayBackend) else {}
+        user = str(info.get("user", ""))
+        images = info.get("images", {}) if isinstance(info.get("images"), dict) else {}
+    except DockermagicError as exc:
+        problem = str(exc)
+    checks = []
+    for cls in runner_classes():
+        listed = images.get(cls.language) or []
+        image = chosen.get(cls.language) or (listed[0] if listed else "the gateway's default")
+        checks.append(ImageCheck(cls.language, image, None if problem else True, problem))
+    directory, log_problem = log_directory(log_dir), ""
+    if check_log_dir:
+        try:
+            directory = prepare_log_dir(log_dir)
+        except DockermagicError as exc:
+            log_problem = str(exc)
+    return Diagnosis(
+        address=url,
+        transport=None,
+        version=None,
+        engine_error=problem,
+        images=tuple(checks),
+        containers=None,
+        log_dir=directory,
+        log_problem=log_problem,
+        policy=policy if policy is not None else SandboxPolicy.default(),
+        gateway=url,
+        gateway_user=user,
+    )

@@ -450,7 +450,7 @@ class Session:
                 # The gateway saw the interpreter die or be killed (a cell that
                 # would not stop, out of memory...): say so as a local session does.
                 self._restart_warning(
-                    " was restarted on the gateway (its interpreter died or was killed)",
+                    f" was restarted on the gateway: its interpreter {result.describe()}",
                     stacklevel=4,
                 )
             return result

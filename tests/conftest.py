@@ -5,6 +5,13 @@ here, once per pytest process, so concurrent test runs on one engine do not
 see each other's containers). The autouse fixture fails any test that leaves a
 tagged container behind.
 
+``pytest --engine=gateway`` runs the tests marked ``gateway`` (a representative
+set of the runner and session suites) a second time through a real
+``dockermagic gateway serve`` subprocess on 127.0.0.1 that holds the main
+engine (tests/gateway.py): the test process gets ``DOCKERMAGIC_GATEWAY`` and
+a student's ``DOCKERMAGIC_TOKEN``, so every runner and session in it goes
+through the gateway; ``make test-gateway`` is that pass.
+
 ``pytest --engine=tls`` runs the same tests against a throw-away engine on
 ``tcp://127.0.0.1:<port>`` with ``--tlsverify`` (own CA, server and client
 certificates, own bridge; tests/engines.py), reached through ``DOCKER_HOST``,
@@ -15,9 +22,12 @@ names a CA that did not sign it; ``make test-tls`` is that pass.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 import pytest
@@ -28,6 +38,7 @@ from dockermagic.engine import connect, reset_default_client
 from dockermagic.errors import DockermagicError
 from dockermagic.pool import idle_containers
 from tests.engines import ExtraEngine, missing_prerequisites
+from tests.gateway import GatewayProcess
 
 TAG = os.environ.setdefault("DOCKERMAGIC_TAG", f"pytest-{uuid.uuid4().hex[:10]}")
 
@@ -35,18 +46,20 @@ TAG = os.environ.setdefault("DOCKERMAGIC_TAG", f"pytest-{uuid.uuid4().hex[:10]}"
 TLS_IMAGES = ("dockermagic/python:offline", "dockermagic/node:offline")
 _TLS_ENGINE = pytest.StashKey[ExtraEngine]()
 _TLS_MISSING = pytest.StashKey[str]()
+_GATEWAY = pytest.StashKey[GatewayProcess]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--engine",
-        choices=("main", "tls"),
+        choices=("main", "tls", "gateway"),
         default="main",
         help=(
             "main: the engine DOCKER_HOST names (default). tls: a throw-away engine on "
             "tcp://127.0.0.1 with --tlsverify and its own CA, started for this run, with "
             "REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE naming another CA (tests marked 'engines', "
-            "which start engines of their own, are deselected)"
+            "which start engines of their own, are deselected). gateway: the tests marked "
+            "'gateway', through a gateway subprocess holding the main engine"
         ),
     )
 
@@ -59,6 +72,12 @@ def pytest_configure(config: pytest.Config) -> None:
     ``DOCKER_CERT_PATH``), so every client of the run, subprocesses included,
     reaches the engine as a user's would.
     """
+    if config.getoption("engine") == "gateway":
+        folder = Path(tempfile.mkdtemp(prefix="dockermagic-gateway-pass-"))
+        gateway = GatewayProcess(folder).start()
+        config.stash[_GATEWAY] = gateway
+        os.environ.update(gateway.env("alice"))
+        return
     if config.getoption("engine") != "tls":
         return
     missing = missing_prerequisites(tls=True)
@@ -76,6 +95,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    gateway = config.stash.get(_GATEWAY, None)
+    if gateway is not None:
+        gateway.stop()
+        shutil.rmtree(gateway.folder, ignore_errors=True)
     engine = config.stash.get(_TLS_ENGINE, None)
     if engine is not None:
         reset_default_client()
@@ -83,6 +106,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
+    gateway = config.stash.get(_GATEWAY, None)
+    if gateway is not None:
+        return f"engine: the main one, through a gateway at {gateway.url} (user alice)"
     engine = config.stash.get(_TLS_ENGINE, None)
     if engine is not None:
         return f"engine: TLS, {engine.tls_url} (throw-away, certificates in {engine.cert_path})"
@@ -92,6 +118,19 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("engine") == "gateway":
+        # Only what the gateway serves; the runners' client-side pool does not
+        # apply there (the gateway keeps its own), so one pass of test_runners.
+        chosen = [
+            item
+            for item in items
+            if item.get_closest_marker("gateway") and "pooled" not in item.nodeid
+        ]
+        dropped = [item for item in items if item not in chosen]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+        items[:] = chosen
+        return
     if config.getoption("engine") != "tls":
         return
     missing = config.stash.get(_TLS_MISSING, None)

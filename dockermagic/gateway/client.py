@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import json
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -46,6 +47,8 @@ CONNECT_TIMEOUT = 5.0
 #: Seconds of silence on a run's stream beyond its own timeout (the gateway
 #: sends a line every few seconds while a program waits for its turn).
 READ_SLACK = 30.0
+#: Seconds a Ctrl-C waits for the gateway to end the program before it goes on.
+INTERRUPT_WAIT = 5.0
 #: Longest line of a run's stream the client accepts.
 MAX_LINE = 256 * 1024**2
 
@@ -323,8 +326,9 @@ class GatewayBackend:
                         on_display(data, metadata if isinstance(metadata, dict) else {})
                 elif kind == "result":
                     session = event.get("session")
-                    found = decode_result(event.get("result")), (
-                        session if isinstance(session, dict) else {}
+                    found = (
+                        decode_result(event.get("result")),
+                        (session if isinstance(session, dict) else {}),
                     )
                     # Read to the stream's end: the connection then serves the
                     # next call (closed early, it would be thrown away).
@@ -334,9 +338,14 @@ class GatewayBackend:
                 elif kind == "error":
                     raise decode_error(event.get("error"), url=self.url)
             raise GatewayUnavailableError(self.url, "the gateway ended the run without a result")
-        except KeyboardInterrupt:
-            # Ctrl-C in the kernel: the program ends there as it would here.
-            self._cancel(run_id)
+        except (GatewayError, ValueError):
+            raise  # the gateway's own answer, or garbage: the stream is over
+        except BaseException:
+            # Ctrl-C in the kernel, or a callback that raised: the program ends
+            # there as it would here, and, as here, its container is gone
+            # before the exception goes on (a bounded wait). The stream cannot
+            # tell: an exception inside a read closes the connection.
+            self._cancel(run_id, wait=INTERRUPT_WAIT)
             raise
         finally:
             finished.set()
@@ -363,17 +372,26 @@ class GatewayBackend:
             self._forget_connection()
             raise GatewayUnavailableError(self.url, _reason(exc)) from exc
 
-    def _cancel(self, run_id: str | None) -> None:
+    def _cancel(self, run_id: str | None, *, wait: float = 0.0) -> None:
+        """Cancel a run; with ``wait``, until the gateway has ended it (or the time is up)."""
         if run_id is None:
             return
         # A connection of its own: this thread's is busy reading the stream.
         # A failure is no news: the stream's end says what happened.
-        with contextlib.suppress(requests.RequestException):
-            requests.post(
+        headers = {"Authorization": f"token {self._token}"}
+        with contextlib.suppress(requests.RequestException, ValueError), requests.Session() as http:
+            http.trust_env = False
+            http.post(
                 f"{self.url}{API}/runs/{run_id}/cancel",
-                headers={"Authorization": f"token {self._token}"},
+                headers=headers,
                 timeout=(CONNECT_TIMEOUT, 10),
             ).close()
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                running = http.get(f"{self.url}{API}/runs", headers=headers, timeout=5).json()
+                if not any(isinstance(r, dict) and r.get("id") == run_id for r in running):
+                    return
+                time.sleep(0.05)
 
 
 class GatewaySession:

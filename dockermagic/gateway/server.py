@@ -57,6 +57,7 @@ from aiohttp import web
 
 from dockermagic import __version__
 from dockermagic.cleanup import cleanup
+from dockermagic.engine import default_client
 from dockermagic.errors import (
     AccessDeniedError,
     DockermagicError,
@@ -74,7 +75,12 @@ from dockermagic.labels import GATEWAY_USER
 from dockermagic.policy import SandboxPolicy
 from dockermagic.pool import close_pools
 from dockermagic.result import RunResult
-from dockermagic.runners import AbstractDockerCodeRunner, get_runner, runner_class_for
+from dockermagic.runners import (
+    AbstractDockerCodeRunner,
+    get_runner,
+    runner_class_for,
+    runner_classes,
+)
 from dockermagic.sessions import Session
 
 __all__ = ["GATEWAY_KEY", "Gateway", "make_app", "serve"]
@@ -83,6 +89,9 @@ logger = logging.getLogger(__name__)
 
 #: Seconds between "still queued" lines while a program waits for its turn.
 HEARTBEAT = 5.0
+#: Seconds of a quiet program between "still running" lines (and checks
+#: that its client is still connected).
+HANGUP_CHECK = 0.3
 #: Runners kept (each may own a warm pool); the least recently used goes first.
 MAX_RUNNERS = 32
 #: Where the middleware leaves the request's user.
@@ -142,13 +151,14 @@ class Gateway:
         )
         self._cpu: dict[str, collections.deque[tuple[float, float]]] = {}
         self._reaper: asyncio.Task[None] | None = None
+        self._images: dict[str, list[str]] | None = None
         self.stopping = False
 
     # -- life -------------------------------------------------------------------------------
 
     async def start(self, app: web.Application) -> None:
         """Remove containers of gateways that died, start the idle-session reaper."""
-        removed = await self._in_thread(cleanup)
+        removed = await self._in_thread(lambda: cleanup(default_client()))
         if removed:
             logger.info("removed %d containers of gone owners", len(removed))
         self._reaper = asyncio.create_task(self._reap_idle())
@@ -212,6 +222,23 @@ class Gateway:
                 self._runners.popitem(last=False)
         self._runners.move_to_end(key)
         return runner
+
+    async def default_images(self) -> dict[str, list[str]]:
+        """Per language, the images a request may name, the default first (asked once)."""
+        if self._images is None:
+
+            def resolve() -> dict[str, list[str]]:
+                images: dict[str, list[str]] = {}
+                for cls in runner_classes():
+                    allowed = list(self.config.ceiling.images.get(cls.language, ()))
+                    if not allowed:
+                        with contextlib.suppress(DockermagicError):
+                            allowed = [cls(gateway=False, pool=0).base_image]
+                    images[cls.language] = allowed
+                return images
+
+            self._images = await self._in_thread(resolve)
+        return self._images
 
     def check_cpu(self, user: User) -> None:
         """Refuse a program when the user's CPU seconds of the last hour are used up."""
@@ -348,7 +375,20 @@ class Gateway:
                         loop.call_soon_threadsafe(events.put_nowait, None)
 
                 future = loop.run_in_executor(self.executor, job)
-                while (event := await events.get()) is not None:
+                while True:
+                    try:
+                        event = await asyncio.wait_for(events.get(), HANGUP_CHECK)
+                    except asyncio.TimeoutError:
+                        # A quiet program: a line now and then tells a client
+                        # blocked in a read that all is well (its Ctrl-C is
+                        # then seen at once), and tells us whether it listens.
+                        if request.transport is None or request.transport.is_closing():
+                            gone = True
+                            program.cancel.set()
+                        await send({"t": "beat"})
+                        continue
+                    if event is None:
+                        break
                     await send(event)
                 try:
                     result = await future
@@ -598,10 +638,7 @@ def _call(
 async def _info(request: web.Request) -> web.Response:
     gateway, user = request.app[GATEWAY_KEY], request[_USER]
     config = gateway.config
-    images = {}
-    for language in ("python", "javascript"):
-        allowed = config.ceiling.images.get(language, ())
-        images[language] = list(allowed)
+    images = await gateway.default_images()
     return web.json_response(
         {
             "version": __version__,

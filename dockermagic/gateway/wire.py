@@ -6,6 +6,8 @@ HTTP), one event each, ending with the result or an error::
     {"t": "started", "run": "<id>"}
     {"t": "out", "s": "stdout", "x": "text"}
     {"t": "display", "data": {...}, "metadata": {...}}
+    {"t": "beat"}                      (a quiet program is still running)
+    {"t": "queued", "waiting": 3}      (it waits for its turn)
     {"t": "result", "result": {...}, "session": {...}}
     {"t": "error", "error": {"type": "SandboxError", "message": "...", "attrs": {...}}}
 

@@ -84,6 +84,7 @@ def collect(
 # -- basics, both languages ------------------------------------------------------------
 
 
+@pytest.mark.gateway
 def test_python_hello_world(py: PythonDockerRunner) -> None:
     result = py.run("print('hello, world')")
     assert result.ok
@@ -95,6 +96,7 @@ def test_python_hello_world(py: PythonDockerRunner) -> None:
     assert result.container_name.startswith("dockermagic-")
 
 
+@pytest.mark.gateway
 def test_javascript_hello_world(js: JavaScriptDockerRunner) -> None:
     result = js.run("console.log('hello, world'); console.error('to stderr')")
     assert result.ok
@@ -102,6 +104,7 @@ def test_javascript_hello_world(js: JavaScriptDockerRunner) -> None:
     assert result.stderr == "to stderr\n"
 
 
+@pytest.mark.gateway
 @pytest.mark.parametrize(
     ("language", "code", "status"),
     [
@@ -118,6 +121,7 @@ def test_exit_codes(language: str, code: str, status: int) -> None:
     assert result.status == ("ok" if status == 0 else "failed")
 
 
+@pytest.mark.gateway
 def test_python_syntax_error_names_the_line(py: PythonDockerRunner) -> None:
     result = py.run("x = 1\ny = 2\nprint(x +)\n")
     assert result.exit_code != 0
@@ -126,6 +130,7 @@ def test_python_syntax_error_names_the_line(py: PythonDockerRunner) -> None:
     assert "SyntaxError" in result.stderr
 
 
+@pytest.mark.gateway
 def test_javascript_syntax_error_names_the_line(js: JavaScriptDockerRunner) -> None:
     result = js.run("const a = 1;\nconst b = ;\n")
     assert result.exit_code != 0
@@ -133,6 +138,7 @@ def test_javascript_syntax_error_names_the_line(js: JavaScriptDockerRunner) -> N
     assert "SyntaxError" in result.stderr
 
 
+@pytest.mark.gateway
 def test_uncaught_exceptions(py: PythonDockerRunner, js: JavaScriptDockerRunner) -> None:
     pyr = py.run("print('before')\nraise ValueError('boom')\n")
     assert pyr.exit_code == 1
@@ -146,6 +152,7 @@ def test_uncaught_exceptions(py: PythonDockerRunner, js: JavaScriptDockerRunner)
     assert "/code/main.js:2" in jsr.stderr
 
 
+@pytest.mark.gateway
 def test_stdin(py: PythonDockerRunner, js: JavaScriptDockerRunner) -> None:
     pyr = py.run(
         "import sys\nprint(sum(int(x) for x in sys.stdin.read().split()))", stdin="1 2 3\n4\n"
@@ -156,11 +163,13 @@ def test_stdin(py: PythonDockerRunner, js: JavaScriptDockerRunner) -> None:
     assert jsr.stdout == "HÉLLO\n"
 
 
+@pytest.mark.gateway
 def test_without_stdin_the_program_reads_end_of_file(py: PythonDockerRunner) -> None:
     result = py.run("import sys\nprint(repr(sys.stdin.read()))", timeout=10)
     assert result.stdout == "''\n"
 
 
+@pytest.mark.gateway
 def test_large_stdin_is_delivered_whole(py: PythonDockerRunner) -> None:
     data = "x" * 3_000_000
     result = py.run("import sys\nprint(len(sys.stdin.read()))", stdin=data)
@@ -181,12 +190,14 @@ def test_large_stdin_arrives_while_other_runs_read(py: PythonDockerRunner) -> No
     assert [r.stdout for r in results] == ["3000000\n"] * 12, [r.describe() for r in results]
 
 
+@pytest.mark.gateway
 def test_unicode_output(py: PythonDockerRunner, js: JavaScriptDockerRunner) -> None:
     text = "Grüße, 世界, 🐳"
     assert py.run(f"print({text!r})").stdout == text + "\n"
     assert js.run(f"console.log({text!r})").stdout == text + "\n"
 
 
+@pytest.mark.gateway
 def test_invalid_utf8_becomes_replacement_characters(py: PythonDockerRunner) -> None:
     result = py.run("import sys\nsys.stdout.buffer.write(b'ok \\xff\\xfe end\\n')")
     assert result.ok
@@ -203,6 +214,7 @@ def test_multibyte_characters_split_across_frames_stay_whole(py: PythonDockerRun
 # -- streaming and ordering ------------------------------------------------------------
 
 
+@pytest.mark.gateway
 def test_output_streams_live_before_the_program_ends(py: PythonDockerRunner) -> None:
     code = "import time\nfor i in range(3):\n    print(i)\n    time.sleep(0.5)\n"
     result, chunks = collect(py, code)
@@ -213,6 +225,7 @@ def test_output_streams_live_before_the_program_ends(py: PythonDockerRunner) -> 
     assert arrivals[2] - arrivals[1] > 0.3
 
 
+@pytest.mark.gateway
 @pytest.mark.parametrize("language", ["python", "javascript"])
 def test_interleaved_stdout_and_stderr_keep_their_order(language: str) -> None:
     # Docker reads the two pipes separately, so writes microseconds apart may
@@ -245,6 +258,7 @@ def test_interleaved_stdout_and_stderr_keep_their_order(language: str) -> None:
 # -- limits ------------------------------------------------------------------------------
 
 
+@pytest.mark.gateway
 @pytest.mark.parametrize(
     ("language", "code"),
     [
@@ -275,6 +289,7 @@ def test_program_ignoring_sigterm_is_still_stopped_at_the_deadline(py: PythonDoc
     assert time.monotonic() - started < 3
 
 
+@pytest.mark.gateway
 def test_memory_bomb_is_oom_killed(py: PythonDockerRunner) -> None:
     code = "blocks = []\nwhile True:\n    blocks.append(bytearray(10 * 2**20))\n"
     result = py.run(code, timeout=20)
@@ -312,6 +327,7 @@ def test_fork_bomb_is_contained_and_the_next_run_works(py: PythonDockerRunner) -
     assert py.run("print('still fine')").stdout == "still fine\n"
 
 
+@pytest.mark.gateway
 def test_network_egress_fails(py: PythonDockerRunner) -> None:
     code = (
         "import socket\n"
@@ -357,6 +373,7 @@ def test_work_directory_is_size_limited(py: PythonDockerRunner) -> None:
     assert py.run(code).stdout == "full 28\n"  # ENOSPC
 
 
+@pytest.mark.gateway
 def test_output_flood_is_capped_and_the_run_killed() -> None:
     runner = PythonDockerRunner(policy=SandboxPolicy.default().replace(output_limit=100_000))
     started = time.monotonic()
@@ -383,6 +400,7 @@ def test_node_process_exit_keeps_piped_output(js: JavaScriptDockerRunner) -> Non
     assert len(result.stdout) == 200_001
 
 
+@pytest.mark.gateway
 def test_early_closed_streams_still_report_the_real_exit(py: PythonDockerRunner) -> None:
     # The attach stream ends when stdout/stderr close, before the exit (pitfall 9).
     code = (
@@ -484,6 +502,7 @@ def test_run_file_esm_module(tmp_path: Any) -> None:
     assert get_runner(script).run_file(script).stdout == "42\n"
 
 
+@pytest.mark.gateway
 def test_extra_files_sit_next_to_the_program(py: PythonDockerRunner) -> None:
     result = py.run(
         "import helper\nprint(helper.VALUE)", files={"helper.py": "VALUE = 'imported'\n"}
@@ -491,6 +510,7 @@ def test_extra_files_sit_next_to_the_program(py: PythonDockerRunner) -> None:
     assert result.stdout == "imported\n"
 
 
+@pytest.mark.gateway
 def test_file_names_cannot_escape_the_sandbox(py: PythonDockerRunner) -> None:
     for bad in ("../x.py", "/etc/passwd"):
         with pytest.raises(InvalidArgumentError):
@@ -562,6 +582,7 @@ def test_a_runner_without_an_agent_gets_its_input_ended() -> None:
 # -- failures around the program -------------------------------------------------------
 
 
+@pytest.mark.gateway
 def test_bad_timeout_is_rejected_before_anything_runs(py: PythonDockerRunner) -> None:
     for bad in (0, -1):
         with pytest.raises(InvalidArgumentError, match="timeout"):
@@ -609,6 +630,7 @@ def test_engine_unreachable_is_a_clear_error_without_hanging(
             gc.collect()
 
 
+@pytest.mark.gateway
 def test_failing_output_callback_still_removes_the_container(py: PythonDockerRunner) -> None:
     def explode(stream: str, text: str) -> None:
         raise RuntimeError("callback bug")
@@ -618,6 +640,7 @@ def test_failing_output_callback_still_removes_the_container(py: PythonDockerRun
     # the autouse fixture asserts no container is left
 
 
+@pytest.mark.gateway
 def test_keyboard_interrupt_mid_run_removes_the_container(
     py: PythonDockerRunner, docker_client: docker.DockerClient
 ) -> None:
@@ -637,6 +660,7 @@ def test_keyboard_interrupt_mid_run_removes_the_container(
     assert time.monotonic() - started < 5
 
 
+@pytest.mark.gateway
 def test_cancel_event_stops_the_run(py: PythonDockerRunner) -> None:
     cancel = threading.Event()
     threading.Timer(0.5, cancel.set).start()
@@ -648,6 +672,7 @@ def test_cancel_event_stops_the_run(py: PythonDockerRunner) -> None:
     assert time.monotonic() - started < 3
 
 
+@pytest.mark.gateway
 def test_runs_from_several_threads_at_once(py: PythonDockerRunner) -> None:
     results: list[RunResult] = []
 

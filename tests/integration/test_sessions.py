@@ -99,6 +99,7 @@ def test_timeout_interrupts_the_cell_not_the_session(
     assert _programs(docker_client, session.container_id or "") == []
 
 
+@pytest.mark.gateway
 def test_stdin_javascript_and_failures(manager: SessionManager) -> None:
     session = manager.get("js", "js")
     code = "let s = ''; process.stdin.on('data', d => s += d).on('end', () => console.log(s));"
@@ -109,6 +110,7 @@ def test_stdin_javascript_and_failures(manager: SessionManager) -> None:
     assert session.run("console.log(typeof s)").stdout == "string\n", "state survives a failure"
 
 
+@pytest.mark.gateway
 def test_out_of_memory_is_reported(manager: SessionManager) -> None:
     session = manager.get("oom", "python", policy=None)
     with pytest.warns(SessionRestartedWarning, match="out of memory"):
@@ -133,6 +135,7 @@ def test_dead_session_is_recreated_with_a_warning(
     assert session.container_id != old
 
 
+@pytest.mark.gateway
 def test_manager_reuses_and_stops(
     manager: SessionManager, docker_client: docker.DockerClient
 ) -> None:
@@ -172,6 +175,7 @@ def ip(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InteractiveShell]:
         yield shell
 
 
+@pytest.mark.gateway
 def test_session_magic_keeps_files_and_stops(
     ip: InteractiveShell,
     docker_client: docker.DockerClient,
@@ -194,6 +198,7 @@ def test_session_magic_keeps_files_and_stops(
     assert [c for c in list_containers(docker_client) if c.labels.get(LABEL_SESSION) == "lab"] == []
 
 
+@pytest.mark.gateway
 def test_session_interrupt_and_unload(ip: InteractiveShell) -> None:
     ip.run_cell_magic("docker_python", "--session u", "open('x', 'w').write('1')")
     timer = threading.Timer(1.0, _thread.interrupt_main)
