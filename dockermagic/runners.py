@@ -156,6 +156,8 @@ class Job:
     labels: Mapping[str, str] | None
     name: str | None = None
     first_line: int = 1
+    #: The caller named the timeout (``timeout=``), rather than taking the policy's.
+    timeout_given: bool = False
 
 
 class RemoteSession(Protocol):
@@ -561,7 +563,9 @@ class AbstractDockerCodeRunner(abc.ABC):
         job = self._job(
             program, entry, source, limit, stdin, inputs, display_last, put, get, labels
         )
-        job = dataclasses.replace(job, name=name, first_line=first_line)
+        job = dataclasses.replace(
+            job, name=name, first_line=first_line, timeout_given=timeout is not None
+        )
         return self._execute(job, budget, on_output, on_display, cancel)
 
     def run_file(
@@ -623,6 +627,7 @@ class AbstractDockerCodeRunner(abc.ABC):
         for item in include:
             program.update(read_tree(item, budget=budget))
         job = self._job(program, entry, source, limit, stdin, None, False, put, get, labels)
+        job = dataclasses.replace(job, timeout_given=timeout is not None)
         return self._execute(job, budget, on_output, on_display, cancel)
 
     # -- one run ------------------------------------------------------------------------

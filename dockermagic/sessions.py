@@ -393,6 +393,7 @@ class Session:
                     labels=None,
                     name=name,
                     first_line=first_line,
+                    timeout_given=timeout is not None,
                 ),
                 budget,
                 on_output,

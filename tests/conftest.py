@@ -124,7 +124,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         chosen = [
             item
             for item in items
-            if item.get_closest_marker("gateway") and "pooled" not in item.nodeid
+            if item.get_closest_marker("gateway")
+            and not item.get_closest_marker("gateway_server")
+            and "pooled" not in item.nodeid
         ]
         dropped = [item for item in items if item not in chosen]
         if dropped:
@@ -139,12 +141,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             item.add_marker(skip)
         return
+
     # Tests that start (and freeze, or kill) engines of their own test that
     # harness, not the transport; they run in the main pass.
-    own_engines = [item for item in items if item.get_closest_marker("engines")]
+    def own(item: pytest.Item) -> bool:
+        return bool(item.get_closest_marker("engines") or item.get_closest_marker("gateway_server"))
+
+    own_engines = [item for item in items if own(item)]
     if own_engines:
         config.hook.pytest_deselected(items=own_engines)
-        items[:] = [item for item in items if not item.get_closest_marker("engines")]
+        items[:] = [item for item in items if not own(item)]
 
 
 @pytest.fixture(scope="session")

@@ -81,6 +81,7 @@ class GatewayProcess:
         self.url = ""
         self.process: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
+        self._reader: threading.Thread | None = None
 
     def start(self, timeout: float = 30.0) -> GatewayProcess:
         """Start it and wait until it listens.
@@ -122,7 +123,8 @@ class GatewayProcess:
                     ready.set()
             ready.set()
 
-        threading.Thread(target=read, name="gateway-output", daemon=True).start()
+        self._reader = threading.Thread(target=read, name="gateway-output", daemon=True)
+        self._reader.start()
         if not ready.wait(timeout) or not self.url:
             self.stop()
             raise RuntimeError("the gateway did not start:\n" + "\n".join(self.lines))
@@ -152,13 +154,22 @@ class GatewayProcess:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        self._close()
         return process.returncode
+
+    def _close(self) -> None:
+        # The reader thread ends at the pipe's end; then the pipe is closed.
+        if self._reader is not None:
+            self._reader.join(5)
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
 
     def kill(self) -> None:
         """Kill it (SIGKILL): no chance to clean up."""
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        self._close()
 
     def __enter__(self) -> GatewayProcess:
         return self.start()

@@ -91,11 +91,12 @@ def gateway_backend(url: str, token: str | None) -> GatewayBackend:
         return backend
 
 
-def _policy_request(policy: SandboxPolicy, limit: float) -> dict[str, Any]:
+def _policy_request(policy: SandboxPolicy, limit: float | None) -> dict[str, Any]:
     """The policy fields a request asks for: those that differ from the library's defaults.
 
     A request that asks for nothing special gets the gateway's defaults (the
-    teacher's ceiling may be lower than the library's).
+    teacher's ceiling may be lower than the library's); a timeout the caller
+    named (``limit``) is always asked for, so that one over the ceiling fails.
     """
     plain = SandboxPolicy()
     asked = {
@@ -103,10 +104,13 @@ def _policy_request(policy: SandboxPolicy, limit: float) -> dict[str, Any]:
         for f in dataclasses.fields(SandboxPolicy)
         if getattr(policy, f.name) != getattr(plain, f.name)
     }
-    asked.pop("timeout", None)
-    if limit != plain.timeout:
+    if limit is not None:
         asked["timeout"] = limit
     return asked
+
+
+def _limit(job: Job) -> float | None:
+    return job.limit if job.timeout_given else None
 
 
 class GatewayBackend:
@@ -264,7 +268,7 @@ class GatewayBackend:
             "language": runner.language,
             "image": runner.explicit_image,
             "requirements": list(runner.requirements),
-            "limits": _policy_request(runner.policy, job.limit),
+            "limits": _policy_request(runner.policy, _limit(job)),
             "job": _job_body(job, budget),
         }
         result, _ = self.stream("/runs", body, job.limit, on_output, on_display, cancel)
@@ -452,7 +456,7 @@ class GatewaySession:
                         "language": self.runner.language,
                         "image": self.runner.explicit_image,
                         "requirements": list(self.runner.requirements),
-                        "limits": _policy_request(self.runner.policy, self.runner.policy.timeout),
+                        "limits": _policy_request(self.runner.policy, None),
                     },
                 )
                 if not isinstance(view, dict) or not isinstance(view.get("id"), str):
@@ -503,7 +507,7 @@ class GatewaySession:
             The cell's result.
         """
         body = {
-            "limits": _policy_request(self.runner.policy, job.limit),
+            "limits": _policy_request(self.runner.policy, _limit(job)),
             "job": _job_body(job, budget),
         }
         for attempt in (1, 2):
