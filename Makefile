@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed-stamp
 TEST_SYSTEM_EXTRAS := chromium iproute2 openssl openssh-server openssh-client
 LINT_PATHS := dockermagic tests benchmarks tools scripts notebooks/exercise_checks notebooks/solutions
 
-.PHONY: all setup venv system system-test images demo test test-main test-tls test-swarm _test-main _test-tls _test-swarm lint unit cleanup bench labextension
+.PHONY: all setup venv system system-test images demo test test-main test-tls test-swarm test-gateway _test-main _test-tls _test-swarm _test-gateway lint unit cleanup bench labextension
 
 all: test
 
@@ -60,14 +60,16 @@ lint: venv
 	@$(BIN)/ruff format --check $(LINT_PATHS)
 	@$(BIN)/mypy
 
-# Three passes side by side (-Otarget keeps each one's output together): every
-# test against the main engine, the integration tests again against a
+# Four passes, three at a time (-Otarget keeps each one's output together):
+# every test against the main engine; the integration tests again against a
 # throw-away engine on tcp://127.0.0.1 with TLS (tests/conftest.py --engine=tls;
-# tests marked "engines" start engines of their own and run in the main pass),
-# and the Swarm tests (marked "swarm") on a throw-away two-node swarm of their own.
+# tests marked "engines" or "gateway_server" start engines or gateways of their
+# own and run in the main pass); the Swarm tests (marked "swarm") on a
+# throw-away two-node swarm of their own; and the tests marked "gateway" again
+# through a real gateway subprocess holding the main engine (--engine=gateway).
 TEST_JOBS ?= 3
 test: setup system-test lint labextension
-	@$(MAKE) --no-print-directory -j$(TEST_JOBS) -Otarget _test-main _test-tls _test-swarm
+	@$(MAKE) --no-print-directory -j$(TEST_JOBS) -Otarget _test-main _test-tls _test-swarm _test-gateway
 
 test-main: setup system-test labextension
 	@$(MAKE) --no-print-directory _test-main
@@ -91,6 +93,13 @@ _test-tls: venv
 _test-swarm: venv
 	@echo "[test-swarm] batches on a throw-away two-node Docker Swarm"
 	@$(BIN)/pytest -m swarm -p no:cacheprovider tests/integration/test_swarm.py
+
+test-gateway: setup
+	@$(MAKE) --no-print-directory _test-gateway
+
+_test-gateway: venv
+	@echo "[test-gateway] runner and session tests again, through a gateway"
+	@$(BIN)/pytest --engine=gateway -p no:cacheprovider tests/integration
 
 unit: venv
 	@$(BIN)/pytest tests/unit

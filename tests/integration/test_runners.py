@@ -663,9 +663,18 @@ def test_keyboard_interrupt_mid_run_removes_the_container(
 @pytest.mark.gateway
 def test_cancel_event_stops_the_run(py: PythonDockerRunner) -> None:
     cancel = threading.Event()
-    threading.Timer(0.5, cancel.set).start()
-    started = time.monotonic()
-    result = py.run("import time\nprint('x', flush=True)\ntime.sleep(60)", cancel=cancel)
+    started = 0.0
+
+    def cancel_soon(stream: str, text: str) -> None:
+        # Once the program runs (a cold start on a loaded machine may take
+        # longer than any fixed delay).
+        nonlocal started
+        started = time.monotonic()
+        threading.Timer(0.3, cancel.set).start()
+
+    result = py.run(
+        "import time\nprint('x', flush=True)\ntime.sleep(60)", cancel=cancel, on_output=cancel_soon
+    )
     assert result.cancelled
     assert result.status == "cancelled"
     assert result.stdout == "x\n"
