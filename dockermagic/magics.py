@@ -562,14 +562,14 @@ class DockerMagics(Magics):
 
     @_line_magic
     def docker_status(self, line: str) -> None:
-        """Show the engine, the images, the live sessions and where the logs are."""
+        """Show the engine (or the gateway), the images, the live sessions and the logs."""
         sink = self._sink
         where = sink.directory if sink is not None else log_directory(self.log_dir)
         found = diagnose(images=self.images, log_dir=where, policy=self.policy())
         for label, text in found.engine_rows():
             print(f"{label:<11} {text}")
         for cls, check in zip(runner_classes(), found.images, strict=True):
-            if found.version is None:
+            if found.version is None and not found.gateway:
                 image = check.image or "default image"
                 print(f"{check.language:<11} {image}  (engine not reachable)")
                 continue

@@ -368,11 +368,34 @@ class Gateway:
                 def emit(event: dict[str, Any]) -> None:
                     loop.call_soon_threadsafe(events.put_nowait, event)
 
-                def job() -> RunResult:
+                def job() -> None:
+                    # In the worker thread, to the end: the result goes out as
+                    # soon as it is there; the audit record (the image's digest
+                    # may take an engine call) is written while it travels, and
+                    # before the stream ends, so a client that saw the end
+                    # finds its record.
                     try:
-                        return work(emit, program.cancel)
+                        result = work(emit, program.cancel)
+                    except DockermagicError as exc:
+                        emit({"t": "error", "error": encode_error(exc)})
+                        audit(None, str(exc))
+                    except Exception as exc:  # a bug must not leave the client hanging
+                        logger.exception("run %s failed", program.id)
+                        error = GatewayError(f"The gateway failed: {type(exc).__name__}")
+                        emit({"t": "error", "error": encode_error(error)})
+                        audit(None, f"internal error: {exc}")
+                    else:
+                        final: dict[str, Any] = {"t": "result", "result": encode_result(result)}
+                        if program.extra is not None:
+                            final["session"] = program.extra()
+                        emit(final)
+                        loop.call_soon_threadsafe(self.account, user.name, result)
+                        audit(result, "")
                     finally:
-                        loop.call_soon_threadsafe(events.put_nowait, None)
+                        emit_end()
+
+                def emit_end() -> None:
+                    loop.call_soon_threadsafe(events.put_nowait, None)
 
                 future = loop.run_in_executor(self.executor, job)
                 while True:
@@ -390,26 +413,7 @@ class Gateway:
                     if event is None:
                         break
                     await send(event)
-                try:
-                    result = await future
-                except DockermagicError as exc:
-                    await self._in_thread(audit, None, str(exc))
-                    await send({"t": "error", "error": encode_error(exc)})
-                    return response
-                except Exception as exc:  # a bug must not leave the client hanging
-                    logger.exception("run %s failed", program.id)
-                    await self._in_thread(audit, None, f"internal error: {exc}")
-                    error = GatewayError(f"The gateway failed: {type(exc).__name__}")
-                    await send({"t": "error", "error": encode_error(error)})
-                    return response
-                self.account(user.name, result)
-                final: dict[str, Any] = {"t": "result", "result": encode_result(result)}
-                if program.extra is not None:
-                    final["session"] = program.extra()
-                await send(final)
-                # In a thread (the image's digest may take an engine call), and
-                # before the stream ends: a client that saw the end finds its record.
-                await self._in_thread(audit, result, "")
+                await future
             finally:
                 program.running = False
                 self.scheduler.release(user.name)
@@ -613,7 +617,13 @@ def _call(
     def on_display(data: dict[str, Any], metadata: dict[str, Any]) -> None:
         emit({"t": "display", "data": data, "metadata": metadata})
 
-    with tempfile.TemporaryDirectory(prefix="dockermagic-gateway-") as folder:
+    with contextlib.ExitStack() as stack:
+        # A folder only for files to put in the working directory (rarely).
+        folder = (
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="dockermagic-gateway-"))
+            if job.work
+            else ""
+        )
         kwargs: dict[str, Any] = {
             "timeout": timeout,
             "stdin": job.stdin,
@@ -624,7 +634,7 @@ def _call(
             "cancel": cancel,
             "inputs": job.inputs,
             "display_last": job.display_last,
-            "put": _materialise(folder, job.work),
+            "put": _materialise(folder, job.work) if folder else [],
             "get": job.get,
             "name": job.name,
             "first_line": job.first_line,
@@ -815,8 +825,6 @@ async def _cell(request: web.Request) -> web.StreamResponse:
         return _call(session, job, emit, cancel, policy.timeout, None)
 
     def audit(result: RunResult | None, error: str) -> None:
-        entry.cell = None
-        entry.last_used = time.monotonic()
         gateway.record(
             user,
             kind="cell",

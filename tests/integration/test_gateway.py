@@ -343,6 +343,37 @@ def test_the_client_needs_no_docker_socket(gateway: GatewayProcess, tmp_path: Pa
     assert done.stdout.splitlines() == ["no socket", "42", "42", "21"]
 
 
+def test_the_magics_go_through_the_gateway(gateway: GatewayProcess, tmp_path: Path) -> None:
+    script = tmp_path / "kernel.py"
+    script.write_text(
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "shell = InteractiveShell.instance()\n"
+        f"shell.config.DockerMagics.log_dir = {str(tmp_path / 'logs')!r}\n"
+        "shell.run_line_magic('load_ext', 'dockermagic')\n"
+        "shell.run_cell_magic('docker_python', '--session lab', 'x = 6')\n"
+        "shell.run_cell_magic('docker_python', '--session lab', 'print(x * 7)')\n"
+        "shell.run_cell_magic('docker_js', '', 'console.log(\"js\")')\n"
+        "shell.run_line_magic('docker_status', '')\n"
+        "shell.run_line_magic('unload_ext', 'dockermagic')\n"
+    )
+    env = {
+        **os.environ,
+        **gateway.env("bob"),
+        "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock",
+        "PYTHONPATH": str(ROOT),
+    }
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[:2] == ["42", "js"], done.stdout + done.stderr
+    assert f"backend     gateway {gateway.url} (no Docker engine needed here)" in lines
+    assert "user        bob" in lines
+    assert any(line.startswith("sessions    1") for line in lines), lines
+    assert "Warning" not in done.stderr, done.stderr
+
+
 def test_doctor_names_the_gateway(gateway: GatewayProcess, tmp_path: Path) -> None:
     env = {
         **os.environ,
