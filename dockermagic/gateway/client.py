@@ -13,20 +13,24 @@ A gateway that does not answer, or goes away mid-run, raises
 again. A session the gateway no longer knows (it restarted) is opened again
 at the next cell, which the session reports as a restart.
 
-Uses ``requests`` only (docker-py's own dependency), one connection per thread.
+The standard library's ``http.client`` only, one kept-alive connection per thread.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import http.client
 import json
+import select
+import ssl
 import threading
 import time
+import urllib.parse
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any
-
-import requests
 
 from dockermagic.errors import (
     GatewayError,
@@ -49,6 +53,9 @@ CONNECT_TIMEOUT = 5.0
 READ_SLACK = 30.0
 #: Seconds a Ctrl-C waits for the gateway to end the program before it goes on.
 INTERRUPT_WAIT = 5.0
+#: Bytes read from a stream at once, and of an error answer at most.
+READ_SIZE = 64 * 1024
+MAX_ERROR = 1024**2
 #: Longest line of a run's stream the client accepts.
 MAX_LINE = 256 * 1024**2
 
@@ -98,15 +105,23 @@ def _policy_request(policy: SandboxPolicy, limit: float | None) -> dict[str, Any
     teacher's ceiling may be lower than the library's); a timeout the caller
     named (``limit``) is always asked for, so that one over the ceiling fails.
     """
-    plain = SandboxPolicy()
+    plain = _plain_policy()
     asked = {
-        f.name: getattr(policy, f.name)
-        for f in dataclasses.fields(SandboxPolicy)
-        if getattr(policy, f.name) != getattr(plain, f.name)
+        name: getattr(policy, name)
+        for name in _POLICY_FIELDS
+        if getattr(policy, name) != getattr(plain, name)
     }
     if limit is not None:
         asked["timeout"] = limit
     return asked
+
+
+_POLICY_FIELDS = tuple(f.name for f in dataclasses.fields(SandboxPolicy))
+
+
+@functools.cache
+def _plain_policy() -> SandboxPolicy:
+    return SandboxPolicy()
 
 
 def _limit(job: Job) -> float | None:
@@ -126,6 +141,11 @@ class GatewayBackend:
         self._token = token
         self._local = threading.local()
         self._info: dict[str, Any] | None = None
+        # Every connection with the thread it serves: those of threads that
+        # ended are closed when a new one opens, the rest with the backend.
+        self._connections: list[tuple[threading.Thread, http.client.HTTPConnection]] = []
+        self._connections_lock = threading.Lock()
+        weakref.finalize(self, _close_all, self._connections, self._connections_lock)
 
     def __repr__(self) -> str:
         return f"GatewayBackend({self.url!r})"
@@ -137,22 +157,50 @@ class GatewayBackend:
 
     # -- HTTP -------------------------------------------------------------------------------
 
-    def _http(self) -> requests.Session:
-        http: requests.Session | None = getattr(self._local, "http", None)
-        if http is None:
-            http = requests.Session()
-            # Proxies and CA bundles of the environment are for the internet,
-            # not for a gateway the kernel was pointed at.
-            http.trust_env = False
-            http.headers["Authorization"] = f"token {self._token}"
-            self._local.http = http
-        return http
+    def _open(self, timeout: float) -> http.client.HTTPConnection:
+        parts = urllib.parse.urlsplit(self.url)
+        if parts.scheme == "https":
+            return http.client.HTTPSConnection(
+                parts.hostname or "",
+                parts.port,
+                timeout=timeout,
+                context=ssl.create_default_context(),
+            )
+        return http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+
+    def _connection(self) -> http.client.HTTPConnection:
+        # One kept-alive connection per thread; a connection the gateway has
+        # closed meanwhile (it restarted, or timed it out) is readable at
+        # EOF: replaced before use, so a request is never sent twice.
+        connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
+        if connection is not None and connection.sock is not None:
+            readable, _, _ = select.select([connection.sock], [], [], 0)
+            if readable:
+                connection.close()
+                connection = None
+        if connection is None:
+            connection = self._open(CONNECT_TIMEOUT)
+            self._local.connection = connection
+            with self._connections_lock:
+                for owner, old in list(self._connections):
+                    if not owner.is_alive():
+                        old.close()
+                        self._connections.remove((owner, old))
+                self._connections.append((threading.current_thread(), connection))
+        return connection
+
+    def close(self) -> None:
+        """Close every connection of this backend (a later call opens new ones)."""
+        _close_all(self._connections, self._connections_lock)
+        self._local = threading.local()
 
     def _forget_connection(self) -> None:
-        http = getattr(self._local, "http", None)
-        if http is not None:
-            http.close()
-            self._local.http = None
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+            with self._connections_lock:
+                self._connections[:] = [p for p in self._connections if p[1] is not connection]
 
     def request(
         self,
@@ -160,51 +208,50 @@ class GatewayBackend:
         path: str,
         body: Mapping[str, Any] | None = None,
         *,
-        stream: bool = False,
         timeout: float = 30.0,
-    ) -> requests.Response:
+    ) -> http.client.HTTPResponse:
         """Send one request; raise the gateway's error when it answers with one.
 
         Args:
             method: ``GET``, ``POST``, ``DELETE``.
             path: The endpoint after ``/v1``.
             body: A JSON body.
-            stream: Read the answer as it comes.
             timeout: Seconds of silence before giving up.
 
         Returns:
-            The response (status 2xx).
+            The response (status 2xx), to be read to its end (or the
+            connection forgotten).
 
         Raises:
             GatewayUnavailableError: No answer.
             DockermagicError: The gateway's error (the same class).
         """
         data = json.dumps(body).encode("utf-8") if body is not None else None
+        headers = {"Authorization": f"token {self._token}"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        prefix = urllib.parse.urlsplit(self.url).path.rstrip("/")
         try:
-            response = self._http().request(
-                method,
-                f"{self.url}{API}{path}",
-                data=data,
-                headers={"Content-Type": "application/json"} if data is not None else None,
-                stream=stream,
-                timeout=(CONNECT_TIMEOUT, timeout),
-            )
-        except requests.RequestException as exc:
+            connection = self._connection()
+            connection.request(method, f"{prefix}{API}{path}", body=data, headers=headers)
+            if connection.sock is not None:
+                connection.sock.settimeout(timeout)
+            response = connection.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
             self._forget_connection()
             raise GatewayUnavailableError(self.url, _reason(exc)) from exc
-        if response.status_code >= 400:
+        if response.status >= 400:
             try:
-                payload = response.json()
-            except ValueError:
+                payload = json.loads(response.read(MAX_ERROR))
+            except (OSError, http.client.HTTPException, ValueError):
                 payload = None
-            finally:
-                response.close()
+                self._forget_connection()
             error = payload.get("error") if isinstance(payload, dict) else None
             if error is None:
                 raise GatewayError(
-                    f"The gateway at {self.url} answered {response.status_code}", url=self.url
+                    f"The gateway at {self.url} answered {response.status}", url=self.url
                 )
-            if response.status_code == 404:
+            if response.status == 404:
                 raise NotFoundError(str(decode_error(error, url=self.url)), url=self.url)
             raise decode_error(error, url=self.url)
         return response
@@ -222,7 +269,10 @@ class GatewayBackend:
         """
         response = self.request(method, path, body)
         try:
-            return response.json()
+            return json.loads(response.read())
+        except (OSError, http.client.HTTPException) as exc:
+            self._forget_connection()
+            raise GatewayUnavailableError(self.url, _reason(exc)) from exc
         except ValueError as exc:
             raise GatewayError(f"The gateway at {self.url} answered with garbage") from exc
 
@@ -298,7 +348,7 @@ class GatewayBackend:
             GatewayUnavailableError: The gateway went away.
             DockermagicError: The gateway's error for this run.
         """
-        response = self.request("POST", path, body, stream=True, timeout=limit + READ_SLACK)
+        response = self.request("POST", path, body, timeout=limit + READ_SLACK)
         run_id: str | None = None
         finished = threading.Event()
         watcher: threading.Thread | None = None
@@ -353,12 +403,14 @@ class GatewayBackend:
             raise
         finally:
             finished.set()
-            response.close()
+            if not response.isclosed():
+                # Left before its end: the connection cannot serve another request.
+                self._forget_connection()
 
-    def _events(self, response: requests.Response) -> Iterator[dict[str, Any]]:
+    def _events(self, response: http.client.HTTPResponse) -> Iterator[dict[str, Any]]:
         pending = b""
         try:
-            for chunk in response.iter_content(chunk_size=None):
+            while chunk := response.read1(READ_SIZE):
                 pending += chunk
                 if len(pending) > MAX_LINE:
                     raise GatewayError(f"The gateway at {self.url} sent an overlong line")
@@ -372,7 +424,7 @@ class GatewayBackend:
                         ) from exc
                     if isinstance(event, dict):
                         yield event
-        except requests.RequestException as exc:
+        except (OSError, http.client.HTTPException) as exc:
             self._forget_connection()
             raise GatewayUnavailableError(self.url, _reason(exc)) from exc
 
@@ -383,19 +435,22 @@ class GatewayBackend:
         # A connection of its own: this thread's is busy reading the stream.
         # A failure is no news: the stream's end says what happened.
         headers = {"Authorization": f"token {self._token}"}
-        with contextlib.suppress(requests.RequestException, ValueError), requests.Session() as http:
-            http.trust_env = False
-            http.post(
-                f"{self.url}{API}/runs/{run_id}/cancel",
-                headers=headers,
-                timeout=(CONNECT_TIMEOUT, 10),
-            ).close()
+        prefix = urllib.parse.urlsplit(self.url).path.rstrip("/")
+        connection = self._open(10.0)
+        try:
+            connection.request("POST", f"{prefix}{API}/runs/{run_id}/cancel", headers=headers)
+            connection.getresponse().read()
             deadline = time.monotonic() + wait
             while time.monotonic() < deadline:
-                running = http.get(f"{self.url}{API}/runs", headers=headers, timeout=5).json()
+                connection.request("GET", f"{prefix}{API}/runs", headers=headers)
+                running = json.loads(connection.getresponse().read())
                 if not any(isinstance(r, dict) and r.get("id") == run_id for r in running):
                     return
                 time.sleep(0.05)
+        except (OSError, http.client.HTTPException, ValueError, TypeError):
+            pass
+        finally:
+            connection.close()
 
 
 class GatewaySession:
@@ -557,9 +612,18 @@ def _job_body(job: Job, budget: CopyBudget) -> dict[str, Any]:
     }
 
 
-def _reason(exc: requests.RequestException) -> str:
-    if isinstance(exc, requests.ConnectionError):
-        return "connection refused or lost"
-    if isinstance(exc, requests.Timeout):
+def _close_all(
+    connections: list[tuple[threading.Thread, http.client.HTTPConnection]], lock: threading.Lock
+) -> None:
+    with lock:
+        for _, connection in connections:
+            connection.close()
+        connections.clear()
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
         return "no answer in time"
-    return type(exc).__name__
+    if isinstance(exc, (ConnectionError, http.client.RemoteDisconnected)):
+        return "connection refused or lost"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -551,7 +551,7 @@ async def _guard(
 async def _body(request: web.Request) -> dict[str, Any]:
     try:
         data = await request.json()
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting a mile deep
         raise InvalidArgumentError("request", "body", "expected a JSON object") from exc
     if not isinstance(data, dict):
         raise InvalidArgumentError("request", type(data).__name__, "expected a JSON object")

@@ -306,6 +306,8 @@ def test_hostile_requests_are_refused_clearly(gateway: GatewayProcess) -> None:
     assert answer.status_code == 400
     answer = api(gateway, "alice", "POST", "/runs", json={"language": "cobol", "job": {}})
     assert answer.status_code == 400
+    answer = api(gateway, "alice", "POST", "/runs", data=b"[" * 100_000 + b"]" * 100_000)
+    assert answer.status_code == 400
     # Bigger than the gateway reads at all.
     answer = api(gateway, "alice", "POST", "/runs", data=b"x" * (8 * 1024**2))
     assert answer.status_code == 413
