@@ -23,6 +23,7 @@ import dataclasses
 import functools
 import http.client
 import json
+import re
 import select
 import ssl
 import threading
@@ -37,7 +38,7 @@ from dockermagic.errors import (
     GatewayUnavailableError,
     InvalidArgumentError,
 )
-from dockermagic.gateway.wire import API, decode_error, decode_result, encode_bytes
+from dockermagic.gateway.wire import API, RUN_HEADER, decode_error, decode_result, encode_bytes
 from dockermagic.policy import SandboxPolicy
 from dockermagic.result import RunResult
 from dockermagic.runners import AbstractDockerCodeRunner, Job
@@ -116,6 +117,7 @@ def _policy_request(policy: SandboxPolicy, limit: float | None) -> dict[str, Any
     return asked
 
 
+_RUN_ID = re.compile(r"[0-9a-f]{1,64}")
 _POLICY_FIELDS = tuple(f.name for f in dataclasses.fields(SandboxPolicy))
 
 
@@ -349,7 +351,9 @@ class GatewayBackend:
             DockermagicError: The gateway's error for this run.
         """
         response = self.request("POST", path, body, timeout=limit + READ_SLACK)
-        run_id: str | None = None
+        run_id: str | None = response.getheader(RUN_HEADER)
+        if run_id is not None and not _RUN_ID.fullmatch(run_id):
+            run_id = None  # it goes into a URL: only what the gateway makes
         finished = threading.Event()
         watcher: threading.Thread | None = None
 
@@ -360,17 +364,13 @@ class GatewayBackend:
                     self._cancel(run_id)
                     return
 
+        if cancel is not None and run_id:
+            watcher = threading.Thread(target=watch, name="dockermagic-gateway-cancel", daemon=True)
+            watcher.start()
         try:
             for event in self._events(response):
                 kind = event.get("t")
-                if kind == "started" and isinstance(event.get("run"), str):
-                    run_id = event["run"]
-                    if cancel is not None:
-                        watcher = threading.Thread(
-                            target=watch, name="dockermagic-gateway-cancel", daemon=True
-                        )
-                        watcher.start()
-                elif kind == "out":
+                if kind == "out":
                     stream, text = event.get("s"), event.get("x")
                     if on_output is not None and stream in ("stdout", "stderr"):
                         on_output(str(stream), text if isinstance(text, str) else "")

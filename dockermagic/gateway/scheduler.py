@@ -78,6 +78,20 @@ class FairScheduler:
         finally:
             self.release(user)
 
+    def try_acquire(self, user: str) -> bool:
+        """Take a slot if one is free for ``user`` now (nobody of theirs waits).
+
+        Args:
+            user: Whose program.
+
+        Returns:
+            Whether the slot was taken (then :meth:`release` it).
+        """
+        if self._free_for(user) and not self._waiting.get(user):
+            self.running[user] += 1
+            return True
+        return False
+
     async def acquire(self, user: str) -> None:
         """Wait for a slot.
 
@@ -87,8 +101,7 @@ class FairScheduler:
         Raises:
             QuotaExceededError: The user's queue is full.
         """
-        if self._free_for(user) and not self._waiting.get(user):
-            self.running[user] += 1
+        if self.try_acquire(user):
             return
         queue = self._waiting.setdefault(user, collections.deque())
         if len(queue) >= self.queued:

@@ -69,7 +69,14 @@ from dockermagic.errors import (
 from dockermagic.gateway.audit import AuditLog
 from dockermagic.gateway.config import GatewayConfig, User
 from dockermagic.gateway.scheduler import FairScheduler
-from dockermagic.gateway.wire import API, JobRequest, encode_error, encode_result, parse_job
+from dockermagic.gateway.wire import (
+    API,
+    RUN_HEADER,
+    JobRequest,
+    encode_error,
+    encode_result,
+    parse_job,
+)
 from dockermagic.images import image_digest
 from dockermagic.labels import GATEWAY_USER
 from dockermagic.policy import SandboxPolicy
@@ -320,12 +327,21 @@ class Gateway:
                 self.config.quotas.queued,
                 f"{self.config.quotas.runs_at_once} of yours are running",
             )
-        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        # The run's id travels in a header (a client can cancel at once); the
+        # last event travels with the stream's end: a quick cell is two writes.
+        response = web.StreamResponse(
+            headers={"Content-Type": "application/x-ndjson", RUN_HEADER: program.id}
+        )
         response.enable_chunked_encoding()
         await response.prepare(request)
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         gone = False
+        tail = b""
+
+        def last(event: dict[str, Any]) -> None:
+            nonlocal tail
+            tail = json.dumps(event).encode("utf-8") + b"\n"
 
         async def send(event: dict[str, Any]) -> None:
             nonlocal gone
@@ -340,8 +356,11 @@ class Gateway:
 
         self.programs[program.id] = program
         try:
-            await send({"t": "started", "run": program.id})
-            acquire = asyncio.ensure_future(self.scheduler.acquire(user.name))
+            if self.scheduler.try_acquire(user.name):
+                acquire: asyncio.Future[None] = loop.create_future()
+                acquire.set_result(None)
+            else:
+                acquire = asyncio.ensure_future(self.scheduler.acquire(user.name))
             try:
                 while True:
                     done, _ = await asyncio.wait({acquire}, timeout=HEARTBEAT)
@@ -355,11 +374,11 @@ class Gateway:
                         break
                     await send({"t": "queued", "waiting": self.scheduler.waiting(user.name)})
             except QuotaExceededError as exc:
-                await send({"t": "error", "error": encode_error(exc)})
+                last({"t": "error", "error": encode_error(exc)})
                 return response
             if acquire.cancelled():
                 error = GatewayError("The run was cancelled while it waited for its turn")
-                await send({"t": "error", "error": encode_error(error)})
+                last({"t": "error", "error": encode_error(error)})
                 await self._in_thread(audit, None, "cancelled while queued")
                 return response
             try:
@@ -412,7 +431,10 @@ class Gateway:
                         continue
                     if event is None:
                         break
-                    await send(event)
+                    if event["t"] in ("result", "error"):
+                        last(event)  # sent with the stream's end
+                    else:
+                        await send(event)
                 await future
             finally:
                 program.running = False
@@ -420,7 +442,7 @@ class Gateway:
         finally:
             self.programs.pop(program.id, None)
             with contextlib.suppress(ConnectionError, RuntimeError):
-                await response.write_eof()
+                await response.write_eof(tail)
         return response
 
     def record(

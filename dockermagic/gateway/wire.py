@@ -3,7 +3,7 @@
 Requests are JSON objects; a run's answer is a stream of JSON lines (chunked
 HTTP), one event each, ending with the result or an error::
 
-    {"t": "started", "run": "<id>"}
+    (header X-Dockermagic-Run: <id>, for POST /runs/<id>/cancel)
     {"t": "out", "s": "stdout", "x": "text"}
     {"t": "display", "data": {...}, "metadata": {...}}
     {"t": "beat"}                      (a quiet program is still running)
@@ -33,6 +33,7 @@ from dockermagic.transfer import CopyBudget, safe_relative
 
 __all__ = [
     "API",
+    "RUN_HEADER",
     "JobRequest",
     "decode_bytes",
     "decode_error",
@@ -45,6 +46,8 @@ __all__ = [
 
 #: The path prefix of every endpoint (the protocol's version).
 API = "/v1"
+#: The response header that names a run (its id, for cancelling it).
+RUN_HEADER = "X-Dockermagic-Run"
 #: Most files one request may carry, and glob patterns it may ask back.
 MAX_FILES = 1000
 MAX_PATTERNS = 100
