@@ -43,6 +43,7 @@ from tests.gateway import ROOT, GatewayProcess, wait_for
 pytestmark = pytest.mark.gateway_server
 
 AUDIT = (sys.executable, "-m", "dockermagic", "gateway", "audit", "--dir")
+STATUS = (sys.executable, "-m", "dockermagic", "gateway", "status")
 
 
 @pytest.fixture(scope="module")
@@ -393,6 +394,40 @@ def test_doctor_names_the_gateway(gateway: GatewayProcess, tmp_path: Path) -> No
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"backend     gateway {gateway.url}" in done.stdout
     assert "user        alice" in done.stdout
+
+
+def test_cpu_time_per_hour_is_a_quota(tmp_path: Path) -> None:
+    with GatewayProcess(tmp_path, quotas={"cpu_seconds_per_hour": 0.05}) as busy:
+        spin = "import time\nend = time.process_time() + 0.2\nwhile time.process_time() < end: pass"
+        assert runner(busy, "alice").run(spin).ok
+        with pytest.raises(QuotaExceededError, match=r"CPU seconds per hour is at most 0\.05"):
+            runner(busy, "alice").run("print(1)")
+        # Another student's hour is their own.
+        assert runner(busy, "bob").run("print(1)").ok
+
+
+def test_the_teacher_sees_the_status_from_the_command_line(gateway: GatewayProcess) -> None:
+    def status(user: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*STATUS, "--url", gateway.url, "--token", gateway.token(user)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+        )
+
+    session = Session("shown", runner(gateway, "bob"))
+    try:
+        session.start()
+        shown = status("teacher")
+        assert shown.returncode == 0, shown.stderr
+        assert f"gateway {gateway.url}:" in shown.stdout
+        assert "session bob/shown (python)" in shown.stdout
+        refused = status("alice")
+        assert refused.returncode == 2
+        assert "Only a teacher" in refused.stderr
+    finally:
+        session.stop()
 
 
 # -- a gateway's life ---------------------------------------------------------------------
