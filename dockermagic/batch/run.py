@@ -178,6 +178,16 @@ def run_scripts(
         EngineUnavailableError: No Docker Engine answers.
     """
     _validate(mode, workers, timeout, pool, backend)
+    gateway = current_settings().gateway
+    if gateway:
+        # Said plainly, rather than "cannot reach the Docker Engine" from a
+        # kernel that was never meant to have one.
+        raise InvalidArgumentError(
+            "DOCKERMAGIC_GATEWAY",
+            gateway,
+            "batches of scripts do not run through a gateway yet; run single scripts "
+            "(get_runner(...).run_file) or unset it to use a Docker engine",
+        )
     discovery = discover_scripts(directory)
     if only is not None:
         discovery = select_scripts(discovery, only)

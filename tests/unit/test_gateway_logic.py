@@ -293,3 +293,15 @@ def test_jobs_from_clients_are_checked() -> None:
     for job in bad_jobs:
         with pytest.raises((InvalidArgumentError, UnsafeFileError)):
             parse_job(job, 1024)
+
+
+def test_a_batch_says_plainly_that_it_does_not_run_through_a_gateway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dockermagic.batch import run_scripts
+
+    (tmp_path / "a.py").write_text("print(1)")
+    monkeypatch.setenv("DOCKERMAGIC_GATEWAY", "http://127.0.0.1:9")
+    monkeypatch.setenv("DOCKERMAGIC_TOKEN", TOKEN)
+    with pytest.raises(InvalidArgumentError, match="do not run through a gateway yet"):
+        run_scripts(tmp_path)
