@@ -174,6 +174,11 @@ class RemoteSession(Protocol):
         ...
 
     @property
+    def restart_reason(self) -> str:
+        """Why its interpreter was last replaced, in a session's words ('' when unknown)."""
+        ...
+
+    @property
     def container_name(self) -> str:
         """The current container's name ('' before the first start)."""
         ...

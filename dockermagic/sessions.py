@@ -210,6 +210,7 @@ class Session:
         self.interpreter_info: dict[str, Any] = {}
         self.runs = 0
         self.restarts = 0
+        self.restart_reason = ""
         self.created_at = 0.0
         self._lock = _FifoLock()
         self._box: SandboxContainer | None = None
@@ -449,9 +450,11 @@ class Session:
             self.runs = remote.runs
             if remote.restarts > before:
                 # The gateway saw the interpreter die or be killed (a cell that
-                # would not stop, out of memory...): say so as a local session does.
+                # would not stop, out of memory...): say so as a local session
+                # does, in the gateway's session's words when it gave them.
                 self._restart_warning(
-                    f" was restarted on the gateway: its interpreter {result.describe()}",
+                    remote.restart_reason
+                    or f" was restarted on the gateway: its interpreter {result.describe()}",
                     stacklevel=4,
                 )
             return result
@@ -511,6 +514,8 @@ class Session:
     def _restart_warning(self, what: str, *, stacklevel: int) -> None:
         self._discard()
         self.restarts += 1
+        #: Why the interpreter was last replaced (the words of the warning).
+        self.restart_reason = what
         warnings.warn(
             f"session {self.name!r} ({self.language}){what}; the next cell starts a new "
             "interpreter: variables and files written by earlier runs are gone",

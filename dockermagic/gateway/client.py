@@ -472,6 +472,7 @@ class GatewaySession:
         self._container = ""
         # The gateway's restart count when last seen: its increase is ours.
         self._restart_base = 0
+        self._restart_reason = ""
         self._lock = threading.Lock()
 
     @property
@@ -483,6 +484,11 @@ class GatewaySession:
     def runs(self) -> int:
         """Cells run."""
         return self._runs
+
+    @property
+    def restart_reason(self) -> str:
+        """The gateway's words for the last restart ('' when it gave none)."""
+        return self._restart_reason
 
     @property
     def container_name(self) -> str:
@@ -579,12 +585,17 @@ class GatewaySession:
                 self.id = None
                 self._restarts += 1
                 self._restart_base = 0
+                self._restart_reason = (
+                    " was lost by the gateway (it restarted, or the session was idle)"
+                )
                 continue
             runs, restarts = view.get("runs"), view.get("restarts")
             if isinstance(runs, int):
                 self._runs = runs
             if isinstance(restarts, int) and restarts > self._restart_base:
                 self._restarts += restarts - self._restart_base
+                reason = view.get("restart_reason")
+                self._restart_reason = reason[:500] if isinstance(reason, str) else ""
             if isinstance(restarts, int):
                 self._restart_base = restarts
             container = view.get("container")

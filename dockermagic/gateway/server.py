@@ -839,6 +839,7 @@ async def _cell(request: web.Request) -> web.StreamResponse:
     program.extra = lambda: {
         "runs": entry.session.runs,
         "restarts": entry.session.restarts,
+        "restart_reason": entry.session.restart_reason,
         "container": entry.session.container_name,
     }
     session = entry.session

@@ -61,6 +61,7 @@ display_svg("<svg/>")
 """
 
 
+@pytest.mark.gateway
 def test_python_displays_follow_ipythons_rules_in_order() -> None:
     result, seen = _events(PythonDockerRunner(), f"PNG = {PNG!r}\n" + RICH)
     assert result.ok, result.stderr
@@ -77,6 +78,7 @@ def test_python_displays_follow_ipythons_rules_in_order() -> None:
     assert svg["image/svg+xml"] == "<svg/>"
 
 
+@pytest.mark.gateway
 def test_javascript_displays() -> None:
     code = (
         "console.log('before');\n"
@@ -108,6 +110,7 @@ def test_printed_channel_bytes_stay_text() -> None:
     assert result.stdout.count("forged") == 2
 
 
+@pytest.mark.gateway
 def test_the_display_cap_holds_and_is_reported() -> None:
     runner = PythonDockerRunner(policy=SandboxPolicy.default().replace(display_limit="64k"))
     result = runner.run("for i in range(100):\n    display_html('x' * 10000)\nprint('done')")
@@ -117,6 +120,7 @@ def test_the_display_cap_holds_and_is_reported() -> None:
     assert result.displays_dropped == 100 - len(result.displays)
 
 
+@pytest.mark.gateway
 def test_a_cells_last_expression_is_displayed() -> None:
     with Session("last", PythonDockerRunner()) as session:
         assert session.run("x = 6 * 7\nx").displays == ({"text/plain": "42"},)
@@ -134,6 +138,7 @@ def test_a_cells_last_expression_is_displayed() -> None:
 # -- files in and out ---------------------------------------------------------------------
 
 
+@pytest.mark.gateway
 def test_put_and_get_files(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
@@ -158,6 +163,7 @@ def test_put_and_get_files(tmp_path: Path) -> None:
     assert ("out/passwd.txt", "not a regular file") in result.files_skipped
 
 
+@pytest.mark.gateway
 def test_get_has_a_budget() -> None:
     runner = PythonDockerRunner(policy=SandboxPolicy.default().replace(copy_limit="1m"))
     code = "for i in range(3):\n    open(f'f{i}.bin', 'wb').write(b'x' * 400_000)\n"
@@ -166,6 +172,7 @@ def test_get_has_a_budget() -> None:
     assert [name for name, _ in result.files_skipped] == ["f2.bin"]
 
 
+@pytest.mark.gateway
 def test_a_session_keeps_put_files_and_gets_files_any_time(tmp_path: Path) -> None:
     (tmp_path / "in.txt").write_text("hello")
     with Session("files", JavaScriptDockerRunner()) as session:
@@ -181,6 +188,7 @@ def test_a_session_keeps_put_files_and_gets_files_any_time(tmp_path: Path) -> No
 # -- the notebook ---------------------------------------------------------------------------
 
 
+@pytest.mark.gateway
 def test_magic_displays_and_files(tmp_path: Path) -> None:
     (tmp_path / "in.txt").write_text("3")
     with loaded_shell(tmp_path / "logs") as shell, capture_output() as captured:
@@ -223,6 +231,7 @@ def test_displays_are_unaffected_by_quiet_text_options(tmp_path: Path) -> None:
     assert shell.user_ns["text"] == "x\n"
 
 
+@pytest.mark.gateway
 def test_matplotlib_shows_like_the_inline_backend_and_pandas_as_a_table() -> None:
     code = (
         "import matplotlib.pyplot as plt\n"
@@ -255,6 +264,7 @@ def test_a_missing_package_says_how_to_get_it() -> None:
     assert "is not installed in dockermagic/node:offline" in js.stderr
 
 
+@pytest.mark.gateway
 def test_docker_session_get(tmp_path: Path) -> None:
     with loaded_shell(tmp_path / "logs") as shell, capture_output() as captured:
         shell.run_cell_magic(

@@ -441,7 +441,7 @@ def test_idle_sessions_are_reaped(tmp_path: Path, docker_client: docker.DockerCl
         assert wait_for(lambda: not gateway_containers(docker_client, "alice"), 10)
         assert api(quick, "alice", "GET", "/sessions").json() == []
         # The next cell opens it again, as after a crash (state is gone).
-        with pytest.warns(SessionRestartedWarning):
+        with pytest.warns(SessionRestartedWarning, match="lost by the gateway"):
             result = session.run("print('x' in globals())")
         assert result.stdout == "False\n"
         session.stop()
@@ -468,7 +468,7 @@ def test_a_stopped_gateway_ends_its_containers_and_clients_reconnect(
         session.run("x")
     with GatewayProcess(tmp_path / "two", port=port):
         # Same address, new gateway: the session is opened again, state gone.
-        with pytest.warns(SessionRestartedWarning):
+        with pytest.warns(SessionRestartedWarning, match="lost by the gateway"):
             result = session.run("print('x' in globals())")
         assert result.stdout == "False\n"
         session.stop()

@@ -44,6 +44,7 @@ def ok(session: Session, code: str, **kwargs: object) -> str:
 # -- state -------------------------------------------------------------------------------
 
 
+@pytest.mark.gateway
 def test_python_state_persists(py: Session) -> None:
     ok(py, "import math\nx = 41\ndef f(a):\n    return a + 1\nclass Point:\n    y = 2\n")
     assert ok(py, "print(f(x), Point.y, math.floor(2.5))") == "42 2 2\n"
@@ -54,6 +55,7 @@ def test_python_state_persists(py: Session) -> None:
     assert ok(py, "import pickle\nprint(type(pickle.loads(pickle.dumps(Point()))).y)") == "2\n"
 
 
+@pytest.mark.gateway
 def test_a_process_pool_in_a_cell_keeps_the_session(py: Session) -> None:
     # Forked workers inherit the interpreter's protocol stream; they must not
     # touch it (this broke the exec-based sessions before the warm interpreters).
@@ -67,6 +69,7 @@ def test_a_process_pool_in_a_cell_keeps_the_session(py: Session) -> None:
         assert ok(py, code, timeout=30) == f"[0, 1, 4, 9, 16]\nruns {run}\n"
 
 
+@pytest.mark.gateway
 def test_javascript_state_persists(js: Session) -> None:
     ok(js, "const a = 40; let b = 1; function f(n) { return n + 1; }\nclass K { static z = 3; }")
     assert ok(js, "console.log(f(a) + b, K.z)") == "42 3\n"
@@ -81,6 +84,7 @@ def test_javascript_state_persists(js: Session) -> None:
 # -- streams -----------------------------------------------------------------------------
 
 
+@pytest.mark.gateway
 def test_python_streams_are_apart_and_in_order(py: Session) -> None:
     chunks: list[tuple[str, str]] = []
     code = (
@@ -98,12 +102,14 @@ def test_python_streams_are_apart_and_in_order(py: Session) -> None:
     assert text.index("out 1") < text.index("err 1") < text.index("child") < text.index("out 2")
 
 
+@pytest.mark.gateway
 def test_javascript_streams_are_apart_and_in_order(js: Session) -> None:
     result = js.run("console.log('o1'); console.error('e1'); process.stdout.write('o2\\n');")
     assert result.stdout == "o1\no2\n"
     assert result.stderr == "e1\n"
 
 
+@pytest.mark.gateway
 def test_output_streams_live(py: Session) -> None:
     arrivals: list[float] = []
     started = time.monotonic()
@@ -114,6 +120,7 @@ def test_output_streams_live(py: Session) -> None:
     assert arrivals[0] < 0.4, "the first line arrives while the cell still runs"
 
 
+@pytest.mark.gateway
 @pytest.mark.parametrize("lang", ["python", "javascript"])
 def test_one_megabyte_of_output(manager: SessionManager, lang: str) -> None:
     session = manager.get("mb", lang)
@@ -131,6 +138,7 @@ def test_one_megabyte_of_output(manager: SessionManager, lang: str) -> None:
         manager.stop("mb")
 
 
+@pytest.mark.gateway
 def test_output_cap_interrupts_and_the_session_keeps_working(manager: SessionManager) -> None:
     policy = SandboxPolicy.default().replace(output_limit="20k")
     session = manager.get("cap", "python", policy=policy)
@@ -144,6 +152,7 @@ def test_output_cap_interrupts_and_the_session_keeps_working(manager: SessionMan
         manager.stop("cap")
 
 
+@pytest.mark.gateway
 def test_stdin_and_inputs(py: Session, js: Session) -> None:
     assert ok(py, "print(input()[::-1])", stdin="olleh") == "hello\n"
     assert "EOFError" in py.run("input()").stderr, "without stdin: end-of-file at once"
@@ -155,6 +164,7 @@ def test_stdin_and_inputs(py: Session, js: Session) -> None:
 # -- failures ----------------------------------------------------------------------------
 
 
+@pytest.mark.gateway
 def test_python_traceback_has_the_cells_line_numbers(py: Session) -> None:
     ok(py, "def helper():\n    return 1 / 0\n")
     result = py.run("x = 1\n\nhelper()\n")
@@ -168,6 +178,7 @@ def test_python_traceback_has_the_cells_line_numbers(py: Session) -> None:
     assert "SyntaxError" in syntax.stderr
 
 
+@pytest.mark.gateway
 def test_javascript_error_has_the_cells_line_numbers(js: Session) -> None:
     result = js.run("let a = 1;\n\nnull.boom;\n")
     assert result.exit_code == 1
@@ -179,6 +190,7 @@ def test_javascript_error_has_the_cells_line_numbers(js: Session) -> None:
     assert "cell-2/main.js:2" in later.stderr
 
 
+@pytest.mark.gateway
 def test_exit_ends_the_cell_not_the_session(py: Session, js: Session) -> None:
     ok(py, "kept = 'yes'")
     assert py.run("import sys\nprint('bye')\nsys.exit(3)").exit_code == 3
@@ -190,6 +202,7 @@ def test_exit_ends_the_cell_not_the_session(py: Session, js: Session) -> None:
     assert ok(js, "console.log(kept)") == "yes\n"
 
 
+@pytest.mark.gateway
 @pytest.mark.parametrize(
     ("lang", "crash", "status"),
     [("python", "import os; os._exit(7)", 7), ("javascript", "process.abort()", 134)],
@@ -211,6 +224,7 @@ def test_crash_is_reported_and_recovered(
         manager.stop("crash")
 
 
+@pytest.mark.gateway
 def test_javascript_out_of_memory(manager: SessionManager) -> None:
     policy = SandboxPolicy.default().replace(memory="96m")
     session = manager.get("jsoom", "javascript", policy=policy)
@@ -226,6 +240,7 @@ def test_javascript_out_of_memory(manager: SessionManager) -> None:
 # -- interrupts --------------------------------------------------------------------------
 
 
+@pytest.mark.gateway
 @pytest.mark.parametrize(
     ("lang", "setup", "stuck", "check"),
     [
@@ -271,6 +286,7 @@ def test_cell_that_ignores_the_interrupt_is_killed_and_recreated(py: Session) ->
     assert py.restarts == 1
 
 
+@pytest.mark.gateway
 def test_cancel(py: Session) -> None:
     cancel = threading.Event()
     threading.Timer(0.3, cancel.set).start()
@@ -283,6 +299,7 @@ def test_cancel(py: Session) -> None:
 # -- threads -----------------------------------------------------------------------------
 
 
+@pytest.mark.gateway
 def test_concurrent_threads_run_cells_one_at_a_time_in_order(py: Session) -> None:
     ok(py, "import time\nlog = []")
     results: dict[int, str] = {}
@@ -313,6 +330,7 @@ def ip(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InteractiveShell]:
         yield shell
 
 
+@pytest.mark.gateway
 def test_reset_magic_restarts_the_interpreter(
     ip: InteractiveShell, capsys: pytest.CaptureFixture[str]
 ) -> None:
