@@ -59,7 +59,8 @@ def cmd_gateway_status(args: argparse.Namespace) -> int:
         raise InvalidArgumentError(
             "gateway", url or "", "give --url and --token (or DOCKERMAGIC_GATEWAY/_TOKEN)"
         )
-    status = GatewayBackend(url.rstrip("/"), token).json("GET", "/status")
+    backend = GatewayBackend(url.rstrip("/"), token, ca=args.ca or settings.gateway_ca)
+    status = backend.json("GET", "/status")
     if args.json:
         print(json.dumps(status, indent=2))
         return 0
@@ -123,6 +124,9 @@ def add_gateway_commands(commands: Any) -> None:
     status = actions.add_parser("status", help="what a running gateway is doing (teachers)")
     status.add_argument("--url", help="the gateway (default: DOCKERMAGIC_GATEWAY)")
     status.add_argument("--token", help="a teacher's token (default: DOCKERMAGIC_TOKEN)")
+    status.add_argument(
+        "--ca", help="CA file of an https:// gateway (default: DOCKERMAGIC_GATEWAY_CA)"
+    )
     status.add_argument("--json", action="store_true", help="print the raw JSON")
     status.set_defaults(handler=cmd_gateway_status)
     audit = actions.add_parser("audit", help="read the audit log (on the gateway's machine)")

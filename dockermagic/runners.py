@@ -261,7 +261,7 @@ def configured_backend() -> Backend | None:
     # Imported here: a process without a gateway never loads the client.
     from dockermagic.gateway.client import gateway_backend
 
-    return gateway_backend(settings.gateway, settings.token)
+    return gateway_backend(settings.gateway, settings.token, ca=settings.gateway_ca)
 
 
 class AbstractDockerCodeRunner(abc.ABC):

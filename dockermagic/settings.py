@@ -29,6 +29,8 @@ variable                        meaning
                                 never to a Docker engine
 ``DOCKERMAGIC_TOKEN``           the token the gateway knows this user by (else
                                 ``JUPYTERHUB_API_TOKEN``, as a Hub-spawned kernel has)
+``DOCKERMAGIC_GATEWAY_CA``      a CA file (PEM) an ``https://`` gateway's certificate is
+                                checked against (default: the system's CAs)
 ==============================  ==================================================
 
 Pure logic, no Docker calls.
@@ -76,6 +78,7 @@ class Settings:
         ssh_config: The OpenSSH configuration file for ``ssh://`` engines, or None.
         gateway: The gateway's URL, or None (then runs use a Docker engine).
         token: The gateway token, or None.
+        gateway_ca: The CA file for an ``https://`` gateway, or None.
     """
 
     policy: Mapping[str, Any] = field(default_factory=dict)
@@ -89,6 +92,7 @@ class Settings:
     ssh_config: str | None = None
     gateway: str | None = None
     token: str | None = field(default=None, repr=False)
+    gateway_ca: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -142,6 +146,7 @@ class Settings:
             ssh_config=get("SSH_CONFIG"),
             gateway=get("GATEWAY"),
             token=get("TOKEN") or environ.get("JUPYTERHUB_API_TOKEN", "").strip() or None,
+            gateway_ca=get("GATEWAY_CA"),
         )
 
     def image(self, variable: str) -> str | None:

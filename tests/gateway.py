@@ -117,7 +117,7 @@ class GatewayProcess:
             assert self.process.stdout is not None
             for line in self.process.stdout:
                 self.lines.append(line.rstrip("\n"))
-                found = re.search(r"listening on (http://\S+)", line)
+                found = re.search(r"listening on (https?://\S+)", line)
                 if found:
                     self.url = found.group(1)
                     ready.set()

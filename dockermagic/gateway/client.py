@@ -60,7 +60,7 @@ MAX_ERROR = 1024**2
 #: Longest line of a run's stream the client accepts.
 MAX_LINE = 256 * 1024**2
 
-_backends: dict[tuple[str, str], GatewayBackend] = {}
+_backends: dict[tuple[str, str, str | None], GatewayBackend] = {}
 
 
 class NotFoundError(GatewayError):
@@ -70,12 +70,13 @@ class NotFoundError(GatewayError):
 _backends_lock = threading.Lock()
 
 
-def gateway_backend(url: str, token: str | None) -> GatewayBackend:
+def gateway_backend(url: str, token: str | None, *, ca: str | None = None) -> GatewayBackend:
     """The backend for a gateway URL and token, one per process.
 
     Args:
-        url: The gateway's URL (``http://host:port``).
+        url: The gateway's URL (``http://host:port`` or ``https://...``).
         token: The user's token.
+        ca: A CA file (PEM) for an ``https://`` gateway; the system's CAs when None.
 
     Returns:
         The backend.
@@ -91,11 +92,11 @@ def gateway_backend(url: str, token: str | None) -> GatewayBackend:
         )
     if not url.startswith(("http://", "https://")):
         raise InvalidArgumentError("DOCKERMAGIC_GATEWAY", url, "expected an http(s) URL")
-    key = (url.rstrip("/"), token)
+    key = (url.rstrip("/"), token, ca)
     with _backends_lock:
         backend = _backends.get(key)
         if backend is None:
-            backend = _backends[key] = GatewayBackend(*key)
+            backend = _backends[key] = GatewayBackend(key[0], token, ca=ca)
         return backend
 
 
@@ -136,11 +137,13 @@ class GatewayBackend:
     Args:
         url: The gateway's URL.
         token: The user's token.
+        ca: A CA file (PEM) for an ``https://`` gateway; the system's CAs when None.
     """
 
-    def __init__(self, url: str, token: str) -> None:
+    def __init__(self, url: str, token: str, *, ca: str | None = None) -> None:
         self.url = url
         self._token = token
+        self._ca = ca
         self._local = threading.local()
         self._info: dict[str, Any] | None = None
         # Every connection with the thread it serves: those of threads that
@@ -166,7 +169,7 @@ class GatewayBackend:
                 parts.hostname or "",
                 parts.port,
                 timeout=timeout,
-                context=ssl.create_default_context(),
+                context=ssl.create_default_context(cafile=self._ca),
             )
         return http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
 

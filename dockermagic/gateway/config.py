@@ -14,7 +14,8 @@ A JSON file (``dockermagic gateway serve --config FILE``)::
                   "images": {"python": ["dockermagic/python:offline"]}},
       "quotas": {"runs_at_once": 2, "queued": 8, "sessions": 2,
                  "cpu_seconds_per_hour": 600},
-      "capacity": 4, "idle_timeout": 900, "pool_size": 2
+      "capacity": 4, "idle_timeout": 900, "pool_size": 2,
+      "tls": {"cert": "gateway-cert.pem", "key": "gateway-key.pem"}
     }
 
 The ceiling is the most a student may ask for: every numeric field of
@@ -176,6 +177,8 @@ class GatewayConfig:
         idle_timeout: Seconds after which an unused session is stopped.
         pool_size: Warm containers kept per language for default requests.
         max_request_bytes: The largest request body accepted.
+        tls_cert: The server certificate (PEM) for HTTPS, or None for plain HTTP.
+        tls_key: Its private key (PEM).
     """
 
     users: Mapping[str, User]
@@ -188,6 +191,8 @@ class GatewayConfig:
     idle_timeout: float = 900.0
     pool_size: int = 2
     max_request_bytes: int = 0
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
     def __post_init__(self) -> None:
         if not self.max_request_bytes:
@@ -240,6 +245,7 @@ class GatewayConfig:
             "capacity",
             "idle_timeout",
             "pool_size",
+            "tls",
         }
         unknown = set(data) - known
         if unknown:
@@ -250,6 +256,18 @@ class GatewayConfig:
         audit = str(data.get("audit_dir", "gateway-audit"))
         if base is not None and not os.path.isabs(audit):
             audit = str(base / audit)
+        tls = data.get("tls")
+        cert = key = None
+        if tls is not None:
+            if not (
+                isinstance(tls, dict)
+                and set(tls) == {"cert", "key"}
+                and all(isinstance(v, str) and v for v in tls.values())
+            ):
+                raise InvalidArgumentError("tls", tls, 'expected {"cert": FILE, "key": FILE}')
+            cert, key = (
+                str(base / tls[name]) if base is not None else tls[name] for name in ("cert", "key")
+            )
         return cls(
             users=users,
             ceiling=ceiling,
@@ -260,6 +278,8 @@ class GatewayConfig:
             capacity=_number(data, "capacity", 4, integer=True, low=1),
             idle_timeout=float(_number(data, "idle_timeout", 900.0, low=1)),
             pool_size=_number(data, "pool_size", 2, integer=True, low=0),
+            tls_cert=cert,
+            tls_key=key,
         )
 
     def user_for_token(self, token: str) -> User | None:

@@ -45,6 +45,7 @@ import logging
 import os
 import secrets
 import signal
+import ssl
 import tempfile
 import threading
 import time
@@ -950,11 +951,16 @@ def serve(config: GatewayConfig, *, on_ready: Callable[[str], None] | None = Non
 
     async def main() -> None:
         await runner.setup()
-        site = web.TCPSite(runner, config.host, config.port)
+        context = None
+        if config.tls_cert:
+            # Tokens must not cross a classroom's network in the clear.
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(config.tls_cert, config.tls_key)
+        site = web.TCPSite(runner, config.host, config.port, ssl_context=context)
         await site.start()
         if on_ready is not None:
             host, port = runner.addresses[0][:2]
-            on_ready(f"http://{host}:{port}")
+            on_ready(f"{'https' if context else 'http'}://{host}:{port}")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

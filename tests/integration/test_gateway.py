@@ -38,6 +38,7 @@ from dockermagic.policy import SandboxPolicy
 from dockermagic.runners import PythonDockerRunner
 from dockermagic.sessions import Session, SessionRestartedWarning
 from tests.conftest import TAG
+from tests.engines import make_certificates
 from tests.gateway import ROOT, GatewayProcess, wait_for
 
 pytestmark = pytest.mark.gateway_server
@@ -428,6 +429,26 @@ def test_the_teacher_sees_the_status_from_the_command_line(gateway: GatewayProce
         assert "Only a teacher" in refused.stderr
     finally:
         session.stop()
+
+
+def test_https_with_the_teachers_certificate(tmp_path: Path) -> None:
+    make_certificates(tmp_path / "certs")
+    tls = {
+        "cert": str(tmp_path / "certs/server-cert.pem"),
+        "key": str(tmp_path / "certs/server-key.pem"),
+    }
+    with GatewayProcess(tmp_path / "gateway", tls=tls) as secure:
+        assert secure.url.startswith("https://127.0.0.1:")
+        trusted = GatewayBackend(
+            secure.url, secure.token("alice"), ca=str(tmp_path / "certs/ca.pem")
+        )
+        assert PythonDockerRunner(gateway=trusted).run("print('over TLS')").stdout == "over TLS\n"
+        # A client that does not trust the certificate sends nothing (no token leaks).
+        with pytest.raises(GatewayUnavailableError, match="CERTIFICATE_VERIFY_FAILED"):
+            runner(secure, "alice").run("print(1)")
+        plain = secure.url.replace("https://", "http://")
+        with pytest.raises(GatewayUnavailableError):
+            PythonDockerRunner(gateway=GatewayBackend(plain, secure.token("alice"))).run("1")
 
 
 # -- a gateway's life ---------------------------------------------------------------------
