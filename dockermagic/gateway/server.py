@@ -132,7 +132,8 @@ class _SessionEntry:
     session: Session
     policy: SandboxPolicy
     last_used: float
-    cell: _Program | None = None
+    #: Cells sent and not yet ended (they run one at a time, in order).
+    cells: list[_Program] = field(default_factory=list)
 
 
 class Gateway:
@@ -198,7 +199,7 @@ class Gateway:
             await asyncio.sleep(period)
             now = time.monotonic()
             for entry in list(self.sessions.values()):
-                if entry.cell is None and now - entry.last_used > self.config.idle_timeout:
+                if not entry.cells and now - entry.last_used > self.config.idle_timeout:
                     logger.info("stopping idle session %s of %s", entry.name, entry.user)
                     await self._drop_session(entry)
 
@@ -496,8 +497,8 @@ class Gateway:
     async def _drop_session(self, entry: _SessionEntry) -> None:
         self.sessions.pop(entry.id, None)
         self._session_ids.pop((entry.user, entry.name, entry.language), None)
-        if entry.cell is not None:
-            entry.cell.cancel.set()
+        for cell in entry.cells:
+            cell.cancel.set()
         await self._in_thread(entry.session.stop)
 
 
@@ -525,7 +526,7 @@ def _session_view(entry: _SessionEntry) -> dict[str, Any]:
         "runs": entry.session.runs,
         "restarts": entry.session.restarts,
         "container": entry.session.container_name,
-        "busy": entry.cell is not None,
+        "busy": bool(entry.cells),
         "idle_seconds": round(time.monotonic() - entry.last_used, 3),
     }
 
@@ -862,12 +863,12 @@ async def _cell(request: web.Request) -> web.StreamResponse:
             error=error,
         )
 
-    entry.cell = program
+    entry.cells.append(program)
     entry.last_used = time.monotonic()
     try:
         return await gateway.stream(request, user, program, work, audit)
     finally:
-        entry.cell = None
+        entry.cells.remove(program)
         entry.last_used = time.monotonic()
 
 
@@ -875,10 +876,10 @@ async def _interrupt(request: web.Request) -> web.Response:
     entry = _entry(request)
     if entry is None:
         return _not_found("session")
-    cell = entry.cell
-    if cell is not None:
-        cell.cancel.set()
-    return web.json_response({"interrupted": cell is not None})
+    # The oldest cell is the one running (cells run in the order they came).
+    if entry.cells:
+        entry.cells[0].cancel.set()
+    return web.json_response({"interrupted": bool(entry.cells)})
 
 
 async def _reset(request: web.Request) -> web.Response:
@@ -886,8 +887,8 @@ async def _reset(request: web.Request) -> web.Response:
     if entry is None:
         return _not_found("session")
     gateway = request.app[GATEWAY_KEY]
-    if entry.cell is not None:
-        entry.cell.cancel.set()
+    for cell in entry.cells:
+        cell.cancel.set()
     await gateway._in_thread(entry.session.reset)
     entry.last_used = time.monotonic()
     return web.json_response(_session_view(entry))

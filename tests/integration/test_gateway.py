@@ -128,6 +128,32 @@ def test_a_student_cannot_see_interrupt_or_stop_another_students_session(
         session.stop()
 
 
+def test_the_owner_interrupts_a_cell_and_the_session_stays(gateway: GatewayProcess) -> None:
+    session = Session("stays", runner(gateway, "alice"))
+    try:
+        session.run("kept = 'yes'")
+        session_id = session._remote.id  # type: ignore[union-attr]
+        started = threading.Event()
+        results: list[Any] = []
+        cell = threading.Thread(
+            target=lambda: results.append(
+                session.run(
+                    "import time\nprint('busy', flush=True)\ntime.sleep(30)",
+                    on_output=lambda s, t: started.set(),
+                )
+            )
+        )
+        cell.start()
+        assert started.wait(20)
+        answer = api(gateway, "alice", "POST", f"/sessions/{session_id}/interrupt")
+        assert answer.json() == {"interrupted": True}
+        cell.join(20)
+        assert results[0].cancelled
+        assert session.run("print(kept)").stdout == "yes\n"
+    finally:
+        session.stop()
+
+
 def test_a_student_cannot_cancel_another_students_run(gateway: GatewayProcess) -> None:
     started = threading.Event()
     result: list[Any] = []
