@@ -210,11 +210,14 @@ def test_statuses_exit_codes_and_output_match_a_local_batch(
     on_swarm: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder = _folder(tmp_path / "scripts", MIXED)
+    # Long enough that a loaded machine's slow task start and log delivery still
+    # see the flood reach the output cap before the deadline (4 s did not, once).
+    timeout = 8
     swarm = run_scripts(
         folder,
         mode="parallel",
         backend="swarm",
-        timeout=4,
+        timeout=timeout,
         images=IMAGES,
         log_dir=tmp_path / "swarm-logs",
     )
@@ -222,7 +225,12 @@ def test_statuses_exit_codes_and_output_match_a_local_batch(
     monkeypatch.delenv("DOCKER_HOST")
     reset_default_client()
     local = run_scripts(
-        folder, mode="parallel", workers=4, timeout=4, images=IMAGES, log_dir=tmp_path / "logs"
+        folder,
+        mode="parallel",
+        workers=4,
+        timeout=timeout,
+        images=IMAGES,
+        log_dir=tmp_path / "logs",
     )
     assert swarm.backend == "swarm"
     assert local.backend == "local"
