@@ -16,6 +16,7 @@ A container's life::
       ... the program runs; the caller reads the Channel ...
       .kill() / .signal("SIGINT")     bounded, best effort
       .exit_state()                   exit code and OOM, from the engine's events
+                                      (an OOM inferred where the engine never says)
       .remove()                       bounded; what cannot finish goes to a reaper
 
 Why these choices (each one a fix for something that bit):
@@ -31,6 +32,13 @@ Why these choices (each one a fix for something that bit):
 * **No race with AutoRemove** (pitfall 2): output comes from an attach made
   before start, and the exit code and OOM flag from the engine's event stream,
   subscribed before start (:class:`ExitWatch`), not from a later inspect.
+* **One code path for every engine.** What Podman's Docker API needs
+  differently (tmpfs owner options, an explicit nproc limit, event names, a
+  code volume that it hands to the container's user) comes from the engine's
+  :class:`~dockermagic.profiles.EngineProfile`, asked once per client. Where
+  the engine never reports an OOM kill (Podman 4.3), an exit by SIGKILL that
+  neither dockermagic nor the deadline sent is reported as a probable OOM
+  (``ExitState.oom_certain`` False).
 * **A hung engine does not hold a run.** Calls run in a helper thread and are
   abandoned after their time (:data:`CALL_TIMEOUT`; :data:`SHORT_TIMEOUT`
   after a deadline). A create that completes after it was abandoned is
@@ -51,17 +59,19 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
 import docker
 import docker.errors
 from docker.types import LogConfig, Mount
 
-from dockermagic.engine import engine_errors
+from dockermagic.engine import engine_errors, engine_profile
 from dockermagic.errors import EngineUnavailableError, SandboxError
 from dockermagic.images import ensure_image, forget_image
 from dockermagic.labels import DEADLINE, container_labels, new_container_name
 from dockermagic.policy import CODE_DIR, SandboxPolicy
+from dockermagic.profiles import DOCKER, EngineProfile
 from dockermagic.transfer import tar_files
 
 __all__ = [
@@ -93,6 +103,8 @@ SHORT_TIMEOUT = 2.0
 DEADLINE_GRACE = 2.0
 #: Seconds to wait for the engine to report an exit after the stream ended.
 EXIT_WAIT = 5.0
+#: The status of a process killed by SIGKILL (the OOM killer's signal).
+SIGKILL_STATUS = 137
 
 
 @dataclass(frozen=True)
@@ -152,10 +164,14 @@ class ExitState:
     Attributes:
         exit_code: The exit status; None when the engine never said.
         oom_killed: The kernel's OOM killer acted in the container.
+        oom_certain: The engine reported the OOM kill; False when it was
+            inferred from a SIGKILL nobody else sent, on an engine that never
+            reports one (see :attr:`EngineProfile.reports_oom`).
     """
 
     exit_code: int | None
     oom_killed: bool = False
+    oom_certain: bool = True
 
 
 # -- bounded, translated calls ---------------------------------------------------------
@@ -225,9 +241,14 @@ def engine_call(
     return value
 
 
-def _sandbox_error(what: str, exc: docker.errors.APIError, name: str) -> SandboxError:
+def _sandbox_error(
+    what: str, exc: docker.errors.APIError, name: str, profile: EngineProfile = DOCKER
+) -> SandboxError:
     reason = str(exc.explanation or exc).strip().splitlines()[0] if str(exc) else "refused"
-    return SandboxError(f"The engine refused to {what}: {reason}", container=name)
+    hint = profile.hint(reason)
+    return SandboxError(
+        f"The engine refused to {what}: {reason}" + (f" ({hint})" if hint else ""), container=name
+    )
 
 
 # -- the attached stream ---------------------------------------------------------------
@@ -445,19 +466,29 @@ class ExitWatch:
     Args:
         client: The Docker client.
         container_id: The container.
+        timeout: Seconds the subscription may take.
+        profile: The engine's profile (its names for these events).
     """
 
     def __init__(
-        self, client: docker.DockerClient, container_id: str, *, timeout: float = CALL_TIMEOUT
+        self,
+        client: docker.DockerClient,
+        container_id: str,
+        *,
+        timeout: float = CALL_TIMEOUT,
+        profile: EngineProfile = DOCKER,
     ) -> None:
         self.exit_code: int | None = None
         self.oom_killed = False
         self.died = threading.Event()
+        self._exit_actions = profile.exit_actions
         api = client.api
+        # Podman filters by its own names ("died", "remove") and reports them
+        # as Docker's ("die") or its own ("remove").
         filters = {
             "container": [container_id],
             "type": ["container"],
-            "event": ["oom", "die", "destroy"],
+            "event": list(profile.exit_filter),
         }
         url = f"{api.base_url}/v{api.api_version}/events"
         # The response arrives once the engine has sent its headers, that is
@@ -489,7 +520,7 @@ class ExitWatch:
                 action = event.get("Action") or event.get("status")
                 if action == "oom":
                     self.oom_killed = True
-                elif action in ("die", "destroy"):
+                elif action in self._exit_actions:
                     attributes = (event.get("Actor") or {}).get("Attributes") or {}
                     with contextlib.suppress(TypeError, ValueError):
                         self.exit_code = int(attributes.get("exitCode", ""))
@@ -532,6 +563,8 @@ class SandboxContainer:
         client: The Docker client.
         spec: What it was created from.
         container_id: The engine's id.
+        call_timeout: Seconds each call of the set-up may take.
+        profile: The engine's profile.
     """
 
     def __init__(
@@ -541,15 +574,23 @@ class SandboxContainer:
         container_id: str,
         *,
         call_timeout: float = CALL_TIMEOUT,
+        profile: EngineProfile = DOCKER,
     ) -> None:
         self.client = client
         self.spec = spec
         self.id = container_id
         self.name = spec.name
+        self.profile = profile
         self.removed = False
         #: Seconds each call of the set-up (files, attach, start) may take.
         self.call_timeout = call_timeout
         self._watch: ExitWatch | None = None
+        #: When start was asked for (monotonic), None before.
+        self._started: float | None = None
+        #: dockermagic sent SIGKILL (a timeout, cancel, flood or stop).
+        self._killed = False
+        #: The exit as last judged (with an inferred OOM).
+        self._exit: ExitState | None = None
 
     def __repr__(self) -> str:
         return f"SandboxContainer({self.name!r}, {self.spec.image!r})"
@@ -590,16 +631,19 @@ class SandboxContainer:
         labels = dict(spec.labels)
         if spec.deadline is not None:
             labels[DEADLINE] = f"{time.time() + timeout + spec.deadline:.0f}"
+        # Which engine (asked once per client): how the policy is spelled for it.
+        profile = engine_call("ask the engine", lambda: engine_profile(client), timeout=timeout)
 
-        host_kwargs = policy.host_config_kwargs()
+        host_kwargs = policy.host_config_kwargs(profile)
         if spec.agent:
             # The agent writes the files it receives here, then makes them
             # read-only; a tmpfs as big as the copy limit, counted in memory.
-            host_kwargs["tmpfs"] = {**host_kwargs["tmpfs"], CODE_DIR: policy.code_tmpfs()}
+            host_kwargs["tmpfs"] = {**host_kwargs["tmpfs"], CODE_DIR: policy.code_tmpfs(profile)}
         else:
             # A per-container volume is the one place put_archive may write
             # while the root filesystem is read-only; root-owned, it is
-            # read-only for the sandbox user; removed with the container.
+            # read-only for the sandbox user (on Podman once put_files has
+            # given it back to root); removed with the container.
             host_kwargs["mounts"] = [Mount(CODE_DIR, None, type="volume")]
 
         def create() -> str:
@@ -637,11 +681,13 @@ class SandboxContainer:
                     raise
                 continue
             except docker.errors.APIError as exc:
+                hint = profile.hint(str(exc.explanation or exc))
                 raise SandboxError(
-                    f"Could not create a container from {spec.image}: {exc.explanation}",
+                    f"Could not create a container from {spec.image}: {exc.explanation}"
+                    + (f" ({hint})" if hint else ""),
                     container=spec.name,
                 ) from exc
-            return cls(client, spec, container_id, call_timeout=timeout)
+            return cls(client, spec, container_id, call_timeout=timeout, profile=profile)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def put_files(self, files: Mapping[str, bytes], *, path: str = CODE_DIR) -> None:
@@ -655,17 +701,25 @@ class SandboxContainer:
             EngineUnavailableError: No engine answers (in time).
             SandboxError: The engine refused.
         """
-        archive = tar_files(files)
+        target = PurePosixPath(path)
+        if self.profile.volume_owned_by_user and target.parent != target:
+            # The engine gave the volume's folder to the sandbox user: copy
+            # the folder itself too, root-owned, into its parent (the copy
+            # still lands in the volume).
+            archive = tar_files(files, folder=target.name)
+            target = target.parent
+        else:
+            archive = tar_files(files)
         # A large archive takes time to travel; allow 10 MB/s at least.
         seconds = self.call_timeout + len(archive) / 10e6
         try:
             engine_call(
                 "copy files",
-                lambda: self.client.api.put_archive(self.id, path, archive),
+                lambda: self.client.api.put_archive(self.id, str(target), archive),
                 timeout=seconds,
             )
         except docker.errors.APIError as exc:
-            raise _sandbox_error("copy the files in", exc, self.name) from exc
+            raise _sandbox_error("copy the files in", exc, self.name, self.profile) from exc
 
     def attach(self, *, stdin: bool | None = None) -> Channel:
         """Attach to stdin (if open), stdout and stderr: one multiplexed socket.
@@ -722,11 +776,14 @@ class SandboxContainer:
             EngineUnavailableError: No engine answers (in time).
             SandboxError: The engine refused (e.g. the image lacks the command).
         """
-        self._watch = ExitWatch(self.client, self.id, timeout=self.call_timeout)
+        self._watch = ExitWatch(
+            self.client, self.id, timeout=self.call_timeout, profile=self.profile
+        )
+        self._started = time.monotonic()
         try:
             engine_call("start", lambda: self.client.api.start(self.id), timeout=self.call_timeout)
         except docker.errors.APIError as exc:
-            error = _sandbox_error("start the container", exc, self.name)
+            error = _sandbox_error("start the container", exc, self.name, self.profile)
             if self.spec.deadline is not None and "timeout" in str(exc):
                 error = SandboxError(
                     f"{error} (the image needs coreutils' `timeout`, which keeps the "
@@ -745,6 +802,9 @@ class SandboxContainer:
         Returns:
             True when the engine delivered it.
         """
+        if name == "SIGKILL":
+            # Before sending: the exit it causes must never look like an OOM.
+            self._killed = True
         try:
             engine_call(
                 f"send {name}", lambda: self.client.api.kill(self.id, signal=name), timeout=timeout
@@ -781,7 +841,8 @@ class SandboxContainer:
             The state, or None.
         """
         watch = self._watch
-        return watch.wait(timeout) if watch is not None else None
+        state = watch.wait(timeout) if watch is not None else None
+        return self._judge(state) if state is not None else None
 
     @property
     def exit_unknown(self) -> bool:
@@ -791,9 +852,47 @@ class SandboxContainer:
 
     @property
     def oom_killed(self) -> bool:
-        """The engine reported an OOM kill in this container (so far)."""
+        """The engine reported an OOM kill in this container, or the exit seen implies one."""
         watch = self._watch
-        return watch is not None and watch.oom_killed
+        reported = watch is not None and watch.oom_killed
+        return reported or (self._exit is not None and self._exit.oom_killed)
+
+    @property
+    def oom_certain(self) -> bool:
+        """An OOM kill (:attr:`oom_killed`) was reported by the engine, not inferred."""
+        watch = self._watch
+        return (
+            (watch is not None and watch.oom_killed) or self._exit is None or self._exit.oom_certain
+        )
+
+    def _judge(self, state: ExitState) -> ExitState:
+        """The exit, with an OOM kill inferred where the engine cannot report one.
+
+        On such an engine (:attr:`EngineProfile.reports_oom` False) a SIGKILL
+        exit that dockermagic did not send, before the in-container deadline
+        could have fired, is most likely the kernel's OOM killer; the program
+        killing itself with SIGKILL is the other, rare, cause, hence
+        ``oom_certain=False``.
+        """
+        if (
+            not self.profile.reports_oom
+            and not state.oom_killed
+            and state.exit_code == SIGKILL_STATUS
+            and not self._killed
+            and not self._deadline_passed()
+        ):
+            state = ExitState(state.exit_code, oom_killed=True, oom_certain=False)
+            logger.debug("%s: SIGKILL nobody sent, taken as an OOM kill", self.name)
+        self._exit = state
+        return state
+
+    def _deadline_passed(self) -> bool:
+        """The in-container deadline keeper may have fired (conservatively: from start asked)."""
+        deadline = self.spec.deadline
+        if deadline is None:
+            return False
+        started = self._started
+        return started is None or time.monotonic() - started >= deadline
 
     def exit_state(self, *, timeout: float = EXIT_WAIT, ask: bool = True) -> ExitState:
         """How the program ended (waits for the engine to report the exit).
@@ -810,7 +909,7 @@ class SandboxContainer:
         if watch is not None:
             state = watch.wait(timeout)
             if state is not None:
-                return state
+                return self._judge(state)
         if not ask:
             return ExitState(None, bool(watch and watch.oom_killed))
         # No event (the stream broke): ask directly, if it is still there.
@@ -823,7 +922,9 @@ class SandboxContainer:
         state_info = details.get("State") or {}
         if state_info.get("Running"):
             return ExitState(None, bool(state_info.get("OOMKilled")))
-        return ExitState(int(state_info.get("ExitCode", -1)), bool(state_info.get("OOMKilled")))
+        return self._judge(
+            ExitState(int(state_info.get("ExitCode", -1)), bool(state_info.get("OOMKilled")))
+        )
 
     def running(self) -> bool:
         """Whether the container exists and runs (asks the engine).
@@ -918,7 +1019,7 @@ def _remove_now(client: docker.DockerClient, container_id: str) -> bool:
     except docker.errors.NotFound:
         return False
     except docker.errors.APIError as exc:
-        if "already in progress" not in str(exc):
+        if not any(race in str(exc) for race in engine_profile(client).removal_races):
             raise
         # The engine's AutoRemove is at it: wait until it is done, so that
         # "no container left" holds when we return.
@@ -1005,8 +1106,15 @@ def run_utility(
         SandboxError: The engine refused, or the command did not finish.
     """
     api = client.api
+    profile = engine_call("ask the engine", lambda: engine_profile(client))
+    # The limits the engine needs spelled out (Podman's defaults are refused).
+    ulimits = SandboxPolicy().ulimits(profile)
     host_config = api.create_host_config(
-        network_mode="none", read_only=True, cap_drop=["ALL"], security_opt=["no-new-privileges"]
+        network_mode="none",
+        read_only=True,
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        ulimits=ulimits,
     )
     created = engine_call(
         "create",
@@ -1028,7 +1136,7 @@ def run_utility(
             "logs", lambda: api.logs(container_id, stdout=True, stderr=True)
         )
     except docker.errors.APIError as exc:
-        raise _sandbox_error("run a helper", exc, container_id[:12]) from exc
+        raise _sandbox_error("run a helper", exc, container_id[:12], profile) from exc
     finally:
         _remove(client, container_id, container_id[:12], SHORT_TIMEOUT)
     return output

@@ -57,8 +57,8 @@ class Diagnosis:
         address: Where the engine is expected ('' when unknown).
         transport: How the client reaches it (TLS, verified); None when no
             client could be made.
-        version: ``version``, ``api_version``, ``os`` and ``arch`` of the
-            engine; None when it does not answer.
+        version: ``name`` (Docker or Podman), ``version``, ``api_version``,
+            ``os`` and ``arch`` of the engine; None when it does not answer.
         engine_error: Why the engine does not answer ('' when it does).
         images: One check per registered language, in registration order.
         containers: How many dockermagic containers exist (None without an engine).
@@ -102,7 +102,8 @@ class Diagnosis:
             rows = [
                 (
                     "engine",
-                    f"Docker {version['version']} (API {version['api_version']}, "
+                    f"{version.get('name', 'Docker')} {version['version']} "
+                    f"(API {version['api_version']}, "
                     f"{version['os']}/{version['arch']})",
                 )
             ]

@@ -12,7 +12,8 @@ when unset). A TLS engine's own CA and client certificate win over
 the engine's CA with that bundle and fail with ``CERTIFICATE_VERIFY_FAILED``
 (docker-py #2433, pitfall 24). :func:`engine_transport` says how a client
 reaches its engine (address, TLS, verified), for ``doctor`` and
-``%docker_status``.
+``%docker_status``; :func:`engine_profile` which kind of engine answers
+(Docker or Podman, :mod:`dockermagic.profiles`), asked once per client.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import contextlib
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +33,7 @@ import docker.errors
 import requests.exceptions
 
 from dockermagic.errors import EngineUnavailableError
+from dockermagic.profiles import EngineProfile, engine_name, profile_for
 from dockermagic.tunnel import SSHTunnel, ssh_available
 
 __all__ = [
@@ -39,6 +42,7 @@ __all__ = [
     "default_client",
     "engine_address",
     "engine_errors",
+    "engine_profile",
     "engine_transport",
     "engine_version",
     "reset_default_client",
@@ -53,6 +57,11 @@ MAX_POOL_SIZE = 32
 
 _lock = threading.Lock()
 _clients: dict[int, docker.DockerClient] = {}
+#: What each client's engine said at ``/version`` (asked once per client).
+_versions: weakref.WeakKeyDictionary[docker.DockerClient, dict[str, Any]] = (
+    weakref.WeakKeyDictionary()
+)
+_versions_lock = threading.Lock()
 
 
 def _base_url() -> str:
@@ -287,6 +296,34 @@ def engine_transport(client: docker.DockerClient) -> Transport:
     return Transport(address=address, kind=kind)
 
 
+def _version_info(client: docker.DockerClient) -> dict[str, Any]:
+    """The engine's ``/version`` answer, asked once per client (the engine stays the same)."""
+    with _versions_lock:
+        known = _versions.get(client)
+    if known is not None:
+        return known
+    with engine_errors():
+        info: dict[str, Any] = dict(client.version())
+    with _versions_lock:
+        _versions[client] = info
+    return info
+
+
+def engine_profile(client: docker.DockerClient | None = None) -> EngineProfile:
+    """Which kind of engine a client talks to, and so how to ask it.
+
+    Args:
+        client: The client; the default client when None.
+
+    Returns:
+        The engine's profile (asked once per client, then remembered).
+
+    Raises:
+        EngineUnavailableError: When no engine answers.
+    """
+    return profile_for(_version_info(client or default_client()))
+
+
 def engine_version(client: docker.DockerClient | None = None) -> dict[str, str]:
     """Ask the engine for its version.
 
@@ -294,14 +331,20 @@ def engine_version(client: docker.DockerClient | None = None) -> dict[str, str]:
         client: The client to use; the default client when None.
 
     Returns:
-        ``{"version": ..., "api_version": ..., "os": ..., "arch": ...}``.
+        ``{"name": ..., "version": ..., "api_version": ..., "os": ..., "arch": ...}``,
+        where ``name`` is ``"Docker"`` or ``"Podman"``.
 
     Raises:
         EngineUnavailableError: When no engine answers.
     """
+    client = client or default_client()
     with engine_errors():
-        info = (client or default_client()).version()
+        info = client.version()
+    # Asked afresh (doctor shows the engine as it is now); the profile reuses it.
+    with _versions_lock:
+        _versions[client] = dict(info)
     return {
+        "name": engine_name(info),
         "version": str(info.get("Version", "?")),
         "api_version": str(info.get("ApiVersion", "?")),
         "os": str(info.get("Os", "?")),

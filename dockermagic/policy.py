@@ -5,6 +5,9 @@ copy (``policy.replace(network=True)``). The policy is pure data; the container
 layer (:mod:`dockermagic.container`) hands its two halves to docker-py's public
 API: :meth:`SandboxPolicy.container_kwargs` to ``APIClient.create_container``
 and :meth:`SandboxPolicy.host_config_kwargs` to ``APIClient.create_host_config``.
+The same policy is spelled for the engine at hand: an
+:class:`~dockermagic.profiles.EngineProfile` says how (tmpfs owner options,
+rlimits, tmpfs the engine adds on its own).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 from docker.types import Ulimit
 
 from dockermagic.errors import InvalidArgumentError
+from dockermagic.profiles import DOCKER, EngineProfile
 from dockermagic.settings import current_settings
 
 __all__ = ["CODE_DIR", "SandboxPolicy", "parse_bytes", "parse_user", "size_text"]
@@ -231,20 +235,27 @@ class SandboxPolicy:
             "network_disabled": not self.network,
         }
 
-    def host_config_kwargs(self) -> dict[str, Any]:
+    def host_config_kwargs(self, profile: EngineProfile = DOCKER) -> dict[str, Any]:
         """The policy's part of ``APIClient.create_host_config()``.
+
+        Args:
+            profile: The engine's profile (how it must be asked).
 
         Returns:
             The limits and hardening as docker-py arguments.
         """
         tmpfs_opts = "rw,nosuid,nodev,mode=1777"
+        tmpfs = {
+            self.workdir: f"{tmpfs_opts},size={self.workdir_size}{self._owner_opts(profile)}",
+            "/tmp": f"{tmpfs_opts},size={self.tmp_size}",
+        }
+        # Writable tmpfs the engine would add on its own: empty and read-only
+        # instead, as the read-only root would have them.
+        tmpfs.update(dict.fromkeys(profile.covered_dirs, "ro,nosuid,nodev,noexec,size=4k"))
         return {
             "network_mode": "bridge" if self.network else "none",
             "read_only": self.read_only,
-            "tmpfs": {
-                self.workdir: f"{tmpfs_opts},size={self.workdir_size}{self._owner_opts()}",
-                "/tmp": f"{tmpfs_opts},size={self.tmp_size}",
-            },
+            "tmpfs": tmpfs,
             "shm_size": self.shm_size,
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
@@ -253,22 +264,40 @@ class SandboxPolicy:
             "mem_limit": self.memory,
             "memswap_limit": self.memory,
             "nano_cpus": round(self.cpus * 1e9),
-            "ulimits": [Ulimit(name="nofile", soft=self.nofile, hard=self.nofile)],
+            "ulimits": self.ulimits(profile),
             "ipc_mode": "private",
         }
 
-    def code_tmpfs(self) -> str:
+    def ulimits(self, profile: EngineProfile = DOCKER) -> list[Ulimit]:
+        """The rlimits every process in the container gets.
+
+        Args:
+            profile: The engine's profile (which limits it needs spelled out).
+
+        Returns:
+            ``nofile``, and ``nproc`` where the engine's default cannot be granted.
+        """
+        limits = [Ulimit(name="nofile", soft=self.nofile, hard=self.nofile)]
+        if profile.nproc is not None:
+            limits.append(Ulimit(name="nproc", soft=profile.nproc, hard=profile.nproc))
+        return limits
+
+    def code_tmpfs(self, profile: EngineProfile = DOCKER) -> str:
         """Mount options of the program's folder when an agent fills it.
+
+        Args:
+            profile: The engine's profile (how it must be asked).
 
         Returns:
             tmpfs options: owned by the sandbox user (the agent makes it
             read-only before the program runs), as big as the copy limit.
         """
-        return f"rw,nosuid,nodev,mode=0755,size={self.copy_limit}{self._owner_opts()}"
+        return f"rw,nosuid,nodev,mode=0755,size={self.copy_limit}{self._owner_opts(profile)}"
 
-    def _owner_opts(self) -> str:
+    def _owner_opts(self, profile: EngineProfile) -> str:
         # Docker 20.10 creates the working directory (0755, root) before the
         # tmpfs is mounted and copies that mode onto it, overriding mode=1777:
         # hand the tmpfs to the sandbox user instead so that the cwd is writable.
+        # Podman takes no uid=/gid= but has its own option for the same owner.
         uid, gid = parse_user(self.user)
-        return f",uid={uid},gid={gid}"
+        return profile.tmpfs_owner.format(uid=uid, gid=gid)

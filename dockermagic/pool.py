@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import atexit
 import logging
+import multiprocessing
+import multiprocessing.util
 import os
 import threading
 import time
@@ -281,7 +283,33 @@ def pool_for(key: Hashable, make: Callable[[], ContainerPool]) -> ContainerPool:
         if pool is None or pool._closed:
             pool = make()
             _pools[key] = pool
+            _close_at_child_exit()
         return pool
+
+
+#: Seconds a multiprocessing child's exit waits for a container being started.
+CHILD_EXIT_WAIT = 15.0
+_finalizer_pid: int | None = None
+
+
+def _close_at_child_exit() -> None:
+    """In a multiprocessing child, close the pools when it exits (once per process).
+
+    Such a child ends with ``os._exit``, which skips :mod:`atexit`; it runs
+    multiprocessing's own finalizers instead. Without this, a container its
+    pool was creating at that moment stays created and never started (so
+    never removed by the engine) until cleanup finds its owner gone; a slower
+    engine (Podman) made that the rule rather than the exception.
+    """
+    global _finalizer_pid
+    if _finalizer_pid == os.getpid() or multiprocessing.parent_process() is None:
+        return
+    _finalizer_pid = os.getpid()
+    # Registered here, not at fork: a new multiprocessing child clears the
+    # finalizers it inherited before it runs its target.
+    multiprocessing.util.Finalize(
+        None, close_pools, kwargs={"wait": CHILD_EXIT_WAIT}, exitpriority=10
+    )
 
 
 def _forget(pool: ContainerPool) -> None:

@@ -50,6 +50,10 @@ class RunResult:
             the runner cannot tell.
         node: The Swarm node (its id) the program ran on; '' when it ran on
             the engine the client talks to.
+        oom_certain: The engine reported that OOM kill. False when it was
+            inferred: an engine that never reports one (Podman 4.3) saw the
+            program die of a SIGKILL that neither dockermagic nor the deadline
+            sent (the program killing itself so is the rare other cause).
     """
 
     language: str
@@ -70,6 +74,7 @@ class RunResult:
     cpu_seconds: float | None = None
     peak_memory_bytes: int | None = None
     node: str = ""
+    oom_certain: bool = True
 
     @property
     def ok(self) -> bool:
@@ -112,6 +117,11 @@ class RunResult:
             return f"timed out after {seconds} s and was killed"
         if self.oom_killed:
             limit = f" (limit {size_text(policy.memory)})" if policy is not None else ""
+            if not self.oom_certain:
+                return (
+                    f"was killed (SIGKILL), most likely for running out of memory{limit}: "
+                    "this engine does not report OOM kills"
+                )
             return f"ran out of memory{limit} and was killed"
         if self.output_truncated:
             amount = (

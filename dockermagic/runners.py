@@ -765,7 +765,7 @@ class AbstractDockerCodeRunner(abc.ABC):
                 channel.close()
             done = program.done if isinstance(program, AgentRequest) else None
             if watch.exit_code is not None:
-                exit_code, oom = watch.exit_code, box.oom_killed
+                exit_code, oom, oom_certain = watch.exit_code, box.oom_killed, box.oom_certain
             else:
                 # The exit was not seen while watching (a forced stop, a broken
                 # event stream, a killed agent): ask once, briefly.
@@ -775,9 +775,10 @@ class AbstractDockerCodeRunner(abc.ABC):
                     else box.exit_state(timeout=SHORT_TIMEOUT)
                 )
                 exit_code = state.exit_code if state.exit_code is not None else -1
-                oom = state.oom_killed
+                oom, oom_certain = state.oom_killed, state.oom_certain
+            extra["oom_certain"] = oom_certain
             if done is not None:
-                extra = {
+                extra |= {
                     "cpu_seconds": done.cpu_seconds,
                     "peak_memory_bytes": done.peak_memory_bytes,
                     "files_skipped": (*done.skipped, *files.skipped.items()),

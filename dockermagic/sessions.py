@@ -579,6 +579,11 @@ class Session:
         if self._box is not box:
             return "its container was removed"
         state = box.exit_state(timeout=_EXIT_WAIT)
+        if state.oom_killed and not state.oom_certain:
+            return (
+                "the interpreter was killed (SIGKILL), most likely for running out of memory "
+                "(this engine does not report OOM kills)"
+            )
         if state.oom_killed:
             return "the interpreter ran out of memory (OOM) and was killed"
         if state.exit_code is None:
@@ -642,6 +647,7 @@ class Session:
             image=box.spec.image,
             exit_code=exit_code,
             oom_killed=oom,
+            oom_certain=box.oom_certain,
             container_name=box.name,
             displays=displays,
             files=dict(files.files),

@@ -263,12 +263,15 @@ def read_tree(top: str | os.PathLike[str], *, budget: CopyBudget) -> dict[str, b
     return dict(sorted(files.items()))
 
 
-def tar_files(files: Mapping[str, bytes]) -> bytes:
+def tar_files(files: Mapping[str, bytes], *, folder: str = "") -> bytes:
     """A tar archive of files for the code folder: root-owned, read-only.
 
     Args:
         files: Sandbox path -> content (paths already checked by :func:`safe_relative`
             or checked here).
+        folder: A folder name the archive puts the files in, as an entry of
+            its own (root-owned, ``0755``): extracted into the folder's parent,
+            it also sets the folder's owner and mode. '' for none.
 
     Returns:
         The archive.
@@ -279,16 +282,24 @@ def tar_files(files: Mapping[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     now = time.time()
     dirs: set[str] = set()
+    top = PurePosixPath(safe_relative(folder, literal=True)) if folder else None
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        if top is not None:
+            # The root-owned folder comes first: Podman hands a new volume's
+            # folder to the container's user when it first mounts it, and
+            # only an entry for the folder itself gives it back to root.
+            info = tarfile.TarInfo(str(top))
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, now
+            archive.addfile(info)
         for rel, content in sorted(files.items()):
-            clean = safe_relative(rel, literal=True)
-            for parent in reversed(PurePosixPath(clean).parents[:-1]):
+            clean = PurePosixPath(safe_relative(rel, literal=True))
+            for parent in reversed(clean.parents[:-1]):
                 if str(parent) not in dirs:
                     dirs.add(str(parent))
-                    info = tarfile.TarInfo(str(parent))
+                    info = tarfile.TarInfo(str(top / parent if top else parent))
                     info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o555, now
                     archive.addfile(info)
-            info = tarfile.TarInfo(clean)
+            info = tarfile.TarInfo(str(top / clean if top else clean))
             info.size, info.mode, info.mtime = len(content), 0o444, now
             archive.addfile(info, io.BytesIO(content))
     return buffer.getvalue()
