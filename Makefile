@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh machine (both idempotent):
 #   make demo   set up what is missing, then run the main job
 #   make test   set up what is missing, then lint, type-check and run every test
-#               (and the integration tests again over TLS, in parallel)
+#               (and again over TLS, on a Swarm, through a gateway and on Podman, in parallel)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -9,11 +9,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # Debian's Chromium drives the browser test of the widget panel; iproute2 and
 # openssl give the throw-away engines of tests/engines.py their bridge and TLS;
-# openssh-server (and its client) put a throw-away sshd in front of one.
-TEST_SYSTEM_EXTRAS := chromium iproute2 openssl openssh-server openssh-client
+# openssh-server (and its client) put a throw-away sshd in front of one;
+# podman (with catatonit, its init) serves a throw-away Docker API of its own.
+TEST_SYSTEM_EXTRAS := chromium iproute2 openssl openssh-server openssh-client podman catatonit
 LINT_PATHS := dockermagic tests benchmarks tools scripts notebooks/exercise_checks notebooks/solutions
 
-.PHONY: all setup venv system system-test images demo test test-main test-tls test-swarm test-gateway _test-main _test-tls _test-swarm _test-gateway lint unit cleanup bench labextension
+.PHONY: all setup venv system system-test images demo test test-main test-tls test-swarm test-gateway test-podman _test-main _test-tls _test-swarm _test-gateway _test-podman lint unit cleanup bench labextension
 
 all: test
 
@@ -60,16 +61,18 @@ lint: venv
 	@$(BIN)/ruff format --check $(LINT_PATHS)
 	@$(BIN)/mypy
 
-# Four passes, three at a time (-Otarget keeps each one's output together):
+# Five passes, three at a time (-Otarget keeps each one's output together):
 # every test against the main engine; the integration tests again against a
 # throw-away engine on tcp://127.0.0.1 with TLS (tests/conftest.py --engine=tls;
 # tests marked "engines" or "gateway_server" start engines or gateways of their
 # own and run in the main pass); the Swarm tests (marked "swarm") on a
-# throw-away two-node swarm of their own; and the tests marked "gateway" again
-# through a real gateway subprocess holding the main engine (--engine=gateway).
+# throw-away two-node swarm of their own; the tests marked "gateway" again
+# through a real gateway subprocess holding the main engine (--engine=gateway);
+# and the runner, session, batch and CLI tests against a throw-away Podman
+# service (--engine=podman; tests marked "docker_only" are left out there).
 TEST_JOBS ?= 3
 test: setup system-test lint labextension
-	@$(MAKE) --no-print-directory -j$(TEST_JOBS) -Otarget _test-main _test-tls _test-swarm _test-gateway
+	@$(MAKE) --no-print-directory -j$(TEST_JOBS) -Otarget _test-main _test-tls _test-swarm _test-gateway _test-podman
 
 test-main: setup system-test labextension
 	@$(MAKE) --no-print-directory _test-main
@@ -100,6 +103,15 @@ test-gateway: setup
 _test-gateway: venv
 	@echo "[test-gateway] runner and session tests again, through a gateway"
 	@$(BIN)/pytest --engine=gateway -p no:cacheprovider tests/integration
+
+test-podman: setup system-test
+	@$(MAKE) --no-print-directory _test-podman
+
+PODMAN_TESTS := tests/integration/test_runners.py tests/integration/test_sessions.py \
+	tests/integration/test_batch*.py tests/integration/test_cli.py
+_test-podman: venv
+	@echo "[test-podman] runner, session, batch and CLI tests against a throw-away Podman service"
+	@$(BIN)/pytest --engine=podman -p no:cacheprovider $(PODMAN_TESTS)
 
 unit: venv
 	@$(BIN)/pytest tests/unit

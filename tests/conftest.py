@@ -17,6 +17,12 @@ through the gateway; ``make test-gateway`` is that pass.
 certificates, own bridge; tests/engines.py), reached through ``DOCKER_HOST``,
 ``DOCKER_TLS_VERIFY`` and ``DOCKER_CERT_PATH`` while ``REQUESTS_CA_BUNDLE``
 names a CA that did not sign it; ``make test-tls`` is that pass.
+
+``pytest --engine=podman`` runs them against a throw-away Podman service
+(``podman system service`` on a socket of its own, its own configuration and
+storage under ``/tmp/dmp-*``; tests/engines.py), reached through
+``DOCKER_HOST``; ``make test-podman`` is that pass. Tests marked
+``docker_only(reason)`` are deselected there, each for the reason it gives.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from dockermagic.cleanup import cleanup, list_containers
 from dockermagic.engine import connect, reset_default_client
 from dockermagic.errors import DockermagicError
 from dockermagic.pool import idle_containers
-from tests.engines import ExtraEngine, missing_prerequisites
+from tests.engines import ExtraEngine, PodmanService, missing_podman, missing_prerequisites
 from tests.gateway import GatewayProcess
 
 TAG = os.environ.setdefault("DOCKERMAGIC_TAG", f"pytest-{uuid.uuid4().hex[:10]}")
@@ -45,21 +51,24 @@ TAG = os.environ.setdefault("DOCKERMAGIC_TAG", f"pytest-{uuid.uuid4().hex[:10]}"
 #: Images the TLS pass copies into its engine (what the integration tests run).
 TLS_IMAGES = ("dockermagic/python:offline", "dockermagic/node:offline")
 _TLS_ENGINE = pytest.StashKey[ExtraEngine]()
-_TLS_MISSING = pytest.StashKey[str]()
+_MISSING = pytest.StashKey[str]()
 _GATEWAY = pytest.StashKey[GatewayProcess]()
+_PODMAN = pytest.StashKey[PodmanService]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--engine",
-        choices=("main", "tls", "gateway"),
+        choices=("main", "tls", "gateway", "podman"),
         default="main",
         help=(
             "main: the engine DOCKER_HOST names (default). tls: a throw-away engine on "
             "tcp://127.0.0.1 with --tlsverify and its own CA, started for this run, with "
-            "REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE naming another CA (tests marked 'engines', "
-            "which start engines of their own, are deselected). gateway: the tests marked "
-            "'gateway', through a gateway subprocess holding the main engine"
+            "REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE naming another CA. gateway: the tests marked "
+            "'gateway', through a gateway subprocess holding the main engine. podman: a "
+            "throw-away Podman service (Docker API) on a socket of its own; tests marked "
+            "'docker_only' are deselected. tls and podman deselect tests marked 'engines' "
+            "or 'gateway_server', which start engines or gateways of their own"
         ),
     )
 
@@ -78,11 +87,14 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_GATEWAY] = gateway
         os.environ.update(gateway.env("alice"))
         return
+    if config.getoption("engine") == "podman":
+        _start_podman(config)
+        return
     if config.getoption("engine") != "tls":
         return
     missing = missing_prerequisites(tls=True)
     if missing:
-        config.stash[_TLS_MISSING] = ", ".join(missing)
+        config.stash[_MISSING] = ", ".join(missing)
         return
     engine = ExtraEngine(images=TLS_IMAGES, tls=True)
     engine.start()
@@ -91,6 +103,21 @@ def pytest_configure(config: pytest.Config) -> None:
     # A CA bundle that did not sign the engine's certificate, as on machines
     # where these are set: the run proves the engine's own CA wins (#2433).
     os.environ["REQUESTS_CA_BUNDLE"] = os.environ["CURL_CA_BUNDLE"] = requests.certs.where()
+    reset_default_client()
+
+
+def _start_podman(config: pytest.Config) -> None:
+    """Start the Podman service with the images and point ``DOCKER_HOST`` at it."""
+    missing = missing_podman()
+    if missing:
+        config.stash[_MISSING] = ", ".join(missing)
+        return
+    service = PodmanService(images=TLS_IMAGES)
+    service.start()
+    config.stash[_PODMAN] = service
+    for name in ("DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"):
+        os.environ.pop(name, None)
+    os.environ["DOCKER_HOST"] = service.base_url
     reset_default_client()
 
 
@@ -103,6 +130,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if engine is not None:
         reset_default_client()
         engine.stop()
+    service = config.stash.get(_PODMAN, None)
+    if service is not None:
+        reset_default_client()
+        service.stop()
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -112,8 +143,13 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     engine = config.stash.get(_TLS_ENGINE, None)
     if engine is not None:
         return f"engine: TLS, {engine.tls_url} (throw-away, certificates in {engine.cert_path})"
-    if config.stash.get(_TLS_MISSING, None):
-        return f"engine: TLS pass SKIPPED, this machine lacks {config.stash[_TLS_MISSING]}"
+    service = config.stash.get(_PODMAN, None)
+    if service is not None:
+        took = ", ".join(f"{k} {v:.1f} s" for k, v in service.timings.items())
+        return f"engine: Podman, {service.base_url} (throw-away; {took})"
+    if config.stash.get(_MISSING, None):
+        which = config.getoption("engine")
+        return f"engine: {which} pass SKIPPED, this machine lacks {config.stash[_MISSING]}"
     return None
 
 
@@ -133,24 +169,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             config.hook.pytest_deselected(items=dropped)
         items[:] = chosen
         return
-    if config.getoption("engine") != "tls":
+    which = config.getoption("engine")
+    if which == "main":
         return
-    missing = config.stash.get(_TLS_MISSING, None)
+    missing = config.stash.get(_MISSING, None)
     if missing:
-        skip = pytest.mark.skip(reason=f"the TLS pass needs {missing} (make test installs them)")
+        skip = pytest.mark.skip(
+            reason=f"the {which} pass needs {missing} (make test installs them)"
+        )
         for item in items:
             item.add_marker(skip)
         return
 
     # Tests that start (and freeze, or kill) engines of their own test that
-    # harness, not the transport; they run in the main pass.
-    def own(item: pytest.Item) -> bool:
-        return bool(item.get_closest_marker("engines") or item.get_closest_marker("gateway_server"))
+    # harness, not the transport; they run in the main pass. On Podman, tests
+    # marked docker_only check what only Docker does (their reason says what).
+    def elsewhere(item: pytest.Item) -> bool:
+        return bool(
+            item.get_closest_marker("engines")
+            or item.get_closest_marker("gateway_server")
+            or (which == "podman" and item.get_closest_marker("docker_only"))
+        )
 
-    own_engines = [item for item in items if own(item)]
-    if own_engines:
-        config.hook.pytest_deselected(items=own_engines)
-        items[:] = [item for item in items if not own(item)]
+    deselected = [item for item in items if elsewhere(item)]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not elsewhere(item)]
 
 
 @pytest.fixture(scope="session")

@@ -61,10 +61,12 @@ __all__ = [
     "EngineError",
     "ExtraEngine",
     "NetnsEngine",
+    "PodmanService",
     "SSHServer",
     "SwarmCluster",
     "copy_images",
     "extra_engine",
+    "missing_podman",
     "missing_prerequisites",
     "reclaim_stale_clusters",
     "ssh_server",
@@ -242,7 +244,9 @@ def make_certificates(directory: Path) -> None:
 
 
 def copy_images(
-    source: docker.DockerClient, engines: Sequence[ExtraEngine], names: Sequence[str]
+    source: docker.DockerClient,
+    engines: Sequence[ExtraEngine | PodmanService],
+    names: Sequence[str],
 ) -> None:
     """Copy images into running engines with the SDK: each image saved once, loaded by all.
 
@@ -269,7 +273,7 @@ def copy_images(
 
 def _copy_image(
     source: docker.DockerClient,
-    engines: Sequence[ExtraEngine],
+    engines: Sequence[ExtraEngine | PodmanService],
     targets: Sequence[docker.DockerClient],
     name: str,
 ) -> None:
@@ -322,8 +326,12 @@ def _copy_image(
     for index, (engine, target) in enumerate(zip(engines, targets, strict=True)):
         if index in errors:
             raise EngineError(f"loading {name} into {engine.dir} failed: {errors[index]}")
-        if image.id is None or not target.images.get(image.id):
-            raise EngineError(f"{name} is not in {engine.dir} after loading it")
+        # By name: Podman gives a loaded image an id of its own (it keeps the
+        # layers, not the configuration's digest) and a localhost/ prefix.
+        try:
+            target.images.get(name)
+        except docker.errors.ImageNotFound:
+            raise EngineError(f"{name} is not in {engine.dir} after loading it") from None
         engine.timings[f"image:{name}"] = seconds
     logger.info(
         "copied %s (%.0f MB) into %d engine(s) in %.2f s",
@@ -1442,3 +1450,349 @@ class SSHServer:
 
     def __repr__(self) -> str:
         return f"<SSHServer {self.url} for {self.engine_socket}>"
+
+
+#: Podman's Docker-compatible service needs these Debian packages: podman, and
+#: catatonit as its init (the Docker API's ``Init`` finds no other).
+PODMAN_TOOLS = {"podman": "podman", "catatonit": "catatonit"}
+
+
+def missing_podman() -> list[str]:
+    """What this machine lacks to start a throw-away Podman service (empty when nothing)."""
+    missing = [] if os.geteuid() == 0 else ["root"]
+    return missing + [pkg for tool, pkg in PODMAN_TOOLS.items() if shutil.which(tool) is None]
+
+
+def _other_podman_running() -> bool:
+    """Whether any podman or conmon process runs (after ours were stopped)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() in ("podman", "conmon"):
+                    return True
+    return False
+
+
+class PodmanService:
+    """A throw-away ``podman system service``: Podman's Docker API on a socket of its own.
+
+    Everything it writes lives under ``/tmp/dmp-<8 hex>``: its own
+    ``containers.conf`` (cgroupfs, no default network, runc, events in a
+    file) and ``storage.conf`` (overlay graph root and run root), found by
+    Podman through ``CONTAINERS_CONF``/``CONTAINERS_STORAGE_CONF`` in the
+    service's environment only. Images are copied from the main engine with
+    the SDK. :meth:`stop` removes its containers, stops the service it
+    started (and the ``conmon`` monitors that outlive it), unmounts what
+    Podman mounted under its directory (the overlay graph root stays
+    bind-mounted otherwise) and removes the few traces Podman leaves outside
+    it (its shared-memory lock, blob cache and cgroup parent) when they were
+    not there before it started.
+
+    Args:
+        images: Images copied from the source (main) engine once it is up.
+        source: The engine images are copied from; ``docker.from_env()`` if None.
+        ready_timeout: Seconds the service has to answer ``ping``.
+
+    Attributes:
+        timings: Seconds taken by ``start`` (service up), ``images`` (all
+            copies) and ``image:<name>`` (each copy).
+    """
+
+    #: Files and folders Podman 4.3 creates outside its configured roots.
+    OUTSIDE = (Path("/dev/shm/libpod_lock"), Path("/var/lib/containers"))
+
+    def __init__(
+        self,
+        images: Sequence[str] = (),
+        *,
+        source: docker.DockerClient | None = None,
+        ready_timeout: float = READY_TIMEOUT,
+    ) -> None:
+        self.images = tuple(images)
+        self.source = source
+        self.ready_timeout = ready_timeout
+        self.token = secrets.token_hex(4)
+        self.dir = BASE_DIR / f"dmp-{self.token}"
+        self.timings: dict[str, float] = {}
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stopped = False
+        self._api_version: str | None = None
+        self._clients: list[docker.DockerClient] = []
+        self._outside_before: set[Path] = set()
+        self._cgroups_before: set[Path] = set()
+
+    @property
+    def socket_path(self) -> Path:
+        """The service's unix socket."""
+        return self.dir / "podman.sock"
+
+    @property
+    def base_url(self) -> str:
+        """``unix://`` URL of the service's socket (``DOCKER_HOST``)."""
+        return f"unix://{self.socket_path}"
+
+    @property
+    def log_path(self) -> Path:
+        """The service's combined stdout/stderr."""
+        return self.dir / "service.log"
+
+    @property
+    def running(self) -> bool:
+        """Whether the started service is still alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def environment(self) -> dict[str, str]:
+        """The variables that make Podman commands use this service's storage."""
+        return {
+            "CONTAINERS_CONF": str(self.dir / "containers.conf"),
+            "CONTAINERS_STORAGE_CONF": str(self.dir / "storage.conf"),
+        }
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last lines of the service's log ('' when there is none)."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def client(self, timeout: int = 60, *, tls: bool | None = None) -> docker.DockerClient:
+        """A new client for this service, closed by :meth:`stop` if still open.
+
+        Args:
+            timeout: HTTP timeout of each request, in seconds.
+            tls: Only False or None: the service listens on its unix socket
+                only (the argument makes it a target of :func:`copy_images`).
+        """
+        if tls:
+            raise EngineError("the Podman service has no TLS listener")
+        if self._api_version is None:
+            raise EngineError("the service is not started")
+        client = docker.DockerClient(
+            base_url=self.base_url, version=self._api_version, timeout=timeout
+        )
+        self._clients.append(client)
+        return client
+
+    def __enter__(self) -> PodmanService:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> PodmanService:
+        """Start the service, wait until it answers and copy the images into it.
+
+        Raises:
+            EngineError: When it does not come up (with its log's tail) or an
+                image cannot be copied. Everything made so far is removed.
+        """
+        if self._proc is not None or self._stopped:
+            raise EngineError("a PodmanService starts only once")
+        atexit.register(self.stop)
+        try:
+            self._start()
+            self._copy_images()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        t0 = time.monotonic()
+        self._outside_before = {path for path in self.OUTSIDE if path.exists()}
+        self._cgroups_before = set(Path("/sys/fs/cgroup").glob("*/libpod_parent"))
+        self.dir.mkdir(mode=0o700)  # fails if the name is taken: never reuse a directory
+        for sub in ("root", "run", "tmp", "net"):
+            (self.dir / sub).mkdir()
+        d = self.dir
+        (d / "containers.conf").write_text(
+            "[containers]\n"
+            'netns = "none"\n'
+            'log_driver = "k8s-file"\n'
+            "[engine]\n"
+            'cgroup_manager = "cgroupfs"\n'
+            'events_logger = "file"\n'
+            f'events_logfile_path = "{d}/events.log"\n'
+            'runtime = "runc"\n'
+            f'tmp_dir = "{d}/tmp"\n'
+            "[network]\n"
+            f'network_config_dir = "{d}/net"\n'
+        )
+        (d / "storage.conf").write_text(
+            f'[storage]\ndriver = "overlay"\nrunroot = "{d}/run"\ngraphroot = "{d}/root"\n'
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_", "CONTAINERS_"))}
+        env.update(self.environment())
+        with self.log_path.open("wb") as log:
+            self._proc = subprocess.Popen(
+                ["podman", "system", "service", "--time=0", self.base_url],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                # conmon writes its OOM markers into its working directory.
+                cwd=d,
+                start_new_session=True,
+            )
+        self._api_version = self._wait_ready(t0 + self.ready_timeout)
+        self.timings["start"] = time.monotonic() - t0
+        logger.info("podman %s answered after %.2f s", d, self.timings["start"])
+
+    def _wait_ready(self, deadline: float) -> str:
+        assert self._proc is not None
+        probe = docker.DockerClient(
+            base_url=self.base_url, version=docker.constants.MINIMUM_DOCKER_API_VERSION, timeout=5
+        )
+        try:
+            while True:
+                if self._proc.poll() is not None:
+                    raise EngineError(
+                        f"podman exited with {self._proc.returncode} while starting; "
+                        f"its log ({self.log_path}) ends:\n{self.log_tail()}"
+                    )
+                if self.socket_path.exists():
+                    with contextlib.suppress(*UNREACHABLE):
+                        probe.ping()
+                        version: str = probe.version(api_version=False)["ApiVersion"]
+                        return version
+                if time.monotonic() > deadline:
+                    raise EngineError(
+                        f"podman did not answer within {self.ready_timeout:.0f} s; "
+                        f"its log ({self.log_path}) ends:\n{self.log_tail()}"
+                    )
+                time.sleep(0.05)
+        finally:
+            probe.close()
+
+    def _copy_images(self) -> None:
+        if not self.images:
+            return
+        t0 = time.monotonic()
+        source = self.source or docker.from_env(timeout=300)
+        try:
+            copy_images(source, [self], self.images)
+        finally:
+            if self.source is None:
+                source.close()
+        self.timings["images"] = time.monotonic() - t0
+
+    def stop(self) -> None:
+        """Remove the service and every trace of it; safe to call more than once."""
+        if self._stopped:
+            return
+        self._stopped = True
+        atexit.unregister(self.stop)
+        steps = (
+            self._remove_containers,
+            self._close_clients,
+            self._terminate,
+            self._kill_leftover_processes,
+            self._unmount_all,
+            self._remove_outside,
+            self._remove_dir,
+        )
+        for step in steps:
+            try:
+                step()
+            except Exception:
+                logger.exception("podman %s: clean-up step %s failed", self.dir, step.__name__)
+
+    def _remove_containers(self) -> None:
+        if not self.running or self._api_version is None:
+            return
+        client = docker.DockerClient(base_url=self.base_url, version=self._api_version, timeout=30)
+        try:
+            for container in client.api.containers(all=True):
+                with contextlib.suppress(docker.errors.NotFound):
+                    client.api.remove_container(container["Id"], force=True, v=True)
+        except UNREACHABLE as exc:
+            logger.warning("podman %s: could not remove its containers: %s", self.dir, exc)
+        finally:
+            client.close()
+
+    def _close_clients(self) -> None:
+        for client in self._clients:
+            client.close()
+        self._clients.clear()
+
+    def _terminate(self) -> None:
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            logger.warning("podman %s ignored SIGTERM for %.0f s: SIGKILL", self.dir, STOP_TIMEOUT)
+            proc.kill()
+            proc.wait(STOP_TIMEOUT)
+
+    def _kill_leftover_processes(self) -> None:
+        """Kill what outlives the service: ``conmon`` monitors and their containers.
+
+        Only processes whose command line names this service's directory
+        (conmon is started with paths under it), and their children.
+        """
+        marker = os.fsencode(f"{self.dir}/")
+        monitors: set[int] = set()
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    argv = (entry / "cmdline").read_bytes().split(b"\0")
+                    if any(marker in arg for arg in argv):
+                        monitors.add(int(entry.name))
+        pids = set(monitors)
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    stat = (entry / "stat").read_text()
+                    if int(stat.rsplit(")", 1)[1].split()[1]) in monitors:
+                        pids.add(int(entry.name))
+        for pid in pids:
+            logger.warning("podman %s: killing its leftover process %d", self.dir, pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while pids and time.monotonic() < deadline:
+            pids = {pid for pid in pids if Path(f"/proc/{pid}").exists()}
+            time.sleep(0.05)
+
+    def _unmount_all(self) -> None:
+        # The overlay graph root is bind-mounted onto itself; container root
+        # filesystems and shm mounts sit under it. Deepest first, a few passes.
+        for _ in range(5):
+            points = _mounts_under(self.dir)
+            if not points:
+                return
+            for point in points:
+                logger.info("podman %s: unmounting %s", self.dir, point)
+                _unmount(point)
+
+    def _remove_outside(self) -> None:
+        """Podman's traces outside its directory, if they were not there before it started."""
+        if _other_podman_running():
+            return  # they are shared: another service may use them now
+        for path in self.OUTSIDE:
+            if path in self._outside_before or not path.exists():
+                continue
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        # cgroupfs: Podman puts containers and conmon under "libpod_parent";
+        # only empty folders can go, so a busy one (another Podman) stays.
+        for root in Path("/sys/fs/cgroup").glob("*/libpod_parent"):
+            if root in self._cgroups_before or root.is_symlink():
+                continue
+            for path, _dirs, _files in os.walk(root, topdown=False):
+                with contextlib.suppress(OSError):
+                    os.rmdir(path)
+
+    def _remove_dir(self) -> None:
+        if self.dir.exists():
+            shutil.rmtree(self.dir)
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<PodmanService {self.base_url} {state}>"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import _thread
 import concurrent.futures
 import gc
+import json
 import os
 import threading
 import time
@@ -28,7 +29,7 @@ from dockermagic import (
     register_runner,
 )
 from dockermagic.cleanup import ContainerSummary, list_containers
-from dockermagic.engine import reset_default_client
+from dockermagic.engine import engine_profile, reset_default_client
 from dockermagic.labels import TAG as LABEL_TAG
 from dockermagic.pool import close_pools, idle_containers
 from dockermagic.runners import unregister_runner
@@ -346,7 +347,8 @@ def test_network_egress_fails(py: PythonDockerRunner) -> None:
 def test_only_the_work_directory_and_tmp_are_writable(py: PythonDockerRunner) -> None:
     code = (
         "import os\n"
-        "for path in ['/work/a', '/tmp/b', '/code/c', '/etc/d', '/e', '/usr/f']:\n"
+        "for path in ['/work/a', '/tmp/b', '/code/c', '/etc/d', '/e', '/usr/f', '/var/tmp/g',\n"
+        "             '/run/h', '/dev/shm/../i']:\n"
         "    try:\n"
         "        open(path, 'w').write('x')\n"
         "        print(path, 'written')\n"
@@ -356,8 +358,63 @@ def test_only_the_work_directory_and_tmp_are_writable(py: PythonDockerRunner) ->
     )
     lines = py.run(code).stdout.splitlines()
     assert lines[:2] == ["/work/a written", "/tmp/b written"]
-    assert all("refused" in line for line in lines[2:6])
-    assert lines[6] == "uid 65534 cwd /work"
+    # /var/tmp and /run: Podman adds writable tmpfs there on its own.
+    assert all("refused" in line for line in lines[2:9]), lines
+    assert lines[9] == "uid 65534 cwd /work"
+
+
+class _ShellRunner(AbstractDockerCodeRunner):
+    """A runner without an agent (not registered): its code goes in by put_archive."""
+
+    language = "shell-test"
+    suffixes = (".sh",)
+    default_image = PythonDockerRunner.default_image
+    image_env_var = "DOCKERMAGIC_SHELL_TEST_IMAGE"
+    filename = "main.sh"
+    offline_image = PythonDockerRunner.offline_image
+
+    def command(self, path: str) -> list[str]:
+        return ["sh", path]
+
+    def environment(self) -> dict[str, str]:
+        return {"HOME": self.policy.workdir}
+
+
+def test_the_program_cannot_change_its_own_code(py: PythonDockerRunner) -> None:
+    # With an agent, /code is a tmpfs the agent filled and sealed (files
+    # 0444, folders 0555) before the program ran.
+    code = (
+        "import os\n"
+        "steps = [('append', lambda: open('/code/main.py', 'a').write('#')),\n"
+        "         ('create', lambda: open('/code/new.py', 'w')),\n"
+        "         ('rename', lambda: os.rename('/code/lib/x.py', '/code/y.py')),\n"
+        "         ('remove', lambda: os.remove('/code/lib/x.py')),\n"
+        "         ('create in a folder', lambda: open('/code/lib/z.py', 'w'))]\n"
+        "for what, act in steps:\n"
+        "    try:\n"
+        "        act()\n"
+        "        print(what, 'done')\n"
+        "    except OSError:\n"
+        "        print(what, 'refused')\n"
+    )
+    result = py.run(code, files={"lib/x.py": "x = 1\n"})
+    assert result.stdout.splitlines() == [
+        f"{what} refused" for what in ("append", "create", "rename", "remove", "create in a folder")
+    ], result.stderr
+    # Without an agent, /code is a volume filled by the engine: root's, so
+    # not even its mode is the program's to change (Podman hands a new volume
+    # to the container's user; the copy gives it back to root).
+    script = (
+        "stat -c '%u %a' /code\n"
+        "for step in 'echo x >> /code/main.sh' 'touch /code/new' 'mv /code/lib/x /code/y' \\\n"
+        "    'rm -f /code/lib/x' 'touch /code/lib/z' 'chmod 777 /code' 'chmod 777 /code/lib'; do\n"
+        '  if sh -c "$step" 2>/dev/null; then echo "$step: done"; else echo "$step: refused"; fi\n'
+        "done\n"
+    )
+    lines = _ShellRunner().run(script, files={"lib/x": "x\n"}).stdout.splitlines()
+    assert lines[0] == "0 755"
+    assert len(lines) == 8
+    assert all(line.endswith(": refused") for line in lines[1:]), lines
 
 
 def test_work_directory_is_size_limited(py: PythonDockerRunner) -> None:
@@ -415,8 +472,46 @@ def test_early_closed_streams_still_report_the_real_exit(py: PythonDockerRunner)
 # -- hardening read back from the engine ----------------------------------------------
 
 
+#: Prints what the program itself gets: capabilities, rlimits, mounts, owner,
+#: network interfaces and cgroup limits (v1 or v2), as one JSON line.
+_READ_BACK = """\
+import json, os
+def first(*paths):
+    for path in paths:
+        try:
+            return open(path).read().strip()
+        except OSError:
+            pass
+status = open('/proc/self/status').read()
+names = ('CapEff', 'CapPrm', 'CapBnd', 'NoNewPrivs')
+caps = {k: status.split(k + ':')[1].split()[0] for k in names}
+rows = open('/proc/self/limits').read().splitlines()[1:]
+limits = {line[:26].strip(): line[26:].split()[:2] for line in rows}
+mounts = {}
+for line in open('/proc/mounts'):
+    fields = line.split()
+    mounts[fields[1]] = fields[3]
+print(json.dumps({
+    'caps': caps,
+    'nofile': limits['Max open files'],
+    'mounts': {m: mounts.get(m) for m in ('/', '/work', '/tmp', '/dev/shm')},
+    'work_owner': [os.stat('/work').st_uid, os.stat('/work').st_gid],
+    'ifaces': sorted(os.listdir('/sys/class/net')),
+    'pid1': open('/proc/1/cmdline').read().split(chr(0))[:5],
+    'memory': first('/sys/fs/cgroup/memory/memory.limit_in_bytes', '/sys/fs/cgroup/memory.max'),
+    'memsw': first(
+        '/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes', '/sys/fs/cgroup/memory.swap.max'
+    ),
+    'pids': first('/sys/fs/cgroup/pids/pids.max', '/sys/fs/cgroup/pids.max'),
+}), flush=True)
+import time
+time.sleep(0.5)
+"""
+
+
 def test_every_limit_is_applied(docker_client: docker.DockerClient) -> None:
     policy = SandboxPolicy.default()
+    profile = engine_profile(docker_client)
     seen: dict[str, Any] = {}
 
     def inspect(stream: str, text: str) -> None:
@@ -424,16 +519,17 @@ def test_every_limit_is_applied(docker_client: docker.DockerClient) -> None:
             (container,) = program_containers(docker_client)
             seen.update(docker_client.api.inspect_container(container.id))
 
-    result = PythonDockerRunner(policy=policy).run(
-        "print('ready', flush=True)\nimport time\ntime.sleep(0.5)", on_output=inspect
-    )
-    assert result.ok
+    result = PythonDockerRunner(policy=policy).run(_READ_BACK, on_output=inspect)
+    assert result.ok, result.stderr
     host, config = seen["HostConfig"], seen["Config"]
     assert host["NetworkMode"] == "none"
-    assert config["NetworkDisabled"] is True
+    if profile.network_disabled_reported:
+        assert config["NetworkDisabled"] is True
     assert config["User"] == "65534:65534"
     assert host["ReadonlyRootfs"] is True
-    assert host["CapDrop"] == ["ALL"]
+    # Docker says "ALL"; Podman names each capability it dropped. What counts
+    # is what the program has, read below from inside (nothing at all).
+    assert host["CapDrop"] == ["ALL"] or "SYS_CHROOT" in host["CapDrop"]
     assert host["SecurityOpt"] == ["no-new-privileges"]
     assert host["PidsLimit"] == 128
     assert host["Memory"] == 256 * 2**20
@@ -442,7 +538,7 @@ def test_every_limit_is_applied(docker_client: docker.DockerClient) -> None:
     # PID 1 is the in-container deadline keeper (immune to the program's
     # signals); the engine removes the container even if its owner is gone,
     # and keeps no log of its output (issue 10).
-    assert host["Init"] is False
+    assert not host.get("Init")  # Podman leaves out what is off
     assert config["Cmd"][:4] == ["timeout", "--preserve-status", "-s", "KILL"]
     assert host["AutoRemove"] is True
     assert host["LogConfig"]["Type"] == "none"
@@ -451,7 +547,13 @@ def test_every_limit_is_applied(docker_client: docker.DockerClient) -> None:
     assert f"size={policy.workdir_size}" in host["Tmpfs"]["/work"]
     assert f"size={policy.tmp_size}" in host["Tmpfs"]["/tmp"]
     assert host["Binds"] in (None, [])  # code is copied in, never bind-mounted
-    assert {"Name": "nofile", "Soft": 1024, "Hard": 1024} in host["Ulimits"]
+    # Docker names rlimits "nofile", Podman "RLIMIT_NOFILE".
+    ulimits = {
+        u["Name"].lower().removeprefix("rlimit_"): (u["Soft"], u["Hard"]) for u in host["Ulimits"]
+    }
+    assert ulimits["nofile"] == (1024, 1024)
+    if profile.nproc is not None:
+        assert ulimits["nproc"] == (profile.nproc, profile.nproc)
     assert config["WorkingDir"] == "/work"
     assert "PYTHONUNBUFFERED=1" in config["Env"]
     labels = config["Labels"]
@@ -459,6 +561,26 @@ def test_every_limit_is_applied(docker_client: docker.DockerClient) -> None:
     assert labels["dockermagic.language"] == "python"
     assert labels[LABEL_TAG] == TAG
     assert seen["Name"].startswith("/dockermagic-")
+
+    # The same, as the program sees it.
+    inside = json.loads(result.stdout.splitlines()[0])
+    assert inside["caps"] == {
+        "CapEff": "0" * 16,
+        "CapPrm": "0" * 16,
+        "CapBnd": "0" * 16,
+        "NoNewPrivs": "1",
+    }
+    assert inside["nofile"] == ["1024", "1024"]
+    assert inside["mounts"]["/"].split(",")[0] == "ro"
+    for path in ("/work", "/tmp", "/dev/shm"):
+        assert "size=65536k" in inside["mounts"][path].split(","), inside["mounts"]
+    assert inside["work_owner"] == [65534, 65534]
+    assert inside["ifaces"] == ["lo"]
+    assert inside["pid1"] == ["timeout", "--preserve-status", "-s", "KILL", "32.000s"]
+    if inside["memory"] is not None:  # the cgroup files, where the engine shows them
+        assert inside["memory"] == str(256 * 2**20)
+        assert inside["memsw"] in (str(256 * 2**20), "0")  # v1: memory+swap; v2: swap only
+        assert inside["pids"] == "128"
 
 
 def test_loosened_policy_applies(docker_client: docker.DockerClient) -> None:
