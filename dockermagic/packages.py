@@ -53,7 +53,7 @@ import docker
 import docker.errors
 
 from dockermagic.container import run_utility
-from dockermagic.engine import engine_errors
+from dockermagic.engine import engine_errors, engine_profile
 from dockermagic.errors import InvalidArgumentError, PackageInstallError
 from dockermagic.images import ProgressCallback, ensure_image
 from dockermagic.settings import current_settings
@@ -501,6 +501,8 @@ def list_derived_images(client: docker.DockerClient) -> list[DerivedImage]:
     """
     with engine_errors():
         images = client.images.list(filters={"label": DERIVED_LABEL})
+    # Podman names a built image "docker.io/<tag>": show the tag it was built as.
+    profile = engine_profile(client)
     found = []
     for image in images:
         labels = image.labels or {}
@@ -512,7 +514,7 @@ def list_derived_images(client: docker.DockerClient) -> list[DerivedImage]:
         for tag in image.tags or [image.short_id]:
             found.append(
                 DerivedImage(
-                    tag=tag,
+                    tag=profile.image_name(tag),
                     language=labels.get(LANGUAGE_LABEL, ""),
                     base=labels.get(BASE_LABEL, ""),
                     requirements=requirements,

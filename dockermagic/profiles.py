@@ -59,6 +59,10 @@ class EngineProfile:
         network_disabled_reported: ``Config.NetworkDisabled`` appears in
             ``inspect()``. Podman omits it; the container still has only
             ``lo`` (tests read that from inside instead).
+        image_prefixes: What the engine puts before the name it was given
+            for an image (Podman: ``localhost/`` on a loaded image,
+            ``docker.io/`` on one built through its Docker API), left out
+            when dockermagic shows the name it gave the image.
         hints: ``(error text, what to do)`` pairs added to the messages of
             engine errors that name a missing piece of the engine's host.
     """
@@ -73,6 +77,7 @@ class EngineProfile:
     exit_actions: tuple[str, ...] = ("die", "destroy")
     removal_races: tuple[str, ...] = ("already in progress",)
     network_disabled_reported: bool = True
+    image_prefixes: tuple[str, ...] = ()
     hints: tuple[tuple[str, str], ...] = ()
 
     def hint(self, message: str) -> str:
@@ -85,6 +90,20 @@ class EngineProfile:
             The advice, or ''.
         """
         return next((advice for text, advice in self.hints if text in message), "")
+
+    def image_name(self, name: str) -> str:
+        """An image's name as dockermagic gave it, without the engine's prefix.
+
+        Args:
+            name: A name (tag) the engine lists.
+
+        Returns:
+            The name without a prefix of :attr:`image_prefixes`.
+        """
+        for prefix in self.image_prefixes:
+            if name.startswith(prefix):
+                return name.removeprefix(prefix)
+        return name
 
 
 #: The Docker Engine (moby), the reference every default above describes.
@@ -104,6 +123,7 @@ PODMAN = EngineProfile(
     exit_actions=("die", "died", "remove"),
     removal_races=("already in progress", "state improper", "could not be stopped"),
     network_disabled_reported=False,
+    image_prefixes=("localhost/", "docker.io/"),
     hints=(
         (
             "container-init binary not found",

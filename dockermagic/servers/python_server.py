@@ -537,6 +537,19 @@ class Server:
             if deadline is not None and time.monotonic() > deadline:
                 self._die(137)
 
+    def _reap(self, seconds=1.0):
+        # The cell's own children were just killed; left unreaped they stay
+        # zombies of this process (each still counts against the pids
+        # limit, and Podman lists them as running). Init reaps the rest.
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                pid, _status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                time.sleep(0.01)
+
     def _die(self, status):
         # Whatever the program started goes too; kill(-1) spares init and us.
         with contextlib.suppress(OSError):
@@ -769,6 +782,7 @@ class Server:
             # with it. kill(-1) spares init (PID 1) and this process.
             with contextlib.suppress(OSError):
                 os.kill(-1, signal.SIGKILL)
+            self._reap()
         self.deadline = None
         self._reset_stdin(None)
         got, skipped = [], []

@@ -15,6 +15,7 @@ import pytest
 
 from dockermagic.cleanup import list_containers
 from dockermagic.cli import main
+from dockermagic.engine import engine_profile
 
 TAG = os.environ["DOCKERMAGIC_TAG"]
 
@@ -117,11 +118,15 @@ def test_bad_input_is_one_line_and_nonzero(
 
 
 def test_doctor_checks_the_log_directory(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], docker_client: docker.DockerClient
 ) -> None:
     assert main(["doctor", "--logs", str(tmp_path / "new-logs")]) == 0
     assert (tmp_path / "new-logs").is_dir()
-    assert "is writable" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "is writable" in out
+    # It names the kind of engine (Docker or Podman), as the engine says.
+    (engine_row,) = [line for line in out.splitlines() if line.startswith("engine")]
+    assert engine_row.split()[1] == engine_profile(docker_client).name
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert main(["doctor", "--logs", str(blocker / "logs")]) == 1

@@ -108,3 +108,9 @@ def test_an_inferred_oom_says_how_sure_it_is() -> None:
         "was killed (SIGKILL), most likely for running out of memory (limit 256 MiB): "
         "this engine does not report OOM kills"
     )
+
+
+def test_image_names_are_shown_as_dockermagic_gave_them() -> None:
+    assert PODMAN.image_name("docker.io/dockermagic/python-deps:ab") == "dockermagic/python-deps:ab"
+    assert PODMAN.image_name("localhost/dockermagic/python:offline") == "dockermagic/python:offline"
+    assert DOCKER.image_name("localhost/x:1") == "localhost/x:1"  # a registry's name there
