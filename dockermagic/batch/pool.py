@@ -73,6 +73,8 @@ POLL_SECONDS = 0.05
 PARENT_POLL = 0.5
 #: Seconds an orphaned worker gives its running script to be killed and removed.
 ORPHAN_GRACE = 10.0
+#: Seconds an orphaned worker waits for a container its pool is starting right now.
+ORPHAN_POOL_WAIT = 5.0
 #: Linux's process table, where a zombie and a reused pid can be told apart.
 _HAVE_PROC = os.path.exists("/proc/self/stat")
 
@@ -186,7 +188,10 @@ def _watch_parent(parent: Owner, state: _Worker) -> None:
     # (the runner removes it) and the idle ones, then leave without waiting
     # on queues whose reader is gone.
     state.cancel.set()
-    close_pools()
+    # Wait for a container the pool is starting now: os._exit would stop
+    # that thread with its create done and the container never started, so
+    # never removed by the engine (a slower engine, Podman, hit that often).
+    close_pools(wait=ORPHAN_POOL_WAIT)
     state.idle.wait(ORPHAN_GRACE)
     os._exit(1)
 
