@@ -59,7 +59,7 @@ def row(client: docker.DockerClient, label: str, language: str, runs: int, pool:
     samples.sort()
     # Nearest rank: with 20 runs, the 19th fastest.
     p95 = samples[max(0, math.ceil(len(samples) * 0.95) - 1)]
-    print(f"{label:<34} {statistics.median(samples):>9.3f} s {p95:>9.3f} s {runs:>5}", flush=True)
+    print(f"{label:<40} {statistics.median(samples):>9.3f} s {p95:>9.3f} s {runs:>5}", flush=True)
 
 
 def rows(client: docker.DockerClient, runs: int) -> None:
@@ -81,7 +81,7 @@ def main() -> None:
     if missing:
         sys.exit(f"this benchmark needs {', '.join(missing)} (make system-test installs them)")
 
-    print(f"{'engine, run':<34} {'median':>11} {'p95':>11} {'runs':>5}")
+    print(f"{'engine, run':<40} {'median':>11} {'p95':>11} {'runs':>5}")
     main_engine = docker.from_env(timeout=60)
     try:
         rows(main_engine, args.runs)

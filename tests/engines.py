@@ -1750,7 +1750,11 @@ class PodmanService:
                     if int(stat.rsplit(")", 1)[1].split()[1]) in monitors:
                         pids.add(int(entry.name))
         for pid in pids:
-            logger.warning("podman %s: killing its leftover process %d", self.dir, pid)
+            try:
+                name = Path(f"/proc/{pid}/comm").read_text().strip()
+            except OSError:
+                name = "?"
+            logger.warning("podman %s: killing its leftover process %d (%s)", self.dir, pid, name)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 5
