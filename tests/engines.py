@@ -1464,11 +1464,18 @@ def missing_podman() -> list[str]:
 
 
 def _other_podman_running() -> bool:
-    """Whether any podman or conmon process runs (after ours were stopped)."""
+    """Whether any podman or conmon process runs (after ours were stopped).
+
+    A zombie does not count: it uses nothing, and one whose parent never
+    waits would otherwise keep every later service from cleaning up.
+    """
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if (entry / "comm").read_text().strip() in ("podman", "conmon"):
+            with contextlib.suppress(OSError, IndexError):
+                if (entry / "comm").read_text().strip() not in ("podman", "conmon"):
+                    continue
+                # The state follows the command's closing parenthesis.
+                if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
                     return True
     return False
 
