@@ -18,6 +18,27 @@ A JSON file (``dockermagic gateway serve --config FILE``)::
       "tls": {"cert": "gateway-cert.pem", "key": "gateway-key.pem"}
     }
 
+As a JupyterHub service, a ``"hub"`` object makes the Hub vouch for tokens:
+a request's token (a Hub-spawned kernel's ``JUPYTERHUB_API_TOKEN``, or an
+API token a user made on the Hub) is shown to ``GET {api_url}/user``, and the
+Hub's answer names the user; ``users`` may then be left out (those it lists
+still work, e.g. a teacher's own token)::
+
+    "hub": {"api_url": "http://127.0.0.1:8081/hub/api", "teachers": ["mrs-smith"],
+            "teacher_groups": ["staff"], "admins_are_teachers": true,
+            "network": ["carol"], "cache_seconds": 60}
+
+``api_url`` defaults to ``$JUPYTERHUB_API_URL``; teachers are the Hub users
+``teachers`` names, members of the Hub groups ``teacher_groups`` names, and
+(unless ``admins_are_teachers`` is false) the Hub's admins; ``network`` names
+the Hub users who may ask for a network; the Hub's answer about a token is
+kept ``cache_seconds`` (60 by default).
+
+A service the Hub starts (``command`` in ``c.JupyterHub.services``) finds
+``JUPYTERHUB_API_URL`` and ``JUPYTERHUB_SERVICE_URL`` in its environment;
+without ``host`` and ``port`` in the file it listens where the latter says.
+Only tokens of Hub users are accepted (not those of services).
+
 The ceiling is the most a student may ask for: every numeric field of
 :class:`~dockermagic.policy.SandboxPolicy` (``timeout``, ``memory``, ``cpus``,
 ``pids_limit``, ``output_limit``, ``copy_limit``, ``display_limit``, the tmpfs
@@ -39,6 +60,7 @@ import json
 import math
 import os
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +73,7 @@ __all__ = [
     "NUMERIC_LIMITS",
     "Ceiling",
     "GatewayConfig",
+    "HubSettings",
     "Quotas",
     "User",
     "hash_token",
@@ -112,6 +135,53 @@ class User:
     token_sha256: str = field(repr=False)
     teacher: bool = False
     network: bool = False
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    """How the gateway asks a JupyterHub who a token belongs to.
+
+    Attributes:
+        api_url: The Hub's API (``http://127.0.0.1:8081/hub/api``).
+        teachers: Hub users who are teachers.
+        teacher_groups: Hub groups whose members are teachers.
+        admins_are_teachers: Hub admins are teachers.
+        network: Hub users who may ask for a network.
+        cache_seconds: How long the Hub's answer about a token is kept.
+    """
+
+    api_url: str
+    teachers: frozenset[str] = frozenset()
+    teacher_groups: frozenset[str] = frozenset()
+    admins_are_teachers: bool = True
+    network: frozenset[str] = frozenset()
+    cache_seconds: float = 60.0
+
+    def user_from_model(self, model: Any) -> User | None:
+        """The gateway's user for the Hub's answer to ``GET /user``.
+
+        Args:
+            model: The parsed answer (a user model: ``kind``, ``name``,
+                ``admin``, ``groups``).
+
+        Returns:
+            The user, or None when the token is not a Hub user's (a service's,
+            or an answer without a usable name).
+        """
+        if not isinstance(model, dict) or model.get("kind", "user") != "user":
+            return None
+        name = model.get("name")
+        if not isinstance(name, str) or not 0 < len(name) <= 255:
+            return None
+        groups = model.get("groups")
+        in_groups = set(groups) if isinstance(groups, list) else set()
+        teacher = (
+            name in self.teachers
+            or (self.admins_are_teachers and model.get("admin") is True)
+            or bool(in_groups & self.teacher_groups)
+        )
+        # No token of our own: the Hub checked it, and it is never compared here.
+        return User(name=name, token_sha256="", teacher=teacher, network=name in self.network)
 
 
 @dataclass(frozen=True)
@@ -179,6 +249,7 @@ class GatewayConfig:
         max_request_bytes: The largest request body accepted.
         tls_cert: The server certificate (PEM) for HTTPS, or None for plain HTTP.
         tls_key: Its private key (PEM).
+        hub: How to ask a JupyterHub about tokens, or None (only ``users``).
     """
 
     users: Mapping[str, User]
@@ -193,6 +264,7 @@ class GatewayConfig:
     max_request_bytes: int = 0
     tls_cert: str | None = None
     tls_key: str | None = None
+    hub: HubSettings | None = None
 
     def __post_init__(self) -> None:
         if not self.max_request_bytes:
@@ -220,12 +292,20 @@ class GatewayConfig:
         return cls.from_dict(data, base=Path(path).parent)
 
     @classmethod
-    def from_dict(cls, data: Any, *, base: Path | None = None) -> GatewayConfig:
+    def from_dict(
+        cls,
+        data: Any,
+        *,
+        base: Path | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> GatewayConfig:
         """Build a configuration from parsed JSON.
 
         Args:
             data: The parsed file.
             base: The folder relative paths (``audit_dir``) are taken from.
+            environ: Where a Hub service's ``JUPYTERHUB_*`` variables are read
+                (default: the process's environment).
 
         Returns:
             The configuration.
@@ -246,11 +326,15 @@ class GatewayConfig:
             "idle_timeout",
             "pool_size",
             "tls",
+            "hub",
         }
         unknown = set(data) - known
         if unknown:
             raise InvalidArgumentError("gateway config", sorted(unknown), "unknown keys")
-        users = _users(data.get("users"))
+        env = os.environ if environ is None else environ
+        hub = _hub(data["hub"], env) if "hub" in data else None
+        # With a Hub vouching for tokens, listed users are optional.
+        users = _users(data.get("users"), optional=hub is not None)
         ceiling = _ceiling(data.get("ceiling", {}))
         quotas = _quotas(data.get("quotas", {}))
         audit = str(data.get("audit_dir", "gateway-audit"))
@@ -268,18 +352,25 @@ class GatewayConfig:
             cert, key = (
                 str(base / tls[name]) if base is not None else tls[name] for name in ("cert", "key")
             )
+        host, port = str(data.get("host", "127.0.0.1")), 8765
+        service_url = env.get("JUPYTERHUB_SERVICE_URL", "")
+        if hub is not None and service_url and "host" not in data and "port" not in data:
+            # A service the Hub starts listens where the Hub's proxy sends its requests.
+            parts = urllib.parse.urlsplit(service_url)
+            host, port = parts.hostname or host, parts.port or port
         return cls(
             users=users,
             ceiling=ceiling,
             quotas=quotas,
-            host=str(data.get("host", "127.0.0.1")),
-            port=_number(data, "port", 8765, integer=True, low=0),
+            host=host,
+            port=_number({"port": data.get("port", port)}, "port", 8765, integer=True, low=0),
             audit_dir=audit,
             capacity=_number(data, "capacity", 4, integer=True, low=1),
             idle_timeout=float(_number(data, "idle_timeout", 900.0, low=1)),
             pool_size=_number(data, "pool_size", 2, integer=True, low=0),
             tls_cert=cert,
             tls_key=key,
+            hub=hub,
         )
 
     def user_for_token(self, token: str) -> User | None:
@@ -390,8 +481,10 @@ def _number(
     return value
 
 
-def _users(raw: Any) -> dict[str, User]:
-    if not isinstance(raw, dict) or not raw:
+def _users(raw: Any, *, optional: bool = False) -> dict[str, User]:
+    if optional and raw is None:
+        return {}
+    if not isinstance(raw, dict) or (not raw and not optional):
         raise InvalidArgumentError("users", raw, "expected an object of users")
     users: dict[str, User] = {}
     digests: set[str] = set()
@@ -421,6 +514,39 @@ def _users(raw: Any) -> dict[str, User]:
             network=entry.get("network") is True,
         )
     return users
+
+
+def _names(raw: Any, key: str) -> frozenset[str]:
+    if not isinstance(raw, list) or not all(isinstance(n, str) and n for n in raw):
+        raise InvalidArgumentError(f"hub.{key}", raw, "expected a list of names")
+    return frozenset(raw)
+
+
+def _hub(raw: Any, env: Mapping[str, str]) -> HubSettings:
+    if not isinstance(raw, dict):
+        raise InvalidArgumentError("hub", raw, "expected an object")
+    keys = {"api_url", "teachers", "teacher_groups", "admins_are_teachers", "network"}
+    unknown = set(raw) - keys - {"cache_seconds"}
+    if unknown:
+        raise InvalidArgumentError("hub", sorted(unknown), "unknown keys")
+    api_url = raw.get("api_url") or env.get("JUPYTERHUB_API_URL", "")
+    if not isinstance(api_url, str) or not api_url.startswith(("http://", "https://")):
+        raise InvalidArgumentError(
+            "hub.api_url",
+            api_url,
+            "expected the Hub's API URL (http(s)://.../hub/api), or JUPYTERHUB_API_URL set",
+        )
+    admins = raw.get("admins_are_teachers", True)
+    if not isinstance(admins, bool):
+        raise InvalidArgumentError("hub.admins_are_teachers", admins, "expected true or false")
+    return HubSettings(
+        api_url=api_url.rstrip("/"),
+        teachers=_names(raw.get("teachers", []), "teachers"),
+        teacher_groups=_names(raw.get("teacher_groups", []), "teacher_groups"),
+        admins_are_teachers=admins,
+        network=_names(raw.get("network", []), "network"),
+        cache_seconds=float(_number(raw, "cache_seconds", 60.0, low=0)),
+    )
 
 
 def _ceiling(raw: Any) -> Ceiling:

@@ -69,6 +69,7 @@ from dockermagic.errors import (
 )
 from dockermagic.gateway.audit import AuditLog
 from dockermagic.gateway.config import GatewayConfig, User
+from dockermagic.gateway.hub import HubIdentity, HubUnavailableError
 from dockermagic.gateway.scheduler import FairScheduler
 from dockermagic.gateway.wire import (
     API,
@@ -162,6 +163,8 @@ class Gateway:
         self._reaper: asyncio.Task[None] | None = None
         self._images: dict[str, list[str]] | None = None
         self.stopping = False
+        #: Asks the JupyterHub about tokens the configuration does not list.
+        self.hub = HubIdentity(config.hub) if config.hub is not None else None
 
     # -- life -------------------------------------------------------------------------------
 
@@ -192,6 +195,25 @@ class Gateway:
         await self._in_thread(close_pools)
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.audit.close()
+        if self.hub is not None:
+            await self.hub.close()
+
+    async def user_for_token(self, token: str) -> User | None:
+        """Who a token belongs to: a user the configuration lists, else the Hub's.
+
+        Args:
+            token: The token a request carried.
+
+        Returns:
+            The user, or None.
+
+        Raises:
+            HubUnavailableError: The Hub was asked and did not answer.
+        """
+        user = self.config.user_for_token(token)
+        if user is None and self.hub is not None:
+            user = await self.hub.user_for_token(token)
+        return user
 
     async def _reap_idle(self) -> None:
         period = min(30.0, max(0.2, self.config.idle_timeout / 4))
@@ -278,9 +300,13 @@ class Gateway:
 
     def status(self) -> dict[str, Any]:
         """Every user's programs, queue and sessions (for teachers)."""
+        # Listed users, and those the Hub named who used the gateway.
+        names = {*self.config.users, *self._cpu}
+        names.update(p.user for p in self.programs.values())
+        names.update(e.user for e in self.sessions.values())
         users: dict[str, dict[str, Any]] = {
             name: {"running": 0, "waiting": 0, "sessions": 0, "cpu_seconds_last_hour": 0.0}
-            for name in self.config.users
+            for name in sorted(names)
         }
         for program in self.programs.values():
             users[program.user]["running" if program.running else "waiting"] += 1
@@ -558,11 +584,15 @@ async def _guard(
     gateway = request.app[GATEWAY_KEY]
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    user = (
-        gateway.config.user_for_token(token.strip())
-        if scheme.lower() in ("token", "bearer") and 0 < len(token) <= 512
-        else None
-    )
+    try:
+        user = (
+            await gateway.user_for_token(token.strip())
+            if scheme.lower() in ("token", "bearer") and 0 < len(token) <= 512
+            else None
+        )
+    except HubUnavailableError as exc:
+        # Not the token's fault: the client may try again.
+        return _error(503, exc)
     if user is None:
         return _error(401, AccessDeniedError("The gateway does not know this token"))
     request[_USER] = user
