@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed-stamp
 TEST_SYSTEM_EXTRAS := chromium iproute2 openssl openssh-server openssh-client podman catatonit
 LINT_PATHS := dockermagic tests benchmarks tools scripts notebooks/exercise_checks notebooks/solutions
 
-.PHONY: all setup venv system system-test images demo test test-main test-tls test-swarm test-gateway test-podman _test-main _test-tls _test-swarm _test-gateway _test-podman lint unit cleanup bench labextension
+.PHONY: all setup venv system system-test hub-proxy images demo test test-main test-tls test-swarm test-gateway test-podman _test-main _test-tls _test-swarm _test-gateway _test-podman lint unit cleanup bench labextension
 
 all: test
 
@@ -67,11 +67,12 @@ lint: venv
 # tests marked "engines" or "gateway_server" start engines or gateways of their
 # own and run in the main pass); the Swarm tests (marked "swarm") on a
 # throw-away two-node swarm of their own; the tests marked "gateway" again
-# through a real gateway subprocess holding the main engine (--engine=gateway);
+# through a real gateway subprocess holding the main engine (--engine=gateway),
+# with the real JupyterHub of tests/integration/test_hub.py (marked "hub");
 # and the runner, session, batch and CLI tests against a throw-away Podman
 # service (--engine=podman; tests marked "docker_only" are left out there).
 TEST_JOBS ?= 3
-test: setup system-test lint labextension
+test: setup system-test hub-proxy lint labextension
 	@$(MAKE) --no-print-directory -j$(TEST_JOBS) -Otarget _test-main _test-tls _test-swarm _test-gateway _test-podman
 
 test-main: setup system-test labextension
@@ -84,7 +85,7 @@ test-swarm: setup system-test
 	@$(MAKE) --no-print-directory _test-swarm
 
 _test-main: venv
-	@$(BIN)/pytest -m "not swarm"
+	@$(BIN)/pytest -m "not swarm and not hub"
 
 TLS_TESTS := tests/integration
 _test-tls: venv
@@ -97,11 +98,20 @@ _test-swarm: venv
 	@echo "[test-swarm] batches on a throw-away two-node Docker Swarm"
 	@$(BIN)/pytest -m swarm -p no:cacheprovider tests/integration/test_swarm.py
 
-test-gateway: setup
+test-gateway: setup hub-proxy
 	@$(MAKE) --no-print-directory _test-gateway
 
+# JupyterHub's proxy, from npm, for the real Hub of tests/integration/test_hub.py
+# (which runs in the gateway pass); installed once under the venv.
+HUB_PROXY := $(VENV)/hub-proxy/node_modules/.bin/configurable-http-proxy
+hub-proxy: $(HUB_PROXY)
+
+$(HUB_PROXY):
+	@echo "[setup] configurable-http-proxy from npm (JupyterHub's proxy, for the Hub test)"
+	@npm install --silent --no-audit --no-fund --prefix $(VENV)/hub-proxy configurable-http-proxy@4
+
 _test-gateway: venv
-	@echo "[test-gateway] runner and session tests again, through a gateway"
+	@echo "[test-gateway] runner and session tests again, through a gateway; a real JupyterHub"
 	@$(BIN)/pytest --engine=gateway -p no:cacheprovider tests/integration
 
 test-podman: setup system-test

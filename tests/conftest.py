@@ -10,7 +10,9 @@ set of the runner and session suites) a second time through a real
 ``dockermagic gateway serve`` subprocess on 127.0.0.1 that holds the main
 engine (tests/gateway.py): the test process gets ``DOCKERMAGIC_GATEWAY`` and
 a student's ``DOCKERMAGIC_TOKEN``, so every runner and session in it goes
-through the gateway; ``make test-gateway`` is that pass.
+through the gateway; ``make test-gateway`` is that pass. The real JupyterHub
+of tests/integration/test_hub.py (marked ``hub``) runs in that pass too (the
+main pass leaves it out).
 
 ``pytest --engine=tls`` runs the same tests against a throw-away engine on
 ``tcp://127.0.0.1:<port>`` with ``--tlsverify`` (own CA, server and client
@@ -157,12 +159,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if config.getoption("engine") == "gateway":
         # Only what the gateway serves; the runners' client-side pool does not
         # apply there (the gateway keeps its own), so one pass of test_runners.
+        # The real JupyterHub (marked "hub") runs here too: its own gateway,
+        # as a Hub service, beside this pass's.
         chosen = [
             item
             for item in items
-            if item.get_closest_marker("gateway")
-            and not item.get_closest_marker("gateway_server")
-            and "pooled" not in item.nodeid
+            if item.get_closest_marker("hub")
+            or (
+                item.get_closest_marker("gateway")
+                and not item.get_closest_marker("gateway_server")
+                and "pooled" not in item.nodeid
+            )
         ]
         dropped = [item for item in items if item not in chosen]
         if dropped:

@@ -1,0 +1,473 @@
+"""A classroom on one server: a real JupyterHub, the gateway as its service.
+
+JupyterHub (from PyPI) with configurable-http-proxy (from npm, ``make
+hub-proxy``) on 127.0.0.1, ports the system picks, its database and cookie
+secret in a temporary folder; the dummy authenticator; the local-process
+spawner, whose single-user servers run as system users this test creates
+(``dm-student-a``, ``dm-student-b``, and ``dm-teacher``, a Hub admin) and
+removes. Those users are not in the ``docker`` group, so their kernels
+cannot open the Docker socket: they reach the engine only through the
+gateway (a ``dockermagic gateway serve`` subprocess registered as the Hub
+service ``dockermagic`` with a ``hub`` configuration and no listed users),
+with the ``JUPYTERHUB_API_TOKEN`` their server gives them.
+
+Code runs in each user's own kernel, through the single-user server's REST
+API and its kernel websocket, as a notebook would send it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import websocket
+
+from dockermagic.gateway.audit import read_audit
+from tests.gateway import ROOT, GatewayProcess
+
+pytestmark = [pytest.mark.hub, pytest.mark.gateway_server, pytest.mark.timeout(420)]
+
+STUDENTS = ("dm-student-a", "dm-student-b")
+TEACHER = "dm-teacher"
+USERS = (*STUDENTS, TEACHER)
+SOCKET = "/var/run/docker.sock"
+CHP = ROOT / ".venv" / "hub-proxy" / "node_modules" / ".bin" / "configurable-http-proxy"
+
+
+def _proxy_command() -> str | None:
+    found = os.environ.get("DOCKERMAGIC_CHP") or (str(CHP) if CHP.exists() else None)
+    return found or shutil.which("configurable-http-proxy")
+
+
+def _missing() -> str:
+    if os.geteuid() != 0 or shutil.which("useradd") is None:
+        return "root and useradd (the students are system users)"
+    try:
+        import jupyterhub  # noqa: F401
+    except ImportError:
+        return "jupyterhub (pip install 'dockermagic[hub]')"
+    if _proxy_command() is None:
+        return "configurable-http-proxy (make hub-proxy)"
+    if _student_python() is None:
+        return "a Python interpreter the students may run"
+    return ""
+
+
+def _student_python() -> str | None:
+    """An interpreter of this version that an unprivileged user may execute.
+
+    This one, when its folders let others in; else the system's of the same
+    version (the test's packages are then found through ``PYTHONPATH``: the
+    same version, the same compiled modules).
+    """
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    for candidate in (
+        sys.executable,
+        f"/usr/bin/python{version}",
+        f"/usr/local/bin/python{version}",
+    ):
+        real = Path(os.path.realpath(candidate))
+        if real.exists() and _others_can_run(real):
+            return candidate
+    return None
+
+
+def _others_can_run(path: Path) -> bool:
+    if not path.stat().st_mode & 0o001:
+        return False
+    return all(parent.stat().st_mode & 0o001 for parent in path.parents)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _remove_user(name: str) -> None:
+    try:
+        uid = pwd.getpwnam(name).pw_uid
+    except KeyError:
+        return
+    # Anything still running as the user (a kernel the Hub did not stop) goes first,
+    # by its process id.
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if entry.stat().st_uid == uid:
+                    os.kill(int(entry.name), signal.SIGKILL)
+    subprocess.run(["userdel", "--remove", "--force", name], capture_output=True, check=False)
+
+
+class Hub:
+    """A JupyterHub subprocess and what the test needs to drive it."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port, self.hub_port, self.proxy_port = _free_port(), _free_port(), _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.api = f"http://127.0.0.1:{self.hub_port}/hub/api"
+        self.service_token = secrets.token_hex(24)
+        self.driver_token = secrets.token_hex(24)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = folder / "jupyterhub.log"
+
+    def configure(self, gateway_url: str) -> None:
+        """Write the Hub's configuration, with the gateway as its service."""
+        folder = self.folder
+        python = _student_python()
+        site = sysconfig.get_paths()["purelib"]
+        # The students' servers: this checkout and the test's packages, the
+        # gateway's address; their token is the one the Hub gives each server.
+        environment = {
+            "DOCKERMAGIC_GATEWAY": gateway_url,
+            "PYTHONPATH": os.pathsep.join([str(ROOT), site]),
+        }
+        config = f"""
+c = get_config()  # noqa
+c.JupyterHub.ip = "127.0.0.1"
+c.JupyterHub.port = {self.port}
+c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.hub_port = {self.hub_port}
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{self.proxy_port}"
+c.ConfigurableHTTPProxy.command = [{_proxy_command()!r}]
+c.ConfigurableHTTPProxy.auth_token = {secrets.token_hex(24)!r}
+c.JupyterHub.db_url = "sqlite:///{folder}/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = "{folder}/cookie_secret"
+c.JupyterHub.pid_file = "{folder}/jupyterhub.pid"
+c.JupyterHub.authenticator_class = "dummy"
+c.Authenticator.allowed_users = {set(USERS)!r}
+c.Authenticator.admin_users = {{{TEACHER!r}}}
+c.JupyterHub.spawner_class = "localprocess"
+c.Spawner.cmd = [{python!r}, "-m", "jupyterhub.singleuser"]
+c.Spawner.environment = {environment!r}
+c.Spawner.start_timeout = 120
+c.Spawner.http_timeout = 120
+c.JupyterHub.services = [
+    {{"name": "dockermagic", "url": {gateway_url!r}, "api_token": {self.service_token!r}}},
+    {{"name": "test-driver", "api_token": {self.driver_token!r}}},
+]
+c.JupyterHub.load_roles = [
+    {{"name": "test-driver", "services": ["test-driver"],
+      "scopes": ["admin:users", "admin:servers", "access:servers"]}},
+]
+"""
+        (folder / "jupyterhub_config.py").write_text(config)
+
+    def start(self, timeout: float = 90.0) -> None:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("DOCKERMAGIC_G", "JUPYTERHUB_"))
+        }
+        env.pop("DOCKERMAGIC_TOKEN", None)
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "jupyterhub",
+                    "-f",
+                    str(self.folder / "jupyterhub_config.py"),
+                ],
+                cwd=self.folder,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{self.api}/", timeout=2).ok:
+                    return
+            time.sleep(0.3)
+        raise RuntimeError(f"JupyterHub did not start:\n{self.log.read_text()[-4000:]}")
+
+    def call(self, method: str, path: str, **kw: Any) -> requests.Response:
+        headers = {"Authorization": f"token {self.driver_token}"}
+        return requests.request(method, f"{self.api}{path}", headers=headers, timeout=60, **kw)
+
+    def start_server(self, user: str) -> None:
+        answer = self.call("POST", f"/users/{user}/server")
+        assert answer.status_code in (201, 202), answer.text
+
+    def wait_ready(self, user: str, timeout: float = 150.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            model = self.call("GET", f"/users/{user}").json()
+            server = model.get("servers", {}).get("")
+            if server and server.get("ready"):
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"{user}'s server did not start:\n{self.log.read_text()[-4000:]}")
+
+    def stop(self) -> None:
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        # SIGTERM: the Hub stops the single-user servers and its proxy (cleanup_*).
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+class Kernel:
+    """A kernel of a user's single-user server, driven over its websocket."""
+
+    def __init__(self, hub: Hub, user: str) -> None:
+        self.hub, self.user = hub, user
+        self.base = f"{hub.url}/user/{user}/api"
+        self.headers = {"Authorization": f"token {hub.driver_token}"}
+        answer = requests.post(
+            f"{self.base}/kernels", json={"name": "python3"}, headers=self.headers, timeout=60
+        )
+        assert answer.status_code == 201, answer.text
+        self.id = answer.json()["id"]
+        self.ws = websocket.create_connection(
+            f"ws://127.0.0.1:{hub.port}/user/{user}/api/kernels/{self.id}/channels",
+            header=[f"Authorization: token {hub.driver_token}"],
+            timeout=120,
+        )
+        self.session = uuid.uuid4().hex
+
+    def execute(self, code: str, timeout: float = 120.0) -> tuple[str, dict[str, Any] | None]:
+        """Run code; its printed output and its error (``ename``, ``evalue``), if any."""
+        msg_id = uuid.uuid4().hex
+        message = {
+            "header": {
+                "msg_id": msg_id,
+                "username": self.user,
+                "session": self.session,
+                "msg_type": "execute_request",
+                "version": "5.3",
+                "date": "",
+            },
+            "parent_header": {},
+            "metadata": {},
+            "content": {
+                "code": code,
+                "silent": False,
+                "store_history": True,
+                "user_expressions": {},
+                "allow_stdin": False,
+                "stop_on_error": True,
+            },
+            "channel": "shell",
+            "buffers": [],
+        }
+        self.ws.send(json.dumps(message))
+        out: list[str] = []
+        error: dict[str, Any] | None = None
+        idle = replied = False
+        deadline = time.monotonic() + timeout
+        while not (idle and replied):
+            self.ws.settimeout(max(0.1, deadline - time.monotonic()))
+            reply = json.loads(self.ws.recv())
+            if reply.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind, content = reply["header"]["msg_type"], reply["content"]
+            if kind == "stream":
+                out.append(content["text"])
+            elif kind in ("execute_result", "display_data"):
+                out.append(content["data"].get("text/plain", ""))
+            elif kind == "error":
+                error = {
+                    "ename": content["ename"],
+                    "evalue": content["evalue"],
+                    "traceback": "\n".join(content.get("traceback", [])),
+                }
+            elif kind == "status" and content["execution_state"] == "idle":
+                idle = True
+            elif kind == "execute_reply":
+                replied = True
+                if content["status"] == "error" and error is None:
+                    error = {
+                        "ename": str(content.get("ename")),
+                        "evalue": str(content.get("evalue")),
+                        "traceback": "\n".join(content.get("traceback", [])),
+                    }
+        return "".join(out), error
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.ws.close()
+        with contextlib.suppress(requests.RequestException):
+            requests.delete(f"{self.base}/kernels/{self.id}", headers=self.headers, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def classroom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Hub, GatewayProcess]]:
+    missing = _missing()
+    if missing:
+        pytest.skip(f"the JupyterHub test needs {missing} (make test installs them)")
+    folder = Path(tempfile.mkdtemp(prefix="dockermagic-hub-"))
+    folder.chmod(0o700)
+    for name in USERS:
+        _remove_user(name)  # a killed earlier run's
+        subprocess.run(
+            ["useradd", "--create-home", "--shell", "/bin/sh", name],
+            check=True,
+            capture_output=True,
+        )
+    gateway = GatewayProcess(
+        tmp_path_factory.mktemp("hub-gateway"),
+        ceiling={"timeout": 30, "memory": "512m", "cpus": 1},
+        quotas={"runs_at_once": 2, "queued": 4, "sessions": 2},
+        capacity=4,
+    )
+    hub: Hub | None = None
+    try:
+        # No listed users: the Hub vouches for the students and the teacher.
+        config = json.loads(gateway.config_path.read_text())
+        del config["users"]
+        hub = Hub(folder)
+        config["hub"] = {"api_url": hub.api, "cache_seconds": 30}
+        gateway.config_path.write_text(json.dumps(config))
+        gateway.start()
+        hub.configure(gateway.url)
+        hub.start()
+        for name in USERS:
+            hub.start_server(name)
+        for name in USERS:
+            hub.wait_ready(name)
+        yield hub, gateway
+    finally:
+        if hub is not None:
+            hub.stop()
+        gateway.stop()
+        for name in USERS:
+            _remove_user(name)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+SETUP = "%load_ext dockermagic"
+#: Who the kernel runs as, whether it can open the engine's socket, which token it has.
+PROBE = f"""
+import getpass, os, socket
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect({SOCKET!r}); print('socket reachable')
+except OSError as exc:
+    print('socket refused', type(exc).__name__)
+print(getpass.getuser(), 'token' if os.environ.get('JUPYTERHUB_API_TOKEN') else '-')
+print('docker-token' if os.environ.get('DOCKERMAGIC_TOKEN') else 'hub-token-only')
+"""
+#: Who the gateway says the kernel's user is, and the sessions they see.
+WHO = """
+import json
+from dockermagic.gateway.client import gateway_backend
+from dockermagic.settings import current_settings
+s = current_settings(); gw = gateway_backend(s.gateway, s.token)
+info = gw.json('GET', '/info'); sessions = gw.json('GET', '/sessions')
+print(info['user'], info['teacher'], json.dumps(sorted([x['user'], x['id']] for x in sessions)))
+"""
+
+
+def test_a_classroom_through_the_hub(classroom: tuple[Hub, GatewayProcess]) -> None:
+    hub, gateway = classroom
+    kernels = {name: Kernel(hub, name) for name in USERS}
+    try:
+        for name, kernel in kernels.items():
+            out, error = kernel.execute(PROBE)
+            assert error is None, error
+            # The kernel runs as the user and cannot open the engine's socket.
+            assert "socket refused PermissionError" in out, out
+            assert f"{name} token" in out
+            assert "hub-token-only" in out
+            out, error = kernel.execute(SETUP)
+            assert error is None, error
+
+        a, b, teacher = (kernels[n] for n in USERS)
+        # One-shot runs and a session per student, through the gateway.
+        out, error = a.execute("%%docker_python\nprint('hello from', 6 * 7)")
+        assert error is None, error
+        assert "hello from 42" in out
+        out, error = a.execute("%%docker_python --session s1\nsecret = 'a-only'\nprint('set')")
+        assert (error, "set" in out) == (None, True), (error, out)
+        out, error = b.execute(
+            "%%docker_python --session s1\nprint('b sees', globals().get('secret'))"
+        )
+        assert error is None, error
+        assert "b sees None" in out
+        out, error = a.execute("%%docker_python --session s1\nprint(secret)")
+        assert (error, "a-only" in out) == (None, True), (error, out)
+
+        # Who the gateway says each is: the Hub's names; the admin is a teacher.
+        out, error = a.execute(WHO)
+        assert error is None, error
+        assert out.startswith('dm-student-a False [["dm-student-a",'), out
+        assert "dm-student-b" not in out
+        out, error = teacher.execute(WHO)
+        assert error is None, error
+        assert out.startswith("dm-teacher True"), out
+        listed = json.loads(out.split(" ", 2)[2])  # the teacher sees both students' sessions
+        assert sorted(user for user, _ in listed) == ["dm-student-a", "dm-student-b"], listed
+        b_session = next(sid for user, sid in listed if user == "dm-student-b")
+
+        # Student A cannot see, interrupt or stop B's session: as if it did not exist.
+        out, error = a.execute(
+            "from dockermagic.gateway.client import NotFoundError\n"
+            f"for method, path in [('GET', '/sessions/{b_session}'),\n"
+            f"                     ('POST', '/sessions/{b_session}/interrupt'),\n"
+            f"                     ('DELETE', '/sessions/{b_session}')]:\n"
+            "    try:\n"
+            "        gw.json(method, path); print('reached', method)\n"
+            "    except NotFoundError as exc:\n"
+            "        print('not found', method)\n"
+        )
+        assert error is None, error
+        assert out.split("\n")[:3] == ["not found GET", "not found POST", "not found DELETE"], out
+        out, error = b.execute("%%docker_python --session s1\nx = 1\nprint('b still', x)")
+        assert (error, "b still 1" in out) == (None, True), (error, out)
+
+        # Over the ceiling: a clear error naming the limit, nothing run.
+        out, error = b.execute("%%docker_python --memory 1g\nprint('too big')")
+        assert error is not None
+        assert "too big" not in out
+        # The magic reports it as a bad option (UsageError), in the gateway's words.
+        assert error["ename"] == "UsageError", error
+        assert error["evalue"].startswith("The gateway's limit on memory is 512 MiB"), error
+
+        # Stop the sessions (the magic's own way) before the audit is read.
+        for kernel in (a, b):
+            out, error = kernel.execute("%docker_session --stop s1")
+            assert error is None, (error, out)
+    finally:
+        for kernel in kernels.values():
+            kernel.close()
+
+    records = list(read_audit(str(gateway.audit_dir)))
+    by_user: dict[str, list[str]] = {}
+    for record in records:
+        by_user.setdefault(record["user"], []).append(
+            f"{record['kind']}:{record.get('session') or '-'}:{record['status']}"
+        )
+    # One record per run or cell, under the Hub's user names; the refused one has none.
+    assert by_user == {
+        "dm-student-a": ["run:-:ok", "cell:s1:ok", "cell:s1:ok"],
+        "dm-student-b": ["cell:s1:ok", "cell:s1:ok"],
+    }, by_user
