@@ -471,3 +471,59 @@ def test_a_classroom_through_the_hub(classroom: tuple[Hub, GatewayProcess]) -> N
         "dm-student-a": ["run:-:ok", "cell:s1:ok", "cell:s1:ok"],
         "dm-student-b": ["cell:s1:ok", "cell:s1:ok"],
     }, by_user
+
+
+NOTEBOOK = "01-subprocess.ipynb"
+#: nbval in the student's kernel: pytest as a child of that kernel, so its own
+#: kernel runs as the student, with the student's Hub token and no socket.
+NBVAL = """
+import subprocess, sys
+run = subprocess.run(
+    [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-o", "addopts=", "-q",
+     "--nbval", "--nbval-sanitize-with", "nbval-sanitize.cfg", {notebook!r}],
+    cwd={folder!r}, capture_output=True, text=True, timeout=300,
+)
+print("exit", run.returncode)
+print(run.stdout[-6000:], run.stderr[-2000:])
+"""
+#: Stop whatever sessions the student's notebook left (its kernel is gone).
+STOP_SESSIONS = (
+    WHO
+    + """
+for _, sid in json.loads(json.dumps(sorted([x['user'], x['id']] for x in sessions))):
+    gw.json('DELETE', f'/sessions/{sid}')
+"""
+)
+
+
+def test_a_teaching_notebook_under_nbval_in_a_students_kernel(
+    classroom: tuple[Hub, GatewayProcess],
+) -> None:
+    hub, gateway = classroom
+    student = STUDENTS[0]
+    account = pwd.getpwnam(student)
+    folder = Path(account.pw_dir) / "course"
+    notebooks = ROOT / "notebooks"
+    shutil.copytree(notebooks / "exercise_checks", folder / "exercise_checks")
+    for name in (NOTEBOOK, "nbval-sanitize.cfg"):
+        shutil.copy(notebooks / name, folder / name)
+    (Path(account.pw_dir) / "logs").mkdir(exist_ok=True)  # the notebook's %env log folder
+    for path in [Path(account.pw_dir) / "logs", folder, *folder.rglob("*")]:
+        os.chown(path, account.pw_uid, account.pw_gid)
+    cells = json.loads((notebooks / NOTEBOOK).read_text())["cells"]
+    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    before = len(list(read_audit(str(gateway.audit_dir), user=student)))
+    kernel = Kernel(hub, student)
+    try:
+        out, error = kernel.execute(NBVAL.format(notebook=NOTEBOOK, folder=str(folder)), 360)
+        assert error is None, error
+        assert out.startswith("exit 0"), out
+        # One nbval item per code cell, each with the outputs stored in the notebook.
+        assert f"{len(code)} passed" in out, out
+        out, error = kernel.execute(STOP_SESSIONS)
+        assert error is None, error
+    finally:
+        kernel.close()
+    # The notebook's cells ran through the gateway, as the student: a record each.
+    ran = len(list(read_audit(str(gateway.audit_dir), user=student))) - before
+    assert ran >= sum(c.startswith("%%docker_python") for c in code), ran
