@@ -29,17 +29,20 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 import requests
 import websocket
 
 from dockermagic.gateway.audit import read_audit
+from dockermagic.labels import GATEWAY_USER
 from tests.gateway import ROOT, GatewayProcess
 
 pytestmark = [pytest.mark.hub, pytest.mark.gateway_server, pytest.mark.timeout(420)]
@@ -527,3 +530,68 @@ def test_a_teaching_notebook_under_nbval_in_a_students_kernel(
     # The notebook's cells ran through the gateway, as the student: a record each.
     ran = len(list(read_audit(str(gateway.audit_dir), user=student))) - before
     assert ran >= sum(c.startswith("%%docker_python") for c in code), ran
+
+
+#: Eight runs at once from one kernel: 2 run at a time, 4 may wait, the rest are refused.
+BURST = """
+import concurrent.futures
+from dockermagic import get_runner
+from dockermagic.errors import QuotaExceededError
+runner = get_runner("python")
+def one(_):
+    try:
+        return runner.run("import time; time.sleep(1.5); print('ok')").stdout.strip()
+    except QuotaExceededError as exc:
+        return exc.quota
+with concurrent.futures.ThreadPoolExecutor(8) as pool:
+    print(sorted(pool.map(one, range(8))))
+"""
+
+
+def test_quotas_hold_per_hub_user_under_a_burst(
+    classroom: tuple[Hub, GatewayProcess], docker_client: docker.DockerClient
+) -> None:
+    hub, _ = classroom
+    student = STUDENTS[1]
+    peak = 0
+    stop = threading.Event()
+
+    def watch() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            # The raw list: no inspection of each (one may be gone by then).
+            mine = docker_client.api.containers(filters={"label": f"{GATEWAY_USER}={student}"})
+            peak = max(peak, len(mine))
+            time.sleep(0.05)
+
+    kernel = Kernel(hub, student)
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        out, error = kernel.execute(BURST)
+    finally:
+        stop.set()
+        watcher.join()
+        kernel.close()
+    assert error is None, error
+    # runs_at_once 2 and queued 4 for this Hub user: of 8 sent together, 6 run.
+    expected = sorted(["ok"] * 6 + ["programs waiting"] * 2)
+    assert out.strip() == repr(expected), out
+    assert 1 <= peak <= 2, peak
+
+
+def test_a_hub_that_does_not_answer_is_not_a_refused_token(tmp_path: Path) -> None:
+    # No Hub on this port: the gateway says so (503), and its listed users still work.
+    config = {"api_url": f"http://127.0.0.1:{_free_port()}/hub/api"}
+    with GatewayProcess(tmp_path, hub=config) as gateway:
+        answer = requests.get(
+            f"{gateway.url}/v1/info", headers={"Authorization": "token some-hub-token"}, timeout=30
+        )
+        assert answer.status_code == 503, answer.text
+        assert "did not say who this token belongs to" in answer.json()["error"]["message"]
+        answer = requests.get(
+            f"{gateway.url}/v1/info",
+            headers={"Authorization": f"token {gateway.token('alice')}"},
+            timeout=30,
+        )
+        assert answer.json()["user"] == "alice"
