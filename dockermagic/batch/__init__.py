@@ -61,7 +61,9 @@ as a one-off task on any node of the Swarm whose manager the client talks to
 (:mod:`~dockermagic.batch.swarm`, :mod:`dockermagic.swarm`): same events,
 statuses, report and logs, each result naming its node; parallel mode runs
 up to ``workers`` tasks at once from threads of the calling process
-(:mod:`~dockermagic.batch.threads`).
+(:mod:`~dockermagic.batch.threads`). ``backend="gateway"`` (what ``"local"``
+becomes when ``DOCKERMAGIC_GATEWAY`` is set) sends each script as a one-shot
+run to the gateway, from threads the same way (:mod:`~dockermagic.batch.gateway`).
 
 Progress for a display: :class:`~dockermagic.batch.progress.BatchProgress`
 reduces the events to per-script state that front ends draw.

@@ -13,6 +13,11 @@ Backends (:data:`BACKENDS`):
 * ``"swarm"``: a one-off task on any node of the Swarm whose manager the
   client talks to: :class:`~dockermagic.batch.swarm.SwarmBackend`
   (:mod:`dockermagic.swarm` owns the services).
+* ``"gateway"``: a one-shot run through the gateway ``DOCKERMAGIC_GATEWAY``
+  names, in the user's fair queue under the teacher's ceiling:
+  :class:`~dockermagic.batch.gateway.GatewayScripts`. A batch asked for
+  ``"local"`` in a process with a gateway set runs there (such a process has
+  no Docker socket).
 
 Pure typing, no Docker calls.
 """
@@ -33,8 +38,8 @@ if TYPE_CHECKING:
 __all__ = ["BACKENDS", "Backend", "ScriptBackend", "ScriptRunner"]
 
 #: Where a batch can run its scripts.
-Backend = Literal["local", "swarm"]
-BACKENDS: tuple[Backend, ...] = ("local", "swarm")
+Backend = Literal["local", "swarm", "gateway"]
+BACKENDS: tuple[Backend, ...] = ("local", "swarm", "gateway")
 
 
 class ScriptRunner(Protocol):

@@ -11,6 +11,10 @@ batch's container pools are closed and its containers swept
 end passes its log sink; a plain library call logs only where the
 application already logs (see :func:`run_scripts`).
 
+With ``DOCKERMAGIC_GATEWAY`` set, nothing of that happens here: each script
+is a run through the gateway (:mod:`~dockermagic.batch.gateway`), which owns
+images, packages and containers; the rest (events, logs, the report) is the same.
+
 Packages that cannot be had (:class:`~dockermagic.errors.PackageInstallError`)
 fail the scripts of that language only: each is an ``error`` whose message is
 the one-line reason; the other languages' scripts run. A requirements file
@@ -36,6 +40,7 @@ from dockermagic.batch.backend import BACKENDS, Backend, ScriptBackend
 from dockermagic.batch.cache import RunnerCache
 from dockermagic.batch.discovery import Discovery, discover_scripts, select_scripts
 from dockermagic.batch.displays import prepare_outputs_dir
+from dockermagic.batch.gateway import GatewayScripts, gateway_ceiling, gateway_limit
 from dockermagic.batch.pool import run_parallel
 from dockermagic.batch.report import BatchEvent, BatchReport, EventCallback
 from dockermagic.batch.requirements import merge_requirements, read_folder_requirements
@@ -163,7 +168,10 @@ def run_scripts(
         backend: ``"local"`` (a container on the engine the client talks to)
             or ``"swarm"`` (a one-off task on any node of the Swarm whose
             manager ``DOCKER_HOST`` names; see :mod:`dockermagic.batch.swarm`:
-            no displays, pools or packages there).
+            no displays, pools or packages there), or ``"gateway"`` (a
+            one-shot run through the gateway ``DOCKERMAGIC_GATEWAY`` names;
+            see :mod:`dockermagic.batch.gateway`). With a gateway set,
+            ``"local"`` means the gateway: the process has no engine of its own.
 
     Returns:
         The :class:`BatchReport`.
@@ -172,22 +180,15 @@ def run_scripts(
         InvalidArgumentError: A missing or empty folder, a folder without
             runnable scripts, a bad mode, worker count, timeout, pool size,
             requirement, requirements file or outputs folder; a Swarm batch
-            whose engine is not a Swarm manager.
+            whose engine is not a Swarm manager, or with a gateway set; a
+            gateway batch with none set.
         LogDirectoryError: ``log_dir`` cannot be created or written (checked
             before any script runs).
         EngineUnavailableError: No Docker Engine answers.
+        GatewayUnavailableError: The gateway does not answer.
     """
     _validate(mode, workers, timeout, pool, backend)
-    gateway = current_settings().gateway
-    if gateway:
-        # Said plainly, rather than "cannot reach the Docker Engine" from a
-        # kernel that was never meant to have one.
-        raise InvalidArgumentError(
-            "DOCKERMAGIC_GATEWAY",
-            gateway,
-            "batches of scripts do not run through a gateway yet; run single scripts "
-            "(get_runner(...).run_file) or unset it to use a Docker engine",
-        )
+    backend = _backend_in_force(backend)
     discovery = discover_scripts(directory)
     if only is not None:
         discovery = select_scripts(discovery, only)
@@ -212,9 +213,16 @@ def run_scripts(
     client: docker.DockerClient | None = None
     runners: ScriptBackend | None = None
     swarm = backend == "swarm"
+    through_gateway = backend == "gateway"
     try:
-        client = default_client()
+        if through_gateway:
+            # Asked before anything runs: a gateway that does not answer
+            # fails the call (GatewayUnavailableError), as a missing engine does.
+            gateway_runs = gateway_limit(len(discovery.scripts))
+        else:  # a gateway's client holds no Docker socket
+            client = default_client()
         if swarm:
+            assert client is not None
             check_manager(client)
         dispatcher = _Dispatcher(on_event)
         total = len(discovery.scripts)
@@ -232,7 +240,16 @@ def run_scripts(
         )
         if mode == "sequential":
             count = 1
+        elif through_gateway:
+            count = min(workers or gateway_runs, total)
+            most = gateway_ceiling()
+            if most is not None and count > most:
+                # More would be refused as over the quota; these many wait
+                # their turn in the gateway's queue instead.
+                logger.info("batch %s: %d at once is the gateway's most", run_id, most)
+                count = most
         else:
+            assert client is not None
             fallback = swarm_limit(client, total) if swarm else default_workers(total)
             count = min(workers or fallback, total)
         logger.info(
@@ -246,13 +263,17 @@ def run_scripts(
             "default" if pool is None else pool,
         )
         stop = StopPolicy(cancel if cancel is not None else threading.Event(), fail_fast)
-        if swarm:
-            runners = SwarmBackend(policy, run_id, limit=count)
+        if swarm or through_gateway:
+            if through_gateway:
+                runners = GatewayScripts(policy, packages)
+            else:
+                runners = SwarmBackend(policy, run_id, limit=count)
             if mode == "sequential":
                 results = run_sequential(tasks, runners, dispatcher, stop)
             else:
                 results = run_threaded(tasks, count, runners, dispatcher, stop)
         elif mode == "sequential":
+            assert client is not None
             runners = RunnerCache(policy, run_id, client, pool=pool)
             results = run_sequential(tasks, runners, dispatcher, stop)
         else:
@@ -282,7 +303,7 @@ def run_scripts(
             log_dir=str(sink.directory) if sink is not None else "",
             cancelled=stop.cancelled,
             requirements=packages,
-            pool=0 if swarm else _pool_size(pool),
+            pool=0 if swarm or through_gateway else _pool_size(pool),
             outputs_dir=outputs,
             backend=backend,
         )
@@ -301,6 +322,28 @@ def run_scripts(
             sink.flush()
             if own_sink:
                 sink.stop()
+
+
+def _backend_in_force(backend: Backend) -> Backend:
+    """The backend a batch runs on: a process with a gateway set runs through it.
+
+    Raises:
+        InvalidArgumentError: ``"gateway"`` with no gateway set, or ``"swarm"``
+            with one (the gateway holds the engine).
+    """
+    gateway = current_settings().gateway
+    if gateway and backend == "swarm":
+        raise InvalidArgumentError(
+            "backend",
+            backend,
+            f"this process runs through the gateway {gateway} (DOCKERMAGIC_GATEWAY), which "
+            "holds the engine; unset it to run a batch on a Swarm",
+        )
+    if backend == "gateway" and not gateway:
+        raise InvalidArgumentError(
+            "backend", backend, "no gateway is configured: set DOCKERMAGIC_GATEWAY"
+        )
+    return "gateway" if gateway else backend
 
 
 def _pool_size(pool: int | None) -> int:
@@ -382,7 +425,7 @@ def _prepare_images(
 
 def _tasks(
     discovery: Discovery,
-    client: docker.DockerClient,
+    client: docker.DockerClient | None,
     images: Mapping[str, str],
     packages: Mapping[str, tuple[str, ...]],
     timeout: float | None,
@@ -395,7 +438,11 @@ def _tasks(
 ) -> list[Task]:
     languages = [discovery.language_of(path) for path in discovery.scripts]
     total = len(discovery.scripts)
-    if swarm:
+    if client is None:
+        # Through a gateway: it chooses, pulls or builds the images (the
+        # caller's choice goes with each run, and is refused there if not allowed).
+        prepared = {language: (images.get(language, ""), "") for language in set(languages)}
+    elif swarm:
         prepared = prepare_swarm_images(client, languages, images, packages)
     else:
         prepared = _prepare_images(client, languages, images, packages, emit, total)

@@ -33,6 +33,7 @@ from dockermagic.images import image_present, runner_image
 from dockermagic.labels import BATCH
 from dockermagic.policy import SandboxPolicy
 from dockermagic.runners import get_runner, runner_class_for
+from dockermagic.settings import current_settings
 from dockermagic.swarm import (
     SwarmRunner,
     cluster_nodes,
@@ -86,8 +87,11 @@ def swarm_available(client: docker.DockerClient | None = None) -> bool:
         client: The client; this process's shared client when None.
 
     Returns:
-        False also when no engine answers (a front end then offers local runs only).
+        False also when no engine answers (a front end then offers local runs
+        only), and when a gateway is set (its batches run there).
     """
+    if current_settings().gateway:
+        return False
     try:
         return is_manager(client or default_client())
     except DockermagicError:

@@ -13,6 +13,7 @@ import pytest
 
 from dockermagic.errors import (
     GatewayError,
+    GatewayUnavailableError,
     InvalidArgumentError,
     LimitExceededError,
     QuotaExceededError,
@@ -295,13 +296,18 @@ def test_jobs_from_clients_are_checked() -> None:
             parse_job(job, 1024)
 
 
-def test_a_batch_says_plainly_that_it_does_not_run_through_a_gateway(
+def test_a_batch_with_a_gateway_set_runs_through_it_or_says_why_not(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from dockermagic.batch import run_scripts
 
     (tmp_path / "a.py").write_text("print(1)")
+    with pytest.raises(InvalidArgumentError, match="no gateway is configured"):
+        run_scripts(tmp_path, backend="gateway")
     monkeypatch.setenv("DOCKERMAGIC_GATEWAY", "http://127.0.0.1:9")
     monkeypatch.setenv("DOCKERMAGIC_TOKEN", TOKEN)
-    with pytest.raises(InvalidArgumentError, match="do not run through a gateway yet"):
+    with pytest.raises(InvalidArgumentError, match="holds the engine"):
+        run_scripts(tmp_path, backend="swarm")
+    # Nothing listens there: said before any script runs, as a missing engine is.
+    with pytest.raises(GatewayUnavailableError):
         run_scripts(tmp_path)
