@@ -11,7 +11,8 @@ A JSON file (``dockermagic gateway serve --config FILE``)::
         "bob": {"token": "plain-text works too", "network": true}
       },
       "ceiling": {"timeout": 30, "memory": "512m", "cpus": 1, "output_limit": "1m",
-                  "images": {"python": ["dockermagic/python:offline"]}},
+                  "images": {"python": ["dockermagic/python:offline"]},
+                  "packages": {"python": ["tabulate"]}},
       "quotas": {"runs_at_once": 2, "queued": 8, "sessions": 2,
                  "cpu_seconds_per_hour": 600},
       "capacity": 4, "idle_timeout": 900, "pool_size": 2,
@@ -44,7 +45,9 @@ The ceiling is the most a student may ask for: every numeric field of
 ``pids_limit``, ``output_limit``, ``copy_limit``, ``display_limit``, the tmpfs
 sizes, ``nofile``) defaults to the library's safe default; the network only
 for users marked ``"network": true``; images only those listed per language
-(the runner's default image when none is listed); the user, the read-only
+(the runner's default image when none is listed); packages only those
+``"packages"`` lists per language (``{"python": ["tabulate", "numpy==2.*"],
+"javascript": ["lodash@4"]}``; none when it lists none); the user, the read-only
 root and the working directory are fixed. A request that asks for nothing
 gets the defaults, lowered to the ceiling.
 
@@ -67,6 +70,7 @@ from pathlib import Path
 from typing import Any
 
 from dockermagic.errors import InvalidArgumentError, LimitExceededError
+from dockermagic.packages import normalise_requirements
 from dockermagic.policy import SandboxPolicy, parse_bytes, size_text
 
 __all__ = [
@@ -210,10 +214,14 @@ class Ceiling:
         limits: Numeric policy field -> its highest allowed value.
         images: Language -> images allowed (the first is the default); a
             language not listed runs the gateway's default image only.
+        packages: Language -> the requirement specs a request may ask for
+            (normalised); a language not listed gets none. A request for any
+            of them runs in the one derived image of them all.
     """
 
     limits: Mapping[str, float]
     images: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    packages: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def describe(self, name: str) -> str:
         """A limit's value in words (``"512 MiB"``, ``"30 s"``).
@@ -458,6 +466,63 @@ class GatewayConfig:
         listed = ", ".join(allowed) if allowed else "the gateway's default image only"
         raise LimitExceededError("image", asked, listed)
 
+    def packages_for(self, language: str, asked: Any) -> tuple[str, ...]:
+        """The packages a request runs with: the teacher's set, when it asks only for those.
+
+        A spec is allowed when it is one the ceiling lists (after
+        normalisation), or a bare name the ceiling lists with a version
+        (``numpy`` for ``numpy==2.*``). The answer is the language's whole
+        allowed set: one derived image per language and base image, built
+        once on the gateway's host with the gateway's network (never the
+        sandbox's), whichever subset a request names.
+
+        Args:
+            language: The canonical language.
+            asked: The request's ``requirements`` (untrusted JSON).
+
+        Returns:
+            The specs to build the image with; empty when none were asked for.
+
+        Raises:
+            InvalidArgumentError: Not a short list of package specs.
+            LimitExceededError: A package the teacher did not allow (named).
+        """
+        if asked is None or asked == []:
+            return ()
+        if (
+            not isinstance(asked, list)
+            or len(asked) > MAX_REQUIREMENTS
+            or not all(isinstance(spec, str) and 0 < len(spec) <= 200 for spec in asked)
+        ):
+            raise InvalidArgumentError(
+                "requirements", "…", "expected a short list of package specs"
+            )
+        allowed = self.ceiling.packages.get(language, ())
+        by_name = {_package_name(language, spec): spec for spec in allowed}
+        for spec in normalise_requirements(language, asked):
+            if spec in allowed or (spec == _package_name(language, spec) and spec in by_name):
+                continue
+            listed = (
+                f"only {', '.join(allowed)} for {language}"
+                if allowed
+                else f"no {language} packages on this gateway (the teacher can allow some)"
+            )
+            raise LimitExceededError("packages", spec, listed)
+        return allowed
+
+
+#: Requirement specs one request may name.
+MAX_REQUIREMENTS = 64
+
+_PY_PACKAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_JS_PACKAGE = re.compile(r"(?:@[^/@\s]+/)?[^@\s]+")
+
+
+def _package_name(language: str, spec: str) -> str:
+    """The package a normalised spec names: ``numpy`` of ``numpy==2.*``, ``@a/b`` of ``@a/b@1``."""
+    found = (_PY_PACKAGE if language == "python" else _JS_PACKAGE).match(spec)
+    return found.group(0) if found else spec
+
 
 def _limit_value(name: str, value: Any) -> float:
     if isinstance(value, bool):
@@ -555,7 +620,22 @@ def _ceiling(raw: Any) -> Ceiling:
     defaults = SandboxPolicy()
     limits = {name: float(getattr(defaults, name)) for name in NUMERIC_LIMITS}
     images: dict[str, tuple[str, ...]] = {}
+    packages: dict[str, tuple[str, ...]] = {}
     for name, value in raw.items():
+        if name == "packages":
+            if not isinstance(value, dict):
+                raise InvalidArgumentError("ceiling.packages", value, "expected an object")
+            for language, listed in value.items():
+                if language not in ("python", "javascript"):
+                    raise InvalidArgumentError(
+                        "ceiling.packages", language, "expected python or javascript"
+                    )
+                if not isinstance(listed, list) or not all(isinstance(i, str) for i in listed):
+                    raise InvalidArgumentError(
+                        "ceiling.packages", language, "expected package specs"
+                    )
+                packages[language] = normalise_requirements(language, listed)
+            continue
         if name == "images":
             if not isinstance(value, dict):
                 raise InvalidArgumentError("ceiling.images", value, "expected an object")
@@ -574,7 +654,7 @@ def _ceiling(raw: Any) -> Ceiling:
         n: (float(v) if n in ("cpus", "timeout") else int(v)) for n, v in limits.items()
     }
     SandboxPolicy(**as_policy)
-    return Ceiling(limits=limits, images=images)
+    return Ceiling(limits=limits, images=images, packages=packages)
 
 
 def _quotas(raw: Any) -> Quotas:

@@ -235,10 +235,21 @@ class Gateway:
         return user.teacher or user.name == owner
 
     def runner(
-        self, language: str, image: str | None, policy: SandboxPolicy, *, pooled: bool
+        self,
+        language: str,
+        image: str | None,
+        policy: SandboxPolicy,
+        *,
+        pooled: bool,
+        packages: tuple[str, ...] = (),
     ) -> AbstractDockerCodeRunner:
-        """A runner for these settings, kept for the next request like it."""
-        key = (language, image, policy, pooled)
+        """A runner for these settings, kept for the next request like it.
+
+        With ``packages`` (the teacher's allowed set), its image is derived
+        from the base with them installed: built on the gateway's host at the
+        first run that needs it (in that run's thread), looked up after.
+        """
+        key = (language, image, policy, pooled, packages)
         runner = self._runners.get(key)
         if runner is None:
             runner = get_runner(
@@ -247,6 +258,7 @@ class Gateway:
                 policy=policy,
                 pool=self.config.pool_size if pooled else 0,
                 gateway=False,
+                requirements=packages,
             )
             self._runners[key] = runner
             while len(self._runners) > MAX_RUNNERS:
@@ -626,16 +638,6 @@ def _image(data: Mapping[str, Any]) -> str | None:
     return image
 
 
-def _no_packages(data: Mapping[str, Any]) -> None:
-    requirements = data.get("requirements")
-    if requirements:
-        raise LimitExceededError(
-            "packages",
-            requirements if isinstance(requirements, list) else "…",
-            "none on this gateway (the teacher can allow an image that has them)",
-        )
-
-
 def _materialise(folder: str, work: Mapping[str, bytes]) -> list[str]:
     """Write a job's working-directory files under the gateway's temporary folder.
 
@@ -710,6 +712,7 @@ async def _info(request: web.Request) -> web.Response:
             "teacher": user.teacher,
             "network": user.network,
             "images": images,
+            "packages": {lang: list(specs) for lang, specs in config.ceiling.packages.items()},
             "ceiling": dict(config.ceiling.limits),
             "quotas": {
                 "runs_at_once": config.quotas.runs_at_once,
@@ -730,11 +733,11 @@ async def _run(request: web.Request) -> web.StreamResponse:
     language = runner_class_for(language_name).language
     policy = gateway.config.policy_for(user, _limits(data))
     image = gateway.config.image_for(language, _image(data))
-    _no_packages(data)
+    packages = gateway.config.packages_for(language, data.get("requirements"))
     gateway.check_cpu(user)
     job = parse_job(data.get("job"), policy.copy_limit)
     pooled = not _limits(data) and not job.work
-    runner = gateway.runner(language, image, policy, pooled=pooled)
+    runner = gateway.runner(language, image, policy, pooled=pooled, packages=packages)
     program = _Program(
         id=secrets.token_hex(8),
         user=user.name,
@@ -794,7 +797,7 @@ async def _open_session(request: web.Request) -> web.Response:
     language = runner_class_for(language_name).language
     policy = gateway.config.policy_for(user, _limits(data))
     image = gateway.config.image_for(language, _image(data))
-    _no_packages(data)
+    packages = gateway.config.packages_for(language, data.get("requirements"))
     key = (user.name, name, language)
     existing = gateway._session_ids.get(key)
     if existing is not None and existing in gateway.sessions:
@@ -811,6 +814,7 @@ async def _open_session(request: web.Request) -> web.Response:
         labels={GATEWAY_USER: user.name},
         pool=0,
         gateway=False,
+        requirements=packages,
     )
     entry = _SessionEntry(
         id=secrets.token_hex(8),

@@ -1,5 +1,6 @@
 """Batches of scripts through a real gateway: ``run_scripts`` and ``dockermagic run``
-with ``DOCKERMAGIC_GATEWAY`` set, each script a one-shot run in the user's queue.
+with ``DOCKERMAGIC_GATEWAY`` set, each script a one-shot run in the user's queue;
+and packages the teacher allows, built on the gateway's host.
 
 The same folder run locally and through the gateway gives the same statuses
 and exit codes; a quota smaller than the batch's workers queues, it does not
@@ -22,10 +23,12 @@ import pytest
 
 from dockermagic import BatchEvent, BatchReport, run_scripts
 from dockermagic.cleanup import list_containers
-from dockermagic.errors import InvalidArgumentError
+from dockermagic.errors import InvalidArgumentError, LimitExceededError
 from dockermagic.gateway.audit import read_audit
 from dockermagic.labels import GATEWAY_USER
 from dockermagic.panel import ScriptsPanel
+from dockermagic.runners import JavaScriptDockerRunner, PythonDockerRunner
+from dockermagic.sessions import Session
 from tests.conftest import TAG
 from tests.gateway import ROOT, GatewayProcess, wait_for
 
@@ -61,7 +64,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess
     """A gateway where a student runs one program at once, a few more queued."""
     with GatewayProcess(
         tmp_path_factory.mktemp("gateway-batch"),
-        ceiling={"timeout": 30, "memory": "512m", "cpus": 1},
+        # Packages: tabulate only (pure Python, small: pip on the gateway's
+        # host fetches it, or finds it in its cache).
+        ceiling={"timeout": 30, "memory": "512m", "cpus": 1, "packages": {"python": ["tabulate"]}},
         quotas={"runs_at_once": 1, "queued": 8, "sessions": 2},
         capacity=4,
     ) as process:
@@ -235,3 +240,35 @@ def test_the_panel_runs_its_batch_through_the_gateway(
     }
     panel.selected.value = "f_hello.js"
     assert "hello from node" in panel.stdout_view.value
+
+
+def test_allowed_packages_run_others_are_refused_naming_the_package(
+    as_alice: GatewayProcess, tmp_path: Path
+) -> None:
+    code = "import tabulate\nprint(tabulate.tabulate([[1, 2]]).splitlines()[1])\n"
+    runner = PythonDockerRunner(requirements=["tabulate"])
+    result = runner.run(code, timeout=30)
+    assert result.ok, result.stderr
+    assert result.stdout == "1  2\n"
+    # A session of the same set, and a batch whose folder asks for it.
+    with Session("deps", PythonDockerRunner(requirements=["Tabulate"])) as session:
+        cell = session.run("import tabulate\nprint(tabulate.__name__)")
+        assert cell.stdout == "tabulate\n", cell.stderr
+    folder = tmp_path / "deps"
+    folder.mkdir()
+    (folder / "table.py").write_text(code)
+    (folder / "requirements.txt").write_text("tabulate\n")
+    report = run_scripts(folder, timeout=30)
+    assert report.backend == "gateway"
+    assert [(r.name, r.status) for r in report.results] == [("table.py", "ok")]
+    assert "1  2" in report.results[0].output_tail
+    # Anything else is refused before a container starts, naming the package.
+    with pytest.raises(LimitExceededError, match="'requests'") as refused:
+        PythonDockerRunner(requirements=["tabulate", "requests"]).run("print(1)")
+    assert "only tabulate for python" in str(refused.value)
+    with pytest.raises(LimitExceededError, match="'lodash'"):
+        JavaScriptDockerRunner(requirements=["lodash"]).run("console.log(1)")
+    (folder / "requirements.txt").write_text("requests\n")
+    refused_batch = run_scripts(folder, timeout=30)
+    assert refused_batch.results[0].status == "error"
+    assert "'requests'" in refused_batch.results[0].message

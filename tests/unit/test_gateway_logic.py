@@ -122,6 +122,36 @@ def test_network_only_for_named_users_and_images_only_from_the_list() -> None:
         gateway.image_for("javascript", "node:22")
 
 
+def test_packages_only_from_the_teachers_list_which_maps_to_one_set() -> None:
+    packages = {"python": ["tabulate", "NumPy==2.*"], "javascript": ["lodash@4", "@types/node@20"]}
+    gateway = config(ceiling={"packages": packages})
+    python = ("numpy==2.*", "tabulate")
+    assert gateway.ceiling.packages["python"] == python
+    assert gateway.packages_for("python", None) == ()
+    assert gateway.packages_for("python", []) == ()
+    # A listed spec, or a bare name listed with a version: the whole set (one image).
+    assert gateway.packages_for("python", ["tabulate"]) == python
+    assert gateway.packages_for("python", ["numpy"]) == python
+    assert gateway.packages_for("python", ["Tabulate", "numpy==2.*"]) == python
+    assert gateway.packages_for("javascript", ["lodash"]) == ("@types/node@20", "lodash@4")
+    assert gateway.packages_for("javascript", ["@types/node"]) == ("@types/node@20", "lodash@4")
+    for language, asked, named in [
+        ("python", ["tabulate", "requests"], "'requests'"),
+        ("python", ["numpy==1.*"], "'numpy==1.*'"),
+        ("javascript", ["left-pad"], "'left-pad'"),
+    ]:
+        with pytest.raises(LimitExceededError, match=named):
+            gateway.packages_for(language, asked)
+    with pytest.raises(LimitExceededError, match="no python packages on this gateway"):
+        config().packages_for("python", ["tabulate"])
+    for hostile in ("tabulate", [1], ["x" * 500], ["-r /etc/passwd"], ["a"] * 100):
+        with pytest.raises(InvalidArgumentError):
+            gateway.packages_for("python", hostile)
+    for bad in ({"cobol": ["x"]}, {"python": "tabulate"}, {"python": ["--index-url=x"]}, []):
+        with pytest.raises(InvalidArgumentError):
+            config(ceiling={"packages": bad})
+
+
 def test_hostile_limit_values_are_refused() -> None:
     gateway = config()
     user = gateway.users["a"]
