@@ -200,6 +200,10 @@ class RemoteSession(Protocol):
         """End the session and its container."""
         ...
 
+    def interrupt(self) -> bool:
+        """Interrupt the running cell, if any; whether one was running."""
+        ...
+
     def run(
         self,
         job: Job,

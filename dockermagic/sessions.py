@@ -216,6 +216,8 @@ class Session:
         self._box: SandboxContainer | None = None
         self._agent: Agent | None = None
         self._container_name = ""
+        # The running cell's stop, for interrupt() from another thread.
+        self._cell_stop: _CellStop | None = None
         # Through a gateway the session lives there; this object forwards to it.
         backend = runner.backend
         self._remote: RemoteSession | None = (
@@ -432,7 +434,36 @@ class Session:
                 *agent.file_frames(work, BASE_WORK),
                 request,
             ]
-            return self._run_cell(box, agent, frames, limit, on_output, on_display, cancel)
+            stop = _CellStop(cancel)
+            self._cell_stop = stop
+            try:
+                return self._run_cell(box, agent, frames, limit, on_output, on_display, stop)
+            finally:
+                self._cell_stop = None
+
+    def interrupt(self) -> bool:
+        """Interrupt the cell running now, if any (from another thread).
+
+        The cell stops as after Ctrl-C or its ``cancel``: its interpreter gets
+        an interrupt (``KeyboardInterrupt`` in Python), its result is
+        ``cancelled``, and the session keeps what earlier cells defined; a
+        cell that does not stop within ``grace`` seconds is killed and the
+        interpreter restarted. Through a gateway, the gateway's session is
+        interrupted (a student may interrupt only their own).
+
+        Returns:
+            Whether a cell was running.
+
+        Raises:
+            GatewayUnavailableError: The gateway does not answer.
+        """
+        if self._remote is not None:
+            return self._remote.interrupt()
+        stop = self._cell_stop
+        if stop is None:
+            return False
+        stop.set()
+        return True
 
     def _run_remote(
         self,
@@ -693,6 +724,23 @@ class Session:
         exit_code = state.exit_code if state.exit_code is not None else -1
         self._restart_warning(f": {reason}", stacklevel=6)
         return exit_code, state.oom_killed, f"\n[dockermagic] {reason}\n"
+
+
+class _CellStop(threading.Event):
+    """A cell's stop: set by :meth:`Session.interrupt`, or by the caller's ``cancel``.
+
+    The supervisor polls ``is_set()`` only (it never waits on the event), so
+    the caller's event is consulted there instead of being linked by a thread
+    per cell (a warm cell costs a few milliseconds).
+    """
+
+    def __init__(self, cancel: threading.Event | None) -> None:
+        super().__init__()
+        self._cancel = cancel
+
+    def is_set(self) -> bool:
+        """Whether the cell is to stop."""
+        return super().is_set() or (self._cancel is not None and self._cancel.is_set())
 
 
 class _Interrupter:

@@ -545,9 +545,20 @@ class GatewaySession:
         with contextlib.suppress(GatewayError):
             self.backend.json("DELETE", f"/sessions/{session_id}")
 
-    def interrupt(self) -> None:
-        """Interrupt the running cell, if any."""
-        self._call("POST", "interrupt")
+    def interrupt(self) -> bool:
+        """Interrupt the running cell, if any.
+
+        Returns:
+            Whether the gateway had a cell of this session running.
+        """
+        if self.id is None:
+            return False  # never opened, or stopped: nothing of it runs
+        try:
+            view = self.backend.json("POST", f"/sessions/{self.id}/interrupt")
+        except NotFoundError:
+            self.id = None  # the gateway lost it; the next cell opens it again
+            return False
+        return isinstance(view, dict) and view.get("interrupted") is True
 
     def _call(self, method: str, action: str) -> Any:
         session_id = self._open()

@@ -18,6 +18,7 @@ from dockermagic.cleanup import list_containers
 from dockermagic.engine import engine_profile
 from dockermagic.labels import SESSION as LABEL_SESSION
 from dockermagic.magics import CellFailedError, CellInterrupted
+from dockermagic.result import RunResult
 from dockermagic.sessions import SessionManager, SessionRestartedWarning
 from tests.support import loaded_shell
 
@@ -107,6 +108,33 @@ def test_timeout_interrupts_the_cell_not_the_session(
     assert after.container_name == result.container_name
     # The subprocess the interrupted cell started went with it.
     assert _programs(docker_client, session.container_id or "") == []
+
+
+@pytest.mark.gateway
+def test_interrupt_from_another_thread_keeps_the_session(manager: SessionManager) -> None:
+    session = manager.get("interrupted", "python")
+    assert not session.interrupt()  # nothing runs yet
+    session.run("kept = 'yes'")
+    started = threading.Event()
+    results: list[RunResult] = []
+    cell = threading.Thread(
+        target=lambda: results.append(
+            session.run(
+                "import time\nprint('busy', flush=True)\ntime.sleep(30)",
+                on_output=lambda stream, text: started.set(),
+            )
+        )
+    )
+    cell.start()
+    assert started.wait(20)
+    assert session.interrupt()
+    cell.join(20)
+    assert not cell.is_alive()
+    assert results[0].cancelled
+    assert results[0].duration < 15
+    assert "busy" in results[0].stdout
+    assert session.run("print(kept)").stdout == "yes\n", "the interpreter stays"
+    assert not session.interrupt()
 
 
 @pytest.mark.gateway
