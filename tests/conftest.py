@@ -6,11 +6,11 @@ see each other's containers). The autouse fixture fails any test that leaves a
 tagged container behind.
 
 ``pytest --engine=gateway`` runs the tests marked ``gateway`` (a representative
-set of the runner and session suites) a second time through a real
+set of the runner, session and batch suites) a second time through a real
 ``dockermagic gateway serve`` subprocess on 127.0.0.1 that holds the main
 engine (tests/gateway.py): the test process gets ``DOCKERMAGIC_GATEWAY`` and
-a student's ``DOCKERMAGIC_TOKEN``, so every runner and session in it goes
-through the gateway; ``make test-gateway`` is that pass. The real JupyterHub
+a student's ``DOCKERMAGIC_TOKEN``, so every runner, session and batch in it
+goes through the gateway; ``make test-gateway`` is that pass. The real JupyterHub
 of tests/integration/test_hub.py (marked ``hub``) runs in that pass too (the
 main pass leaves it out).
 

@@ -83,6 +83,7 @@ def reports(
     return runs
 
 
+@pytest.mark.gateway
 @pytest.mark.parametrize("mode", ["sequential", "parallel"])
 def test_each_script_reported_with_its_status(
     reports: dict[str, tuple[BatchReport, list[BatchEvent], Path]], mode: str
@@ -104,6 +105,7 @@ def test_each_script_reported_with_its_status(
     assert report.workers == (1 if mode == "sequential" else 2)
 
 
+@pytest.mark.gateway
 def test_sequential_and_parallel_agree(
     reports: dict[str, tuple[BatchReport, list[BatchEvent], Path]],
 ) -> None:
@@ -125,6 +127,7 @@ def test_sequential_and_parallel_agree(
     assert not started_during_slow(reports["sequential"][1])
 
 
+@pytest.mark.gateway
 @pytest.mark.parametrize("mode", ["sequential", "parallel"])
 def test_events_start_output_finish(
     reports: dict[str, tuple[BatchReport, list[BatchEvent], Path]], mode: str
@@ -142,6 +145,7 @@ def test_events_start_output_finish(
     assert {e.total for e in events} == {len(EXPECTED)}
 
 
+@pytest.mark.gateway
 @pytest.mark.parametrize("mode", ["sequential", "parallel"])
 def test_logs_hold_every_scripts_output(
     reports: dict[str, tuple[BatchReport, list[BatchEvent], Path]], mode: str
@@ -168,6 +172,7 @@ def test_logs_hold_every_scripts_output(
         assert f"status={status}" in app_log
 
 
+@pytest.mark.gateway
 def test_fail_fast_parallel_kills_the_rest(tmp_path: Path) -> None:
     folder = make_folder(
         tmp_path / "scripts",
@@ -192,6 +197,7 @@ def test_fail_fast_parallel_kills_the_rest(tmp_path: Path) -> None:
     }
 
 
+@pytest.mark.gateway
 def test_only_runs_the_chosen_scripts(tmp_path: Path) -> None:
     folder = make_folder(
         tmp_path / "scripts", {"a.py": "print(1)\n", "b.py": "print(2)\n", "c.js": "x(\n"}
@@ -200,6 +206,7 @@ def test_only_runs_the_chosen_scripts(tmp_path: Path) -> None:
     assert [(r.name, r.status) for r in report.results] == [("b.py", "ok")]
 
 
+@pytest.mark.gateway
 def test_fail_fast_sequential_starts_nothing_more(tmp_path: Path) -> None:
     folder = make_folder(
         tmp_path / "scripts",
@@ -213,6 +220,7 @@ def test_fail_fast_sequential_starts_nothing_more(tmp_path: Path) -> None:
     assert ("finish", "c_ok.py") in {(e.kind, e.script) for e in events}
 
 
+@pytest.mark.gateway
 @pytest.mark.parametrize("mode", ["sequential", "parallel"])
 def test_cancel_mid_batch_leaves_no_container(
     tmp_path: Path, mode: str, docker_client: docker.DockerClient
@@ -256,6 +264,7 @@ def test_missing_image_is_an_error_for_its_scripts_only(tmp_path: Path) -> None:
     assert results["b.js"].status == "ok"
 
 
+@pytest.mark.gateway
 def test_shipped_example_scripts_all_succeed(tmp_path: Path) -> None:
     scripts = Path(__file__).resolve().parents[2] / "scripts"
     report = run_scripts(scripts, mode="parallel", log_dir=tmp_path / "logs")
