@@ -38,6 +38,10 @@ runner registry, so a newly registered language shows up here by itself.
   the CPUs of the ready nodes; ``--sequential``: one at a time); same
   summary, statuses, logs and ``--json``, with each script's node
   (:mod:`dockermagic.batch.swarm`).
+* With ``DOCKERMAGIC_GATEWAY`` set, each script is a run through the gateway
+  (no Docker socket needed; ``--parallel`` defaults to the user's quota of
+  runs at once; packages only those the teacher allows), with the same
+  summary, statuses, logs and ``--json`` (:mod:`dockermagic.batch.gateway`).
 
 ``dockermagic images`` also manages *derived images* (a base image plus
 packages): ``--requirements ITEM ... [--language L]`` builds one ahead of
