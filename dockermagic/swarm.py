@@ -76,7 +76,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 import docker
 import docker.errors
@@ -1143,16 +1143,7 @@ def list_services(
     Returns:
         One summary per service.
     """
-    filters = {"label": list(label_filters)}
-    try:
-        return _summaries(
-            engine_call(
-                "list services",
-                lambda: client.api.services(filters=filters),  # type: ignore[no-untyped-call]
-            )
-        )
-    except docker.errors.APIError as exc:
-        raise _api_error("list services", exc) from exc
+    return _list(client, "services", label_filters)
 
 
 def list_configs(
@@ -1167,16 +1158,21 @@ def list_configs(
     Returns:
         One summary per config.
     """
+    return _list(client, "configs", label_filters)
+
+
+def _list(
+    client: docker.DockerClient, kind: Literal["services", "configs"], label_filters: Sequence[str]
+) -> list[ServiceSummary]:
     filters = {"label": list(label_filters)}
+    what = f"list {kind}"
+    # Both listings answer rows of the same shape (ID, Spec.Name, Spec.Labels, CreatedAt).
+    listing = client.api.services if kind == "services" else client.api.configs
     try:
-        return _summaries(
-            engine_call(
-                "list configs",
-                lambda: client.api.configs(filters=filters),  # type: ignore[no-untyped-call]
-            )
-        )
+        rows = engine_call(what, lambda: listing(filters=filters))  # type: ignore[no-untyped-call]
     except docker.errors.APIError as exc:
-        raise _api_error("list configs", exc) from exc
+        raise _api_error(what, exc) from exc
+    return _summaries(rows)
 
 
 def remove_services(client: docker.DockerClient, ids: Iterable[str]) -> list[str]:

@@ -342,7 +342,81 @@ def _copy_image(
     )
 
 
-class ExtraEngine:
+class _APIProcess:
+    """A throw-away process serving the Docker API (``dockerd``, Podman's service).
+
+    What both share: the log's tail, the wait for the first answer and the
+    images copied in. A subclass sets ``program`` and the attributes read here.
+    """
+
+    #: The program's name in error messages.
+    program = "dockerd"
+    _proc: subprocess.Popen[bytes] | None
+    images: tuple[str, ...]
+    source: docker.DockerClient | None
+    ready_timeout: float
+    timings: dict[str, float]
+
+    @property
+    def base_url(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def socket_path(self) -> Path:
+        raise NotImplementedError
+
+    @property
+    def log_path(self) -> Path:
+        raise NotImplementedError
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last lines of the program's log ('' when there is none)."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _wait_ready(self, deadline: float) -> str:
+        assert self._proc is not None
+        probe = docker.DockerClient(
+            base_url=self.base_url, version=docker.constants.MINIMUM_DOCKER_API_VERSION, timeout=5
+        )
+        try:
+            while True:
+                if self._proc.poll() is not None:
+                    raise EngineError(
+                        f"{self.program} exited with {self._proc.returncode} while starting; "
+                        f"its log ({self.log_path}) ends:\n{self.log_tail()}"
+                    )
+                if self.socket_path.exists():
+                    with contextlib.suppress(*UNREACHABLE):
+                        probe.ping()
+                        version: str = probe.version(api_version=False)["ApiVersion"]
+                        return version
+                if time.monotonic() > deadline:
+                    raise EngineError(
+                        f"{self.program} did not answer within {self.ready_timeout:.0f} s; "
+                        f"its log ({self.log_path}) ends:\n{self.log_tail()}"
+                    )
+                time.sleep(0.05)
+        finally:
+            probe.close()
+
+    def _copy_images(self) -> None:
+        if not self.images:
+            return
+        t0 = time.monotonic()
+        source = self.source or docker.from_env(timeout=300)
+        try:
+            copy_images(source, [self], self.images)
+        finally:
+            if self.source is None:
+                source.close()
+        self.timings["images"] = time.monotonic() - t0
+
+
+class ExtraEngine(_APIProcess):
     """A throw-away ``dockerd`` that never touches the main engine.
 
     Args:
@@ -439,14 +513,6 @@ class ExtraEngine:
             "DOCKER_TLS_VERIFY": "1",
             "DOCKER_CERT_PATH": str(self.cert_path),
         }
-
-    def log_tail(self, lines: int = 30) -> str:
-        """The last lines of the engine's log ('' when there is none)."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
 
     # -- clients ---------------------------------------------------------------------
 
@@ -581,44 +647,6 @@ class ExtraEngine:
 
     def _where(self) -> str:
         return f"bridge {self.bridge}"
-
-    def _wait_ready(self, deadline: float) -> str:
-        assert self._proc is not None
-        probe = docker.DockerClient(
-            base_url=self.base_url, version=docker.constants.MINIMUM_DOCKER_API_VERSION, timeout=5
-        )
-        try:
-            while True:
-                if self._proc.poll() is not None:
-                    raise EngineError(
-                        f"dockerd exited with {self._proc.returncode} while starting; "
-                        f"its log ({self.log_path}) ends:\n{self.log_tail()}"
-                    )
-                if self.socket_path.exists():
-                    with contextlib.suppress(*UNREACHABLE):
-                        probe.ping()
-                        version: str = probe.version(api_version=False)["ApiVersion"]
-                        return version
-                if time.monotonic() > deadline:
-                    raise EngineError(
-                        f"dockerd did not answer within {self.ready_timeout:.0f} s; "
-                        f"its log ({self.log_path}) ends:\n{self.log_tail()}"
-                    )
-                time.sleep(0.05)
-        finally:
-            probe.close()
-
-    def _copy_images(self) -> None:
-        if not self.images:
-            return
-        t0 = time.monotonic()
-        source = self.source or docker.from_env(timeout=300)
-        try:
-            copy_images(source, [self], self.images)
-        finally:
-            if self.source is None:
-                source.close()
-        self.timings["images"] = time.monotonic() - t0
 
     def freeze(self) -> None:
         """Stop the engine's process (SIGSTOP): requests hang until :meth:`thaw`."""
@@ -1480,7 +1508,7 @@ def _other_podman_running() -> bool:
     return False
 
 
-class PodmanService:
+class PodmanService(_APIProcess):
     """A throw-away ``podman system service``: Podman's Docker API on a socket of its own.
 
     Everything it writes lives under ``/tmp/dmp-<8 hex>``: its own
@@ -1505,6 +1533,7 @@ class PodmanService:
             copies) and ``image:<name>`` (each copy).
     """
 
+    program = "podman"
     #: Files and folders Podman 4.3 creates outside its configured roots.
     OUTSIDE = (Path("/dev/shm/libpod_lock"), Path("/var/lib/containers"))
 
@@ -1554,14 +1583,6 @@ class PodmanService:
             "CONTAINERS_CONF": str(self.dir / "containers.conf"),
             "CONTAINERS_STORAGE_CONF": str(self.dir / "storage.conf"),
         }
-
-    def log_tail(self, lines: int = 30) -> str:
-        """The last lines of the service's log ('' when there is none)."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
 
     def client(self, timeout: int = 60, *, tls: bool | None = None) -> docker.DockerClient:
         """A new client for this service, closed by :meth:`stop` if still open.
@@ -1645,44 +1666,6 @@ class PodmanService:
         self._api_version = self._wait_ready(t0 + self.ready_timeout)
         self.timings["start"] = time.monotonic() - t0
         logger.info("podman %s answered after %.2f s", d, self.timings["start"])
-
-    def _wait_ready(self, deadline: float) -> str:
-        assert self._proc is not None
-        probe = docker.DockerClient(
-            base_url=self.base_url, version=docker.constants.MINIMUM_DOCKER_API_VERSION, timeout=5
-        )
-        try:
-            while True:
-                if self._proc.poll() is not None:
-                    raise EngineError(
-                        f"podman exited with {self._proc.returncode} while starting; "
-                        f"its log ({self.log_path}) ends:\n{self.log_tail()}"
-                    )
-                if self.socket_path.exists():
-                    with contextlib.suppress(*UNREACHABLE):
-                        probe.ping()
-                        version: str = probe.version(api_version=False)["ApiVersion"]
-                        return version
-                if time.monotonic() > deadline:
-                    raise EngineError(
-                        f"podman did not answer within {self.ready_timeout:.0f} s; "
-                        f"its log ({self.log_path}) ends:\n{self.log_tail()}"
-                    )
-                time.sleep(0.05)
-        finally:
-            probe.close()
-
-    def _copy_images(self) -> None:
-        if not self.images:
-            return
-        t0 = time.monotonic()
-        source = self.source or docker.from_env(timeout=300)
-        try:
-            copy_images(source, [self], self.images)
-        finally:
-            if self.source is None:
-                source.close()
-        self.timings["images"] = time.monotonic() - t0
 
     def stop(self) -> None:
         """Remove the service and every trace of it; safe to call more than once."""
