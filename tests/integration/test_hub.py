@@ -7,9 +7,12 @@ spawner, whose single-user servers run as system users this test creates
 (``dm-student-a``, ``dm-student-b``, and ``dm-teacher``, a Hub admin) and
 removes. Those users are not in the ``docker`` group, so their kernels
 cannot open the Docker socket: they reach the engine only through the
-gateway (a ``dockermagic gateway serve`` subprocess registered as the Hub
-service ``dockermagic`` with a ``hub`` configuration and no listed users),
-with the ``JUPYTERHUB_API_TOKEN`` their server gives them.
+gateway, with the ``JUPYTERHUB_API_TOKEN`` their server gives them. The Hub
+starts the gateway itself, as its managed service ``dockermagic`` (``command``
+and ``url``): ``dockermagic gateway serve`` with a ``hub`` configuration and
+no listed users, which reads the Hub's API and its own address from the
+``JUPYTERHUB_*`` variables the Hub sets; the Hub's stop ends it, and it ends
+its containers.
 
 Code runs in each user's own kernel, through the single-user server's REST
 API and its kernel websocket, as a notebook would send it.
@@ -42,7 +45,7 @@ import requests
 import websocket
 
 from dockermagic.gateway.audit import read_audit
-from dockermagic.labels import GATEWAY_USER
+from dockermagic.labels import GATEWAY_USER, TAG
 from tests.gateway import ROOT, GatewayProcess
 
 pytestmark = [pytest.mark.hub, pytest.mark.gateway_server, pytest.mark.timeout(420)]
@@ -128,14 +131,14 @@ class Hub:
         self.port, self.hub_port, self.proxy_port = _free_port(), _free_port(), _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.api = f"http://127.0.0.1:{self.hub_port}/hub/api"
-        self.service_token = secrets.token_hex(24)
         self.driver_token = secrets.token_hex(24)
         self.process: subprocess.Popen[bytes] | None = None
         self.log = folder / "jupyterhub.log"
 
-    def configure(self, gateway_url: str) -> None:
-        """Write the Hub's configuration, with the gateway as its service."""
+    def configure(self, gateway: ManagedGateway) -> None:
+        """Write the Hub's configuration, with the gateway as its managed service."""
         folder = self.folder
+        gateway_url = gateway.url
         python = _student_python()
         site = sysconfig.get_paths()["purelib"]
         # The students' servers: this checkout and the test's packages, the
@@ -165,7 +168,8 @@ c.Spawner.environment = {environment!r}
 c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 120
 c.JupyterHub.services = [
-    {{"name": "dockermagic", "url": {gateway_url!r}, "api_token": {self.service_token!r}}},
+    {{"name": "dockermagic", "url": {gateway_url!r}, "command": {gateway.command()!r},
+      "environment": {gateway.environment()!r}, "cwd": {str(gateway.folder)!r}}},
     {{"name": "test-driver", "api_token": {self.driver_token!r}}},
 ]
 c.JupyterHub.load_roles = [
@@ -236,6 +240,73 @@ c.JupyterHub.load_roles = [
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+class ManagedGateway:
+    """The gateway the Hub starts: its configuration, address and audit folder.
+
+    The Hub sets ``JUPYTERHUB_API_URL``, ``JUPYTERHUB_SERVICE_URL`` and
+    ``JUPYTERHUB_API_TOKEN``; the configuration names neither the Hub's API nor
+    ``host``/``port``, so the gateway takes both from there.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.audit_dir = folder / "audit"
+        self.config_path = folder / "gateway.json"
+        self.url = f"http://127.0.0.1:{_free_port()}"
+        config = {
+            "audit_dir": str(self.audit_dir),
+            # Idle warm containers of another process would look like leftovers.
+            "pool_size": 0,
+            "ceiling": {"timeout": 30, "memory": "512m", "cpus": 1},
+            "quotas": {"runs_at_once": 2, "queued": 4, "sessions": 2},
+            "capacity": 4,
+            # No listed users: the Hub vouches for the students and the teacher.
+            "hub": {"cache_seconds": 30},
+        }
+        folder.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(json.dumps(config))
+
+    def command(self) -> list[str]:
+        """What the Hub runs (as itself: the Hub's user may open the socket)."""
+        return [
+            sys.executable,
+            "-m",
+            "dockermagic",
+            "gateway",
+            "serve",
+            "--config",
+            str(self.config_path),
+        ]
+
+    def environment(self) -> dict[str, str]:
+        """What the gateway needs beyond the few variables the Hub passes on.
+
+        This checkout; the engine the test uses; the suite's tag, so the
+        leftover check sees the gateway's containers.
+        """
+        keep = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKERMAGIC_TAG")
+        env = {key: os.environ[key] for key in keep if key in os.environ}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+        return env
+
+    def wait_listening(self, log: Path, timeout: float = 60.0) -> None:
+        """Wait until the gateway answers (any status: it listens)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(requests.RequestException):
+                requests.get(f"{self.url}/v1/info", timeout=2)
+                return
+            time.sleep(0.3)
+        raise RuntimeError(f"the Hub's gateway did not start:\n{log.read_text()[-4000:]}")
+
+
+def _gateway_containers(client: docker.DockerClient) -> list[str]:
+    """This suite's containers of a gateway (any user), running or not."""
+    tag = os.environ.get("DOCKERMAGIC_TAG", "")
+    found = client.api.containers(all=True, filters={"label": [GATEWAY_USER, f"{TAG}={tag}"]})
+    return [str(c["Id"])[:12] for c in found]
 
 
 class Kernel:
@@ -323,7 +394,9 @@ class Kernel:
 
 
 @pytest.fixture(scope="module")
-def classroom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Hub, GatewayProcess]]:
+def classroom(
+    tmp_path_factory: pytest.TempPathFactory, docker_client: docker.DockerClient
+) -> Iterator[tuple[Hub, ManagedGateway]]:
     missing = _missing()
     if missing:
         pytest.skip(f"the JupyterHub test needs {missing} (make test installs them)")
@@ -336,32 +409,25 @@ def classroom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Hub, G
             check=True,
             capture_output=True,
         )
-    gateway = GatewayProcess(
-        tmp_path_factory.mktemp("hub-gateway"),
-        ceiling={"timeout": 30, "memory": "512m", "cpus": 1},
-        quotas={"runs_at_once": 2, "queued": 4, "sessions": 2},
-        capacity=4,
-    )
-    hub: Hub | None = None
+    gateway = ManagedGateway(tmp_path_factory.mktemp("hub-gateway"))
+    hub = Hub(folder)
     try:
-        # No listed users: the Hub vouches for the students and the teacher.
-        config = json.loads(gateway.config_path.read_text())
-        del config["users"]
-        hub = Hub(folder)
-        config["hub"] = {"api_url": hub.api, "cache_seconds": 30}
-        gateway.config_path.write_text(json.dumps(config))
-        gateway.start()
-        hub.configure(gateway.url)
+        hub.configure(gateway)
         hub.start()
+        gateway.wait_listening(hub.log)
         for name in USERS:
             hub.start_server(name)
         for name in USERS:
             hub.wait_ready(name)
         yield hub, gateway
+        hub.stop()
+        # The Hub's stop ended its gateway, and the gateway its containers.
+        with contextlib.suppress(requests.RequestException):
+            requests.get(f"{gateway.url}/v1/info", timeout=2)
+            pytest.fail("the gateway still answers after the Hub's stop")
+        assert _gateway_containers(docker_client) == []
     finally:
-        if hub is not None:
-            hub.stop()
-        gateway.stop()
+        hub.stop()
         for name in USERS:
             _remove_user(name)
         shutil.rmtree(folder, ignore_errors=True)
@@ -390,7 +456,7 @@ print(info['user'], info['teacher'], json.dumps(sorted([x['user'], x['id']] for 
 """
 
 
-def test_a_classroom_through_the_hub(classroom: tuple[Hub, GatewayProcess]) -> None:
+def test_a_classroom_through_the_hub(classroom: tuple[Hub, ManagedGateway]) -> None:
     hub, gateway = classroom
     kernels = {name: Kernel(hub, name) for name in USERS}
     try:
@@ -500,7 +566,7 @@ for _, sid in json.loads(json.dumps(sorted([x['user'], x['id']] for x in session
 
 
 def test_a_teaching_notebook_under_nbval_in_a_students_kernel(
-    classroom: tuple[Hub, GatewayProcess],
+    classroom: tuple[Hub, ManagedGateway],
 ) -> None:
     hub, gateway = classroom
     student = STUDENTS[0]
@@ -549,7 +615,7 @@ with concurrent.futures.ThreadPoolExecutor(8) as pool:
 
 
 def test_quotas_hold_per_hub_user_under_a_burst(
-    classroom: tuple[Hub, GatewayProcess], docker_client: docker.DockerClient
+    classroom: tuple[Hub, ManagedGateway], docker_client: docker.DockerClient
 ) -> None:
     hub, _ = classroom
     student = STUDENTS[1]
