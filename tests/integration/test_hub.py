@@ -259,7 +259,8 @@ class ManagedGateway:
             "audit_dir": str(self.audit_dir),
             # Idle warm containers of another process would look like leftovers.
             "pool_size": 0,
-            "ceiling": {"timeout": 30, "memory": "512m", "cpus": 1},
+            # Two CPUs and two minutes: what the teaching notebooks ask for at most.
+            "ceiling": {"timeout": 120, "memory": "512m", "cpus": 2},
             "quotas": {"runs_at_once": 2, "queued": 4, "sessions": 2},
             "capacity": 4,
             # No listed users: the Hub vouches for the students and the teacher.
@@ -542,19 +543,21 @@ def test_a_classroom_through_the_hub(classroom: tuple[Hub, ManagedGateway]) -> N
     }, by_user
 
 
-NOTEBOOK = "01-subprocess.ipynb"
+#: Every teaching notebook, in one nbval run (one pytest start-up, not eight).
+NOTEBOOKS = tuple(sorted(p.name for p in (ROOT / "notebooks").glob("0[0-7]-*.ipynb")))
 #: nbval in the student's kernel: pytest as a child of that kernel, so its own
 #: kernel runs as the student, with the student's Hub token and no socket.
 NBVAL = """
 import subprocess, sys
 run = subprocess.run(
     [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-o", "addopts=", "-q",
-     "--nbval", "--nbval-sanitize-with", "nbval-sanitize.cfg", {notebook!r}],
-    cwd={folder!r}, capture_output=True, text=True, timeout=300,
+     "--nbval", "--nbval-sanitize-with", "nbval-sanitize.cfg", *{notebooks!r}],
+    cwd={folder!r}, capture_output=True, text=True, timeout={timeout},
 )
 print("exit", run.returncode)
 print(run.stdout[-6000:], run.stderr[-2000:])
 """
+NBVAL_TIMEOUT = 300
 #: Stop whatever sessions the student's notebook left (its kernel is gone).
 STOP_SESSIONS = (
     WHO
@@ -565,7 +568,7 @@ for _, sid in json.loads(json.dumps(sorted([x['user'], x['id']] for x in session
 )
 
 
-def test_a_teaching_notebook_under_nbval_in_a_students_kernel(
+def test_the_teaching_notebooks_under_nbval_in_a_students_kernel(
     classroom: tuple[Hub, ManagedGateway],
 ) -> None:
     hub, gateway = classroom
@@ -574,20 +577,30 @@ def test_a_teaching_notebook_under_nbval_in_a_students_kernel(
     folder = Path(account.pw_dir) / "course"
     notebooks = ROOT / "notebooks"
     shutil.copytree(notebooks / "exercise_checks", folder / "exercise_checks")
-    for name in (NOTEBOOK, "nbval-sanitize.cfg"):
+    # The scripts the compressor notebook and the assignment's panel run, at ../scripts.
+    shutil.copytree(ROOT / "scripts", Path(account.pw_dir) / "scripts")
+    for name in (*NOTEBOOKS, "nbval-sanitize.cfg"):
         shutil.copy(notebooks / name, folder / name)
     (Path(account.pw_dir) / "logs").mkdir(exist_ok=True)  # the notebook's %env log folder
-    for path in [Path(account.pw_dir) / "logs", folder, *folder.rglob("*")]:
+    home = Path(account.pw_dir)
+    for path in [home / "logs", folder, *folder.rglob("*"), *(home / "scripts").rglob("*")]:
         os.chown(path, account.pw_uid, account.pw_gid)
-    cells = json.loads((notebooks / NOTEBOOK).read_text())["cells"]
-    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    code = [
+        "".join(c["source"])
+        for name in NOTEBOOKS
+        for c in json.loads((notebooks / name).read_text())["cells"]
+        if c["cell_type"] == "code"
+    ]
     before = len(list(read_audit(str(gateway.audit_dir), user=student)))
     kernel = Kernel(hub, student)
     try:
-        out, error = kernel.execute(NBVAL.format(notebook=NOTEBOOK, folder=str(folder)), 360)
+        started = time.monotonic()
+        command = NBVAL.format(notebooks=NOTEBOOKS, folder=str(folder), timeout=NBVAL_TIMEOUT)
+        out, error = kernel.execute(command, NBVAL_TIMEOUT + 60)
+        print(f"nbval of {len(NOTEBOOKS)} notebooks: {time.monotonic() - started:.1f} s")
         assert error is None, error
         assert out.startswith("exit 0"), out
-        # One nbval item per code cell, each with the outputs stored in the notebook.
+        # One nbval item per code cell of every notebook, each with its stored outputs.
         assert f"{len(code)} passed" in out, out
         out, error = kernel.execute(STOP_SESSIONS)
         assert error is None, error
@@ -595,7 +608,7 @@ def test_a_teaching_notebook_under_nbval_in_a_students_kernel(
         kernel.close()
     # The notebook's cells ran through the gateway, as the student: a record each.
     ran = len(list(read_audit(str(gateway.audit_dir), user=student))) - before
-    assert ran >= sum(c.startswith("%%docker_python") for c in code), ran
+    assert ran >= sum(c.startswith(("%%docker_python", "%%docker_js")) for c in code), ran
 
 
 #: Eight runs at once from one kernel: 2 run at a time, 4 may wait, the rest are refused.
