@@ -4,7 +4,9 @@ A thin front end over :mod:`dockermagic.grading`: it loads the course, finds
 the submissions, shows live progress, prints the student-by-exercise table
 and the per-exercise summary, and writes the files asked for (``--csv``,
 ``--json``, ``--html``). Exit status 0 when grading ran, whatever the grades;
-2 when it could not (no engine, no image, no course, no submissions folder).
+2 when it could not (no engine, no image, no course, no submissions folder, a
+gateway that does not answer). With ``DOCKERMAGIC_GATEWAY`` set, the checks run
+on that gateway as the token's user and the verdicts are still decided here.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from dockermagic.images import ensure_image, runner_image
 from dockermagic.logs import escape_line, start_logging
 from dockermagic.pool import close_pools
 from dockermagic.runners import PythonDockerRunner
+from dockermagic.settings import current_settings
 
 __all__ = ["add_grading_commands", "cmd_grade", "cmd_handout"]
 
@@ -51,10 +54,20 @@ def cmd_grade(args: argparse.Namespace) -> int:
         raise InvalidArgumentError("submissions", args.submissions, str(exc)) from None
     if not entries:
         raise InvalidArgumentError("submissions", args.submissions, "no notebooks, .py or folders")
-    # Fail in one line before any check when nothing could run.
-    engine_version()
-    client = default_client()
-    ensure_image(client, runner_image(client, PythonDockerRunner))
+    # Fail in one line before any check when nothing could run. Through a
+    # gateway (DOCKERMAGIC_GATEWAY) the students' code runs there, as this
+    # token's user, and the gateway keeps the images; the verdicts are still
+    # decided here, from the reports the checks print.
+    settings = current_settings()
+    if settings.gateway:
+        # Imported here: grading without a gateway never loads the client.
+        from dockermagic.gateway.client import gateway_backend
+
+        gateway_backend(settings.gateway, settings.token, ca=settings.gateway_ca).info()
+    else:
+        engine_version()
+        client = default_client()
+        ensure_image(client, runner_image(client, PythonDockerRunner))
     sink = start_logging(args.logs)
     total = len(entries) * len(course.exercises)
     # Plain text: names and hints are the students', never rich markup.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +21,11 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 from dockermagic.cli import main
+from dockermagic.gateway.audit import read_audit
 from dockermagic.grading import Outcome, Verdict
 from dockermagic.grading.course import handout, load_course
+from dockermagic.pool import close_pools
+from tests.gateway import GatewayProcess
 from tests.support import loaded_shell
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -229,3 +233,64 @@ def test_docker_check_without_an_answer_says_what_to_run(ip: InteractiveShell) -
     assert "run the cell that defines `sort_words`" in repr(verdict)
     result = ip.run_cell("%docker_check no-such/exercise")
     assert result.error_in_exec is not None or result.error_before_exec is not None
+
+
+#: Through a gateway: right, wrong, raising, a stub, an endless loop, cheats and a
+#: write aimed at the host (a subset: the whole set is the local test's).
+THROUGH_A_GATEWAY = (
+    "right_1",
+    "stub",
+    "wrong_value",
+    "raises",
+    "loop",
+    "cheat_marker",
+    "cheat_read_expected",
+    "host_write",
+)
+
+
+@pytest.mark.gateway_server
+def test_grading_through_a_gateway_gives_the_same_verdicts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = make_submissions.write_submissions(tmp_path / "submissions")
+    for path in (tmp_path / "submissions").iterdir():
+        if path.stem not in THROUGH_A_GATEWAY:
+            if path.is_file():
+                path.unlink()
+            else:
+                shutil.rmtree(path)
+    marker = Path(make_submissions.HOST_MARKER)
+    marker.unlink(missing_ok=True)
+    with GatewayProcess(tmp_path / "gateway") as gateway:
+        # The teacher's token: each student's code runs on the gateway as the
+        # teacher, the verdicts are decided here.
+        for key, value in gateway.env("teacher").items():
+            monkeypatch.setenv(key, value)
+        status = main(
+            [
+                "grade",
+                str(tmp_path / "submissions"),
+                "--course",
+                str(NOTEBOOKS),
+                "--notebook",
+                "01",
+                "--workers",
+                "4",
+                "--json",
+                str(tmp_path / "grades.json"),
+                "--logs",
+                str(tmp_path / "logs"),
+            ]
+        )
+        close_pools(wait=5.0)
+    assert status == 0
+    assert not marker.exists(), "a submission wrote on the host"
+    got: dict[str, dict[str, str]] = {}
+    for record in json.loads((tmp_path / "grades.json").read_text(encoding="utf-8")):
+        got.setdefault(record["student"], {})[record["exercise"]] = record["status"]
+    assert got == {name: expected[name] for name in THROUGH_A_GATEWAY}
+    # Every check ran on the gateway, as the teacher: one audit record each.
+    users = {record["user"] for record in read_audit(str(gateway.audit_dir))}
+    assert users == {"teacher"}, users
+    assert len(list(read_audit(str(gateway.audit_dir)))) >= len(THROUGH_A_GATEWAY)
