@@ -167,12 +167,7 @@ def diagnose(
             containers = len(list_containers(client))
         except DockermagicError:
             containers = None
-    directory, log_problem = log_directory(log_dir), ""
-    if check_log_dir:
-        try:
-            directory = prepare_log_dir(log_dir)
-        except DockermagicError as exc:
-            log_problem = str(exc)
+    directory, log_problem = _log_dir_state(log_dir, check=check_log_dir)
     return Diagnosis(
         address=address,
         transport=transport,
@@ -225,12 +220,7 @@ def _through_gateway(
         listed = images.get(cls.language) or []
         image = chosen.get(cls.language) or (listed[0] if listed else "the gateway's default")
         checks.append(ImageCheck(cls.language, image, None if problem else True, problem))
-    directory, log_problem = log_directory(log_dir), ""
-    if check_log_dir:
-        try:
-            directory = prepare_log_dir(log_dir)
-        except DockermagicError as exc:
-            log_problem = str(exc)
+    directory, log_problem = _log_dir_state(log_dir, check=check_log_dir)
     return Diagnosis(
         address=url,
         transport=None,
@@ -244,3 +234,13 @@ def _through_gateway(
         gateway=url,
         gateway_user=user,
     )
+
+
+def _log_dir_state(log_dir: str | os.PathLike[str] | None, *, check: bool) -> tuple[Path, str]:
+    """The log folder, and what is wrong with it ('' when nothing or unchecked)."""
+    if not check:
+        return log_directory(log_dir), ""
+    try:
+        return prepare_log_dir(log_dir), ""
+    except DockermagicError as exc:
+        return log_directory(log_dir), str(exc)

@@ -43,7 +43,6 @@ import multiprocessing
 import multiprocessing.context
 import multiprocessing.util
 import os
-import queue as queue_module
 import signal
 import threading
 import time
@@ -53,7 +52,7 @@ from types import FrameType
 from typing import Any
 
 from dockermagic.batch.cache import RunnerCache
-from dockermagic.batch.report import EventCallback, ScriptResult
+from dockermagic.batch.report import EventCallback, ScriptResult, pump_events
 from dockermagic.batch.script import Task, run_task, script_result
 from dockermagic.batch.stop import StopPolicy, fails_fast
 from dockermagic.labels import Owner, this_owner
@@ -290,7 +289,7 @@ def run_parallel(
         pending = set(futures)
         while pending:
             try:
-                _pump(events, emit, POLL_SECONDS)
+                pump_events(events, emit, POLL_SECONDS)
                 stop.check()
                 for future in [f for f in pending if f.done()]:
                     pending.discard(future)
@@ -306,16 +305,6 @@ def run_parallel(
             stop.stop("the batch was aborted")
         _shutdown(pool, emit, events)
     return [results.get(t.name) or stop.not_started(t) for t in tasks]
-
-
-def _pump(events: Any, emit: EventCallback, timeout: float) -> None:
-    """Deliver what the workers sent, waiting up to ``timeout`` for the first event."""
-    try:
-        emit(events.get(timeout=timeout))
-        for _ in range(1000):
-            emit(events.get_nowait())
-    except queue_module.Empty:
-        pass
 
 
 def _collect(
@@ -345,7 +334,7 @@ def _shutdown(
     closer.start()
     while closer.is_alive():
         with contextlib.suppress(KeyboardInterrupt):  # the workers are stopping anyway
-            _pump(events, emit, POLL_SECONDS)
-    _pump(events, emit, 0.01)
+            pump_events(events, emit, POLL_SECONDS)
+    pump_events(events, emit, 0.01)
     events.close()
     events.join_thread()

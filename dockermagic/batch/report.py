@@ -7,10 +7,11 @@ members (plain strings in JSON).
 from __future__ import annotations
 
 import json
+import queue
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from dockermagic.result import RunResult
 from dockermagic.status import Status
@@ -22,9 +23,11 @@ __all__ = [
     "BatchEvent",
     "BatchReport",
     "EventCallback",
+    "EventSource",
     "OutputTail",
     "ScriptResult",
     "batch_status",
+    "pump_events",
 ]
 
 #: Every status a script can end with, in the order summaries list them.
@@ -298,3 +301,29 @@ class BatchEvent:
 
 #: ``on_event(event)``: called in the thread that called ``run_scripts``.
 EventCallback = Callable[[BatchEvent], None]
+
+
+class EventSource(Protocol):
+    """Where a batch's workers put their events (a thread or process queue)."""
+
+    def get(self, block: bool = True, timeout: float | None = None) -> BatchEvent:
+        """The next event, waiting up to ``timeout``; ``queue.Empty`` if none."""
+        ...
+
+    def get_nowait(self) -> BatchEvent:
+        """The next event if one is there; ``queue.Empty`` if none."""
+        ...
+
+
+def pump_events(events: EventSource, emit: EventCallback, timeout: float) -> None:
+    """Deliver what the workers sent, waiting up to ``timeout`` for the first event.
+
+    At most about a thousand events a call, so the caller's loop still looks
+    at its deadline and cancel flag during a flood.
+    """
+    try:
+        emit(events.get(timeout=timeout))
+        for _ in range(1000):
+            emit(events.get_nowait())
+    except queue.Empty:
+        pass

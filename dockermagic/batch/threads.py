@@ -26,7 +26,7 @@ import threading
 from collections.abc import Sequence
 
 from dockermagic.batch.backend import ScriptBackend
-from dockermagic.batch.report import BatchEvent, EventCallback, ScriptResult
+from dockermagic.batch.report import BatchEvent, EventCallback, ScriptResult, pump_events
 from dockermagic.batch.script import Task, run_task, script_result
 from dockermagic.batch.stop import StopPolicy, fails_fast
 from dockermagic.status import Status
@@ -79,7 +79,7 @@ def run_threaded(
     try:
         while pending:
             try:
-                _pump(events, emit, POLL_SECONDS)
+                pump_events(events, emit, POLL_SECONDS)
                 stop.check()
                 for future in [f for f in pending if f.done()]:
                     pending.discard(future)
@@ -109,16 +109,6 @@ def _collect(
         return script_result(task, Status.ERROR, f"{type(exc).__name__}: {exc}")
 
 
-def _pump(events: queue.Queue[BatchEvent], emit: EventCallback, timeout: float) -> None:
-    """Deliver what the threads sent, waiting up to ``timeout`` for the first event."""
-    try:
-        emit(events.get(timeout=timeout))
-        for _ in range(1000):
-            emit(events.get_nowait())
-    except queue.Empty:
-        pass
-
-
 def _shutdown(
     executor: concurrent.futures.ThreadPoolExecutor,
     emit: EventCallback,
@@ -130,5 +120,5 @@ def _shutdown(
     closer.start()
     while closer.is_alive():
         with contextlib.suppress(KeyboardInterrupt):  # they are stopping anyway
-            _pump(events, emit, POLL_SECONDS)
-    _pump(events, emit, 0.0)
+            pump_events(events, emit, POLL_SECONDS)
+    pump_events(events, emit, 0.0)
