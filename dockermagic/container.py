@@ -38,7 +38,10 @@ Why these choices (each one a fix for something that bit):
   :class:`~dockermagic.profiles.EngineProfile`, asked once per client. Where
   the engine never reports an OOM kill (Podman 4.3), an exit by SIGKILL that
   neither dockermagic nor the deadline sent is reported as a probable OOM
-  (``ExitState.oom_certain`` False).
+  (``ExitState.oom_certain`` False). Docker can report the kill *after* the
+  exit (containerd publishes both independently), so after such an exit the
+  ``oom`` event is awaited briefly (:data:`OOM_EVENT_GRACE`) before the same
+  inference applies.
 * **A hung engine does not hold a run.** Calls run in a helper thread and are
   abandoned after their time (:data:`CALL_TIMEOUT`; :data:`SHORT_TIMEOUT`
   after a deadline). A create that completes after it was abandoned is
@@ -105,6 +108,10 @@ DEADLINE_GRACE = 2.0
 EXIT_WAIT = 5.0
 #: The status of a process killed by SIGKILL (the OOM killer's signal).
 SIGKILL_STATUS = 137
+#: Seconds to wait, after a SIGKILL exit nobody sent, for the engine's ``oom``
+#: event: containerd publishes the OOM and the exit on separate paths, and
+#: Docker's ``die`` has been seen first (a loaded engine, a TLS client).
+OOM_EVENT_GRACE = 2.0
 
 
 @dataclass(frozen=True)
@@ -165,8 +172,9 @@ class ExitState:
         exit_code: The exit status; None when the engine never said.
         oom_killed: The kernel's OOM killer acted in the container.
         oom_certain: The engine reported the OOM kill; False when it was
-            inferred from a SIGKILL nobody else sent, on an engine that never
-            reports one (see :attr:`EngineProfile.reports_oom`).
+            inferred from a SIGKILL nobody else sent that the engine did not
+            report as one (Podman never does, see
+            :attr:`EngineProfile.reports_oom`).
     """
 
     exit_code: int | None
@@ -462,6 +470,8 @@ class ExitWatch:
     engine removes the container (AutoRemove) before anyone could inspect it.
     Every container ends with ``die`` (or ``destroy`` if it never ran), so the
     thread always ends and closes its own connection; nobody has to cancel it.
+    After a SIGKILL exit with no ``oom`` yet it reads on, until the ``oom`` or
+    the container's removal, since the engine may report the OOM kill late.
 
     Args:
         client: The Docker client.
@@ -480,8 +490,12 @@ class ExitWatch:
     ) -> None:
         self.exit_code: int | None = None
         self.oom_killed = False
+        #: The exit was reported, or the stream ended without it.
+        self.exited = threading.Event()
+        #: Nothing more will be read: an ``oom`` after a SIGKILL exit, or the end.
         self.died = threading.Event()
         self._exit_actions = profile.exit_actions
+        self._gone_actions = frozenset(profile.exit_actions) - {"die", "died"}
         api = client.api
         # Podman filters by its own names ("died", "remove") and reports them
         # as Docker's ("die") or its own ("remove").
@@ -520,29 +534,42 @@ class ExitWatch:
                 action = event.get("Action") or event.get("status")
                 if action == "oom":
                     self.oom_killed = True
+                    if self.exited.is_set():
+                        break
                 elif action in self._exit_actions:
-                    attributes = (event.get("Actor") or {}).get("Attributes") or {}
-                    with contextlib.suppress(TypeError, ValueError):
-                        self.exit_code = int(attributes.get("exitCode", ""))
-                    break
+                    if not self.exited.is_set():
+                        attributes = (event.get("Actor") or {}).get("Attributes") or {}
+                        with contextlib.suppress(TypeError, ValueError):
+                            self.exit_code = int(attributes.get("exitCode", ""))
+                        self.exited.set()
+                    # A SIGKILL with no OOM reported yet: the report may follow
+                    # the exit; read on until it comes or the container is gone.
+                    late_oom_possible = self.exit_code == SIGKILL_STATUS and not self.oom_killed
+                    if not late_oom_possible or action in self._gone_actions:
+                        break
         except Exception:  # the engine went away
             logger.debug("event stream ended", exc_info=True)
         finally:
+            self.exited.set()
             self.died.set()
             with contextlib.suppress(Exception):
                 self._response.close()
 
-    def wait(self, timeout: float) -> ExitState | None:
+    def wait(self, timeout: float, *, oom_grace: float = 0.0) -> ExitState | None:
         """The exit, once the engine reported it.
 
         Args:
-            timeout: Seconds to wait at most.
+            timeout: Seconds to wait at most for the exit.
+            oom_grace: Seconds to wait on, after a SIGKILL exit with no OOM
+                reported, for a late ``oom`` event (0 when the kill was ours).
 
         Returns:
             The state, or None when no exit was reported in time.
         """
-        if not self.died.wait(timeout) or self.exit_code is None:
+        if not self.exited.wait(timeout) or self.exit_code is None:
             return None
+        if self.exit_code == SIGKILL_STATUS and not self.oom_killed and oom_grace > 0:
+            self.died.wait(oom_grace)
         return ExitState(self.exit_code, self.oom_killed)
 
     @property
@@ -841,7 +868,7 @@ class SandboxContainer:
             The state, or None.
         """
         watch = self._watch
-        state = watch.wait(timeout) if watch is not None else None
+        state = watch.wait(timeout, oom_grace=self._oom_grace()) if watch is not None else None
         return self._judge(state) if state is not None else None
 
     @property
@@ -865,18 +892,24 @@ class SandboxContainer:
             (watch is not None and watch.oom_killed) or self._exit is None or self._exit.oom_certain
         )
 
-    def _judge(self, state: ExitState) -> ExitState:
-        """The exit, with an OOM kill inferred where the engine cannot report one.
+    def _oom_grace(self) -> float:
+        """Seconds to await a late ``oom`` report: none for a kill that was ours."""
+        if not self.profile.reports_oom or self._killed or self._deadline_passed():
+            return 0.0
+        return OOM_EVENT_GRACE
 
-        On such an engine (:attr:`EngineProfile.reports_oom` False) a SIGKILL
-        exit that dockermagic did not send, before the in-container deadline
-        could have fired, is most likely the kernel's OOM killer; the program
-        killing itself with SIGKILL is the other, rare, cause, hence
-        ``oom_certain=False``.
+    def _judge(self, state: ExitState) -> ExitState:
+        """The exit, with an OOM kill inferred where the engine did not report one.
+
+        A SIGKILL exit that dockermagic did not send, before the in-container
+        deadline could have fired, is most likely the kernel's OOM killer: on
+        an engine that never reports one (:attr:`EngineProfile.reports_oom`
+        False), and on one whose report did not come within
+        :data:`OOM_EVENT_GRACE`. The program killing itself with SIGKILL is the
+        other, rare, cause, hence ``oom_certain=False``.
         """
         if (
-            not self.profile.reports_oom
-            and not state.oom_killed
+            not state.oom_killed
             and state.exit_code == SIGKILL_STATUS
             and not self._killed
             and not self._deadline_passed()
@@ -907,7 +940,7 @@ class SandboxContainer:
         """
         watch = self._watch
         if watch is not None:
-            state = watch.wait(timeout)
+            state = watch.wait(timeout, oom_grace=self._oom_grace())
             if state is not None:
                 return self._judge(state)
         if not ask:

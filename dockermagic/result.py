@@ -120,7 +120,7 @@ class RunResult:
             if not self.oom_certain:
                 return (
                     f"was killed (SIGKILL), most likely for running out of memory{limit}: "
-                    "this engine does not report OOM kills"
+                    "the engine did not report an OOM kill"
                 )
             return f"ran out of memory{limit} and was killed"
         if self.output_truncated:

@@ -613,7 +613,7 @@ class Session:
         if state.oom_killed and not state.oom_certain:
             return (
                 "the interpreter was killed (SIGKILL), most likely for running out of memory "
-                "(this engine does not report OOM kills)"
+                "(the engine did not report an OOM kill)"
             )
         if state.oom_killed:
             return "the interpreter ran out of memory (OOM) and was killed"

@@ -280,7 +280,11 @@ def test_timeout_kills_and_keeps_partial_output(language: str, code: str) -> Non
     assert result.status == "timed_out"
     assert not result.ok
     assert result.stdout == "started\n"
-    assert elapsed < 3 + 2
+    # Stopped at its deadline, not at the program's own end (60 s): measured
+    # from the container's start, since creating it took over 2 s in CI (a TLS
+    # engine on a loaded machine), and the whole call bounded loosely.
+    assert result.duration < 3 + 1.5
+    assert elapsed < 3 + 10
     assert "timed out" in result.describe()
 
 

@@ -106,7 +106,7 @@ def test_an_inferred_oom_says_how_sure_it_is() -> None:
     assert reported.describe(policy) == "ran out of memory (limit 256 MiB) and was killed"
     assert inferred.describe(policy) == (
         "was killed (SIGKILL), most likely for running out of memory (limit 256 MiB): "
-        "this engine does not report OOM kills"
+        "the engine did not report an OOM kill"
     )
 
 
