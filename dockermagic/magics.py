@@ -69,7 +69,7 @@ from dockermagic.runners import (
     runner_class_for,
     runner_classes,
 )
-from dockermagic.sessions import SessionManager
+from dockermagic.sessions import Session, SessionManager
 from dockermagic.settings import current_settings
 
 __all__ = [
@@ -454,7 +454,7 @@ class DockerMagics(Magics):
         return decorated
 
     @_magic_arguments
-    @_argument("name", nargs="?", help="a session, for --get")
+    @_argument("name", nargs="?", help="a session, for --put or --get")
     @_argument("--stop", metavar="NAME", help="stop the session NAME (all its languages)")
     @_argument("--stop-all", action="store_true", help="stop every session")
     @_argument(
@@ -466,28 +466,31 @@ class DockerMagics(Magics):
         help="copy files of the session's working directory here",
     )
     @_argument("--get-to", metavar="DIR", help="where --get writes (default: here)")
-    @_argument("--language", metavar="LANG", help="the session's language, for --get")
+    @_argument(
+        "--put",
+        metavar="PATH",
+        nargs="+",
+        action="extend",
+        default=[],
+        help="copy these files or folders into the session's working directory",
+    )
+    @_argument("--language", metavar="LANG", help="the session's language, for --put/--get")
     @_line_magic
     def docker_session(self, line: str) -> None:
-        """List the warm sessions of this kernel, stop them, or fetch their files."""
+        """List the warm sessions of this kernel, stop them, or move files in and out."""
         args = _parse(self.docker_session, line)
-        if args.get:
-            if not args.name:
-                raise UsageError("--get needs the session's name: %docker_session NAME --get GLOB")
-            found = [
-                s
-                for s in self.sessions.sessions()
-                if s.name == args.name
-                and (not args.language or s.language == runner_class_for(args.language).language)
-            ]
-            if not found:
-                raise UsageError(f"no session named {args.name!r}")
+        if args.put or args.get:
+            session = self._named_session(args.name, args.language)
             try:
                 with _warnings_to_stderr():
-                    result = found[0].run("", get=args.get, display_last=False)
+                    # Put first: "--put data --get out/*" is one round trip's worth.
+                    result = session.run("", put=args.put, get=args.get, display_last=False)
             except DockermagicError as exc:
                 raise CellError(str(exc), title=type(exc).__name__) from exc
-            _save_files(result, args.get_to or ".")
+            if args.put:
+                print(f"put {', '.join(args.put)} into session {session.name!r}")
+            if args.get:
+                _save_files(result, args.get_to or ".")
             return
         if args.stop_all:
             count = self.sessions.stop_all()
@@ -505,6 +508,19 @@ class DockerMagics(Magics):
             print("no sessions (start one with %%docker_python --session NAME)")
         for session in sessions:
             print(_describe_session(session))
+
+    def _named_session(self, name: str | None, language: str | None) -> Session:
+        """The live session ``name`` (of ``language``, if given), or a usage error."""
+        if not name:
+            raise UsageError("--put/--get need the session's name: %docker_session NAME --get GLOB")
+        try:
+            wanted = runner_class_for(language).language if language else None
+        except InvalidArgumentError as exc:
+            raise UsageError(str(exc)) from exc
+        for session in self.sessions.sessions():
+            if session.name == name and wanted in (None, session.language):
+                return session
+        raise UsageError(f"no session named {name!r}")
 
     @_magic_arguments
     @_argument("language", nargs="?", help="python, javascript or an alias")

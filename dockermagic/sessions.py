@@ -490,6 +490,25 @@ class Session:
                 )
             return result
 
+    def put(self, *paths: str | os.PathLike[str]) -> None:
+        """Copy host files or folders into the session's working directory, now.
+
+        The rules of ``run(put=...)``: regular files only (no links, devices
+        or pipes), names that stay inside the folder, within
+        ``policy.copy_limit`` bytes in all. The files stay for later cells.
+
+        Args:
+            *paths: Host files or folders.
+
+        Raises:
+            InvalidArgumentError: A path that may not be copied (named), or
+                more than the copy limit.
+            SandboxError: The session's interpreter could not be reached.
+        """
+        # An empty cell carries them: the same checked path as a cell's files,
+        # locally and through a gateway.
+        self.run("", put=paths, display_last=False)
+
     def get(self, *patterns: str) -> dict[str, bytes]:
         """Files of the session's working directory, fetched now.
 

@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 
 from dockermagic import JavaScriptDockerRunner, PythonDockerRunner, SandboxPolicy, Session
+from dockermagic.errors import InvalidArgumentError
 from tests.support import loaded_shell
 
 pytestmark = pytest.mark.docker
@@ -265,11 +267,37 @@ def test_a_missing_package_says_how_to_get_it() -> None:
 
 
 @pytest.mark.gateway
-def test_docker_session_get(tmp_path: Path) -> None:
+def test_docker_session_put_and_get(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "n.txt").write_text("41")
     with loaded_shell(tmp_path / "logs") as shell, capture_output() as captured:
+        shell.run_cell_magic("docker_python", "--session keep", "x = 1")
+        shell.run_line_magic("docker_session", f"keep --put {tmp_path / 'data'}")
         shell.run_cell_magic(
-            "docker_python", "--session keep", "open('result.txt', 'w').write('kept')"
+            "docker_python",
+            "--session keep",
+            "open('result.txt', 'w').write(str(int(open('data/n.txt').read()) + x))",
         )
         shell.run_line_magic("docker_session", f"keep --get *.txt --get-to {tmp_path / 'out'}")
-    assert (tmp_path / "out" / "result.txt").read_text() == "kept"
-    assert "got 1 file(s)" in captured.stderr
+        with pytest.raises(UsageError, match="no session named 'nope'"):
+            shell.run_line_magic("docker_session", f"nope --put {tmp_path / 'data'}")
+    assert (tmp_path / "out" / "result.txt").read_text() == "42"
+    assert f"put {tmp_path / 'data'} into session 'keep'" in captured.stdout
+    assert "got 2 file(s)" in captured.stderr  # the glob matches names: data/n.txt too
+
+
+@pytest.mark.gateway
+def test_session_put_any_time_within_the_copy_limit(tmp_path: Path) -> None:
+    (tmp_path / "small.txt").write_text("small")
+    (tmp_path / "big.bin").write_bytes(b"x" * 300_000)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "link.txt").symlink_to("/etc/passwd")
+    policy = SandboxPolicy.default().replace(copy_limit="256k")
+    with Session("putting", PythonDockerRunner(policy=policy)) as session:
+        session.put(tmp_path / "small.txt")
+        with pytest.raises(InvalidArgumentError, match=r"big\.bin"):
+            session.put(tmp_path / "big.bin")
+        with pytest.raises(InvalidArgumentError, match=r"link\.txt"):
+            session.put(tmp_path / "folder")
+        listed = session.run("import os\nprint(sorted(os.listdir('.')))")
+        assert listed.stdout == "['small.txt']\n"

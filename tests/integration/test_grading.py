@@ -227,6 +227,32 @@ def _check_in_a_session(ip: InteractiveShell, answer: str) -> None:
     assert "line 7 of your cell" in verdict.hint
 
 
+@pytest.mark.gateway_server
+def test_docker_check_through_a_gateway(
+    ip: InteractiveShell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A student's kernel with a gateway: the session cell and the check's probe
+    # both run there as the student; the verdict is still decided here.
+    answer = make_submissions.RIGHT_RUN_TOOL.replace(
+        "    done =", "    open('/tmp/dockermagic-check-ran-here', 'w').close()\n    done ="
+    )
+    Path("/tmp/dockermagic-check-ran-here").unlink(missing_ok=True)
+    with GatewayProcess(tmp_path / "gateway") as gateway:
+        with monkeypatch.context() as env:
+            for key, value in gateway.env("alice").items():
+                env.setenv(key, value)
+            try:
+                _check_in_a_session(ip, answer)
+            finally:
+                ip.run_line_magic("docker_session", "--stop exercises")
+                close_pools(wait=5.0)
+        records = list(read_audit(str(gateway.audit_dir)))
+    assert {record["user"] for record in records} == {"alice"}
+    # Two session cells, and one probe run per check (the answer and the check
+    # together, in a fresh container).
+    assert [record["kind"] for record in records] == ["cell", "run", "cell", "run"], records
+
+
 def test_docker_check_without_an_answer_says_what_to_run(ip: InteractiveShell) -> None:
     verdict = _check(ip, "01-subprocess/sort_words")
     assert verdict.outcome is Outcome.MISSING
