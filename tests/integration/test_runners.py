@@ -293,7 +293,9 @@ def test_program_ignoring_sigterm_is_still_stopped_at_the_deadline(py: PythonDoc
     started = time.monotonic()
     result = py.run(code, timeout=1)
     assert result.timed_out
-    assert time.monotonic() - started < 3
+    # From the container's start (creating it is the engine's time, not ours).
+    assert result.duration < 1 + 1.5
+    assert time.monotonic() - started < 1 + 10
 
 
 @pytest.mark.gateway
@@ -797,7 +799,7 @@ def test_keyboard_interrupt_mid_run_removes_the_container(
         )
     assert seen_running.is_set()
     assert not program_containers(docker_client)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 10  # long before the program's 60 s
 
 
 @pytest.mark.gateway
@@ -818,7 +820,8 @@ def test_cancel_event_stops_the_run(py: PythonDockerRunner) -> None:
     assert result.cancelled
     assert result.status == "cancelled"
     assert result.stdout == "x\n"
-    assert time.monotonic() - started < 3
+    assert result.duration < 3
+    assert time.monotonic() - started < 10  # long before the program's 60 s
 
 
 @pytest.mark.gateway
