@@ -20,6 +20,13 @@
                                            queue and sessions
 =========================================  ===========================================
 
+As a JupyterHub service that the Hub made its OAuth client, the gateway also
+serves a page for browsers at the service's prefix (``/services/<name>/``,
+through the Hub's proxy): the status as HTML (:mod:`dockermagic.gateway.page`),
+a teacher's of everyone, a student's of their own, behind the Hub's login
+(:mod:`dockermagic.gateway.oauth`; its callback beside it). Only ``/v1``
+needs a token; the page needs the Hub's sign-in cookie instead.
+
 A student's request for another student's run or session gets 404, as if it
 did not exist. Requests are checked against the teacher's ceiling and the
 user's quotas (:mod:`dockermagic.gateway.config`), wait their turn in the
@@ -70,6 +77,8 @@ from dockermagic.errors import (
 from dockermagic.gateway.audit import AuditLog
 from dockermagic.gateway.config import GatewayConfig, User
 from dockermagic.gateway.hub import HubIdentity, HubUnavailableError
+from dockermagic.gateway.oauth import PAGE_HEADERS, BrowserLogin, oauth_missing
+from dockermagic.gateway.page import message_page, status_page
 from dockermagic.gateway.scheduler import FairScheduler
 from dockermagic.gateway.wire import (
     API,
@@ -92,7 +101,7 @@ from dockermagic.runners import (
 )
 from dockermagic.sessions import Session
 
-__all__ = ["GATEWAY_KEY", "Gateway", "make_app", "serve"]
+__all__ = ["GATEWAY_KEY", "LOGIN_KEY", "Gateway", "make_app", "serve"]
 
 logger = logging.getLogger(__name__)
 
@@ -592,7 +601,10 @@ def _status_for(exc: DockermagicError) -> int:
 async def _guard(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Authenticate every request; turn dockermagic's errors into JSON answers."""
+    """Authenticate every API request; turn dockermagic's errors into JSON answers."""
+    if not request.path.startswith(f"{API}/"):
+        # The browser's pages: the Hub's sign-in cookie, checked by their handlers.
+        return await handler(request)
     gateway = request.app[GATEWAY_KEY]
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -943,11 +955,54 @@ async def _status(request: web.Request) -> web.Response:
     return web.json_response(gateway.status())
 
 
-def make_app(config: GatewayConfig) -> web.Application:
+#: Where the application keeps its :class:`~dockermagic.gateway.oauth.BrowserLogin`.
+LOGIN_KEY = web.AppKey("login", BrowserLogin)
+
+
+async def _page(request: web.Request) -> web.Response:
+    """The status page of the browser's Hub user (a sign-in through the Hub first)."""
+    gateway, login = request.app[GATEWAY_KEY], request.app[LOGIN_KEY]
+    try:
+        user = await login.user(request)
+    except HubUnavailableError as exc:
+        return web.Response(
+            text=message_page("The Hub does not answer", str(exc), login.prefix),
+            status=503,
+            content_type="text/html",
+            headers=PAGE_HEADERS,
+        )
+    if user is None:
+        return login.sign_in(request)
+    return web.Response(
+        text=status_page(gateway.status(), user), content_type="text/html", headers=PAGE_HEADERS
+    )
+
+
+def _add_browser_login(app: web.Application, environ: Mapping[str, str]) -> None:
+    """The status page behind the Hub's login, when the Hub made the gateway its OAuth client."""
+    hub = app[GATEWAY_KEY].hub
+    if hub is None:
+        return
+    missing = oauth_missing(environ)
+    if missing:
+        if environ.get("JUPYTERHUB_CLIENT_ID"):
+            logger.warning("no status page for browsers: %s", missing)
+        return
+    login = BrowserLogin(hub, environ)
+    app[LOGIN_KEY] = login
+    app.on_cleanup.append(lambda _: login.close())
+    app.router.add_get(login.prefix, _page)
+    app.router.add_get(login.callback_path, login.callback)
+    logger.info("status page for the Hub's users at %s", login.prefix)
+
+
+def make_app(config: GatewayConfig, environ: Mapping[str, str] | None = None) -> web.Application:
     """The gateway as an aiohttp application.
 
     Args:
         config: The teacher's configuration.
+        environ: Where the ``JUPYTERHUB_*`` variables of a Hub service are
+            read (default: the process's environment).
 
     Returns:
         The application (its start-up removes dead gateways' containers; its
@@ -970,6 +1025,7 @@ def make_app(config: GatewayConfig) -> web.Application:
     app.router.add_post(f"{API}/sessions/{{id}}/reset", _reset)
     app.router.add_delete(f"{API}/sessions/{{id}}", _stop_session)
     app.router.add_get(f"{API}/status", _status)
+    _add_browser_login(app, os.environ if environ is None else environ)
     return app
 
 

@@ -4,26 +4,34 @@ JupyterHub (from PyPI) with configurable-http-proxy (from npm, ``make
 hub-proxy``) on 127.0.0.1, ports the system picks, its database and cookie
 secret in a temporary folder; the dummy authenticator; the local-process
 spawner, whose single-user servers run as system users this test creates
-(``dm-student-a``, ``dm-student-b``, and ``dm-teacher``, a Hub admin) and
-removes. Those users are not in the ``docker`` group, so their kernels
-cannot open the Docker socket: they reach the engine only through the
-gateway, with the ``JUPYTERHUB_API_TOKEN`` their server gives them. The Hub
-starts the gateway itself, as its managed service ``dockermagic`` (``command``
-and ``url``): ``dockermagic gateway serve`` with a ``hub`` configuration and
-no listed users, which reads the Hub's API and its own address from the
-``JUPYTERHUB_*`` variables the Hub sets; the Hub's stop ends it, and it ends
-its containers.
+(``dm-student-a-<run>``, ``dm-student-b-<run>``, and ``dm-teacher-<run>``, a Hub
+admin; ``<run>`` is random, so that two runs on one machine do not share
+users) and removes, even when the test fails; a killed run's users are
+removed by the next run (their account names the run's process, gone).
+Those users are not in the ``docker`` group, so their kernels cannot open the
+Docker socket: they reach the engine only through the gateway, with the
+``JUPYTERHUB_API_TOKEN`` their server gives them. The Hub starts the gateway
+itself, as its managed service ``dockermagic`` (``command`` and ``url``, its
+OAuth without a confirmation page, every user allowed to it): ``dockermagic
+gateway serve`` with a ``hub`` configuration and no listed users, which reads
+the Hub's API, its own address and its OAuth client from the ``JUPYTERHUB_*``
+variables the Hub sets; the Hub's stop ends it, and it ends its containers.
 
 Code runs in each user's own kernel, through the single-user server's REST
-API and its kernel websocket, as a notebook would send it.
+API and its kernel websocket, as a notebook would send it. The status page
+is visited as a browser would, with a ``requests.Session`` keeping cookies:
+the Hub's login form, then the service's URL through the Hub's proxy and
+its OAuth redirects.
 """
 
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 import os
 import pwd
+import re
 import secrets
 import shutil
 import signal
@@ -34,6 +42,7 @@ import sysconfig
 import tempfile
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,9 +59,16 @@ from tests.gateway import ROOT, GatewayProcess
 
 pytestmark = [pytest.mark.hub, pytest.mark.gateway_server, pytest.mark.timeout(420)]
 
-STUDENTS = ("dm-student-a", "dm-student-b")
-TEACHER = "dm-teacher"
+#: This run's suffix of the system users' names (within Linux's 32 characters).
+RUN = secrets.token_hex(3)
+STUDENTS = (f"dm-student-a-{RUN}", f"dm-student-b-{RUN}")
+TEACHER = f"dm-teacher-{RUN}"
 USERS = (*STUDENTS, TEACHER)
+#: The comment on the test's system users: which process made them.
+OWNER = "dockermagic test_hub, pid "
+#: The gateway's name as the Hub's service, and the path its proxy forwards to it.
+SERVICE = "dockermagic"
+PREFIX = f"/services/{SERVICE}/"
 SOCKET = "/var/run/docker.sock"
 CHP = ROOT / ".venv" / "hub-proxy" / "node_modules" / ".bin" / "configurable-http-proxy"
 
@@ -123,6 +139,37 @@ def _remove_user(name: str) -> None:
     subprocess.run(["userdel", "--remove", "--force", name], capture_output=True, check=False)
 
 
+def _add_user(name: str) -> None:
+    """A system user for the Hub, its account naming this process (see :func:`_remove_stale`)."""
+    subprocess.run(
+        [
+            "useradd",
+            "--create-home",
+            "--shell",
+            "/bin/sh",
+            "--comment",
+            f"{OWNER}{os.getpid()}",
+            name,
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+
+def _remove_stale() -> None:
+    """Remove the users of earlier runs that were killed (their process is gone).
+
+    Only users this test made (their comment names its process): a run going
+    on beside this one keeps its own.
+    """
+    for account in pwd.getpwall():
+        if not (account.pw_name.startswith("dm-") and account.pw_gecos.startswith(OWNER)):
+            continue
+        pid = account.pw_gecos[len(OWNER) :]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            _remove_user(account.pw_name)
+
+
 class Hub:
     """A JupyterHub subprocess and what the test needs to drive it."""
 
@@ -168,13 +215,16 @@ c.Spawner.environment = {environment!r}
 c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 120
 c.JupyterHub.services = [
-    {{"name": "dockermagic", "url": {gateway_url!r}, "command": {gateway.command()!r},
-      "environment": {gateway.environment()!r}, "cwd": {str(gateway.folder)!r}}},
+    {{"name": {SERVICE!r}, "url": {gateway_url!r}, "command": {gateway.command()!r},
+      "environment": {gateway.environment()!r}, "cwd": {str(gateway.folder)!r},
+      "oauth_no_confirm": True}},
     {{"name": "test-driver", "api_token": {self.driver_token!r}}},
 ]
 c.JupyterHub.load_roles = [
     {{"name": "test-driver", "services": ["test-driver"],
-      "scopes": ["admin:users", "admin:servers", "access:servers"]}},
+      "scopes": ["admin:users", "admin:servers", "access:servers", "tokens"]}},
+    # Every user may sign in to the gateway's page (the admin may anyway).
+    {{"name": "user", "scopes": ["self", "access:services!service={SERVICE}"]}},
 ]
 """
         (folder / "jupyterhub_config.py").write_text(config)
@@ -401,18 +451,14 @@ def classroom(
     missing = _missing()
     if missing:
         pytest.skip(f"the JupyterHub test needs {missing} (make test installs them)")
+    _remove_stale()
     folder = Path(tempfile.mkdtemp(prefix="dockermagic-hub-"))
     folder.chmod(0o700)
-    for name in USERS:
-        _remove_user(name)  # a killed earlier run's
-        subprocess.run(
-            ["useradd", "--create-home", "--shell", "/bin/sh", name],
-            check=True,
-            capture_output=True,
-        )
     gateway = ManagedGateway(tmp_path_factory.mktemp("hub-gateway"))
     hub = Hub(folder)
     try:
+        for name in USERS:
+            _add_user(name)
         hub.configure(gateway)
         hub.start()
         gateway.wait_listening(hub.log)
@@ -489,14 +535,15 @@ def test_a_classroom_through_the_hub(classroom: tuple[Hub, ManagedGateway]) -> N
         # Who the gateway says each is: the Hub's names; the admin is a teacher.
         out, error = a.execute(WHO)
         assert error is None, error
-        assert out.startswith('dm-student-a False [["dm-student-a",'), out
-        assert "dm-student-b" not in out
+        student_a, student_b = STUDENTS
+        assert out.startswith(f'{student_a} False [["{student_a}",'), out
+        assert student_b not in out
         out, error = teacher.execute(WHO)
         assert error is None, error
-        assert out.startswith("dm-teacher True"), out
+        assert out.startswith(f"{TEACHER} True"), out
         listed = json.loads(out.split(" ", 2)[2])  # the teacher sees both students' sessions
-        assert sorted(user for user, _ in listed) == ["dm-student-a", "dm-student-b"], listed
-        b_session = next(sid for user, sid in listed if user == "dm-student-b")
+        assert sorted(user for user, _ in listed) == [student_a, student_b], listed
+        b_session = next(sid for user, sid in listed if user == student_b)
 
         # Student A cannot see, interrupt or stop B's session: as if it did not exist.
         out, error = a.execute(
@@ -538,8 +585,8 @@ def test_a_classroom_through_the_hub(classroom: tuple[Hub, ManagedGateway]) -> N
         )
     # One record per run or cell, under the Hub's user names; the refused one has none.
     assert by_user == {
-        "dm-student-a": ["run:-:ok", "cell:s1:ok", "cell:s1:ok"],
-        "dm-student-b": ["cell:s1:ok", "cell:s1:ok"],
+        STUDENTS[0]: ["run:-:ok", "cell:s1:ok", "cell:s1:ok"],
+        STUDENTS[1]: ["cell:s1:ok", "cell:s1:ok"],
     }, by_user
 
 
@@ -657,6 +704,149 @@ def test_quotas_hold_per_hub_user_under_a_burst(
     expected = sorted(["ok"] * 6 + ["programs waiting"] * 2)
     assert out.strip() == repr(expected), out
     assert 1 <= peak <= 2, peak
+
+
+def _signed_in(hub: Hub, name: str) -> requests.Session:
+    """A browser (a cookie-keeping session) signed in to the Hub as ``name``."""
+    browser = requests.Session()
+    form = browser.get(f"{hub.url}/hub/login", timeout=30)
+    assert form.status_code == 200, form.text
+    found = re.search(r'name="_xsrf" value="([^"]+)"', form.text)
+    assert found is not None, form.text
+    # The dummy authenticator takes any password; the form's _xsrf and its cookie go along.
+    answer = browser.post(
+        f"{hub.url}/hub/login",
+        data={"username": name, "password": "any", "_xsrf": html.unescape(found.group(1))},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert answer.status_code == 302, (answer.status_code, answer.text[-2000:])
+    return browser
+
+
+def _user_token(hub: Hub, name: str) -> str:
+    """A new Hub API token of a user (as one made on the Hub's token page)."""
+    answer = hub.call(
+        "POST", f"/users/{name}/tokens", json={"note": "page test", "expires_in": 600}
+    )
+    assert answer.status_code == 201, answer.text
+    token: str = answer.json()["token"]
+    return token
+
+
+#: Where a service-page visit ends, and the page's rows of a user's session.
+def _session_row(user: str, session: str) -> str:
+    return f"<tr><td>{user}</td><td>{session}</td><td>python</td>"
+
+
+def test_the_status_page_behind_the_hubs_login(classroom: tuple[Hub, ManagedGateway]) -> None:
+    hub, gateway = classroom
+    service = f"{hub.url}{PREFIX}"
+    # A session per student, opened with their own Hub tokens through the gateway's API.
+    tokens = {name: _user_token(hub, name) for name in STUDENTS}
+    opened: dict[str, str] = {}
+    try:
+        for name, token in tokens.items():
+            answer = requests.post(
+                f"{gateway.url}/v1/sessions",
+                json={"name": "status-page", "language": "python"},
+                headers={"Authorization": f"token {token}"},
+                timeout=60,
+            )
+            assert answer.status_code == 201, answer.text
+            opened[name] = answer.json()["id"]
+
+        # The teacher: the Hub's login, then the service through the Hub's OAuth.
+        teacher = _signed_in(hub, TEACHER)
+        page = teacher.get(service, timeout=60)
+        assert page.status_code == 200, page.text
+        assert page.url == service
+        hops = [urllib.parse.urlsplit(r.headers["Location"]).path for r in page.history]
+        assert hops == ["/hub/api/oauth2/authorize", f"{PREFIX}oauth_callback", PREFIX], hops
+        assert page.headers["Content-Type"].startswith("text/html")
+        assert f'<strong id="user">{TEACHER}</strong> (teacher' in page.text
+        for name in STUDENTS:
+            assert _session_row(name, "status-page") in page.text, page.text
+        # The session cookie: HttpOnly, SameSite=Lax, the service's path, not the name.
+        set_cookie = page.history[2].headers["Set-Cookie"]  # the callback's answer
+        assert f"service-{SERVICE}=" in set_cookie, set_cookie
+        for attribute in ("HttpOnly", "SameSite=Lax", f"Path={PREFIX}"):
+            assert attribute in set_cookie, set_cookie
+        assert "Secure" not in set_cookie, set_cookie  # plain http here
+        cookie = teacher.cookies.get(f"service-{SERVICE}", path=PREFIX)
+        assert cookie
+        assert TEACHER not in cookie
+        # Signed in now: the page again without a hop to the Hub.
+        again = teacher.get(service, timeout=30, allow_redirects=False)
+        assert again.status_code == 200
+        assert TEACHER in again.text
+
+        # A student sees their own session, and nothing of the other's.
+        student_a, student_b = STUDENTS
+        page = _signed_in(hub, student_a).get(service, timeout=60)
+        assert page.status_code == 200, page.text
+        assert f'<strong id="user">{student_a}</strong> (your own)' in page.text
+        assert _session_row(student_a, "status-page") in page.text, page.text
+        for other in (student_b, TEACHER):
+            assert other not in page.text, page.text
+
+        # No cookie: to the Hub's authorize URL, and (not signed in there) its login page.
+        stranger = requests.Session()
+        first = stranger.get(service, timeout=30, allow_redirects=False)
+        assert first.status_code == 302
+        assert urllib.parse.urlsplit(first.headers["Location"]).path == "/hub/api/oauth2/authorize"
+        landing = stranger.get(service, timeout=60)
+        assert urllib.parse.urlsplit(landing.url).path == "/hub/login", landing.url
+        assert TEACHER not in landing.text
+        assert "status-page" not in landing.text
+
+        # Forged cookies are not a sign-in: garbage, a bad signature, a bare user
+        # token, a bare user name; each is sent to the Hub's sign-in again.
+        for forged in ("garbage", f"{tokens[student_a]}.{'0' * 64}", tokens[student_a], TEACHER):
+            visitor = requests.Session()
+            visitor.cookies.set(f"service-{SERVICE}", forged, path=PREFIX)
+            answer = visitor.get(service, timeout=30, allow_redirects=False)
+            assert answer.status_code == 302, (forged, answer.status_code, answer.text)
+            assert "/hub/api/oauth2/authorize" in answer.headers["Location"]
+
+        # The callback checks the state: the Hub's code with a state of another browser
+        # (none here: a login CSRF) or a wrong one is refused, the right one then works.
+        browser = _signed_in(hub, student_b)
+        start = browser.get(service, timeout=30, allow_redirects=False)
+        authorize = browser.get(
+            urllib.parse.urljoin(service, start.headers["Location"]),
+            timeout=30,
+            allow_redirects=False,
+        )
+        assert authorize.status_code == 302, authorize.text
+        callback = urllib.parse.urljoin(service, authorize.headers["Location"])
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(callback).query))
+        assert set(query) == {"code", "state"}, query
+        base = callback.split("?", 1)[0]
+        assert base == f"{service}oauth_callback"
+        elsewhere = requests.get(callback, timeout=30, allow_redirects=False)
+        assert elsewhere.status_code == 403, elsewhere.text
+        assert "state does not match" in elsewhere.text
+        wrong = dict(query, state=query["state"] + "x")
+        refused = browser.get(base, params=wrong, timeout=30, allow_redirects=False)
+        assert refused.status_code == 403, refused.text
+        assert "state does not match" in refused.text
+        assert not browser.cookies.get(f"service-{SERVICE}", path=PREFIX)
+        done = browser.get(callback, timeout=30, allow_redirects=False)
+        assert (done.status_code, done.headers.get("Location")) == (302, PREFIX), done.text
+        page = browser.get(service, timeout=30, allow_redirects=False)
+        assert page.status_code == 200
+        assert _session_row(student_b, "status-page") in page.text
+        # A state is good once: the same callback again is refused.
+        replay = browser.get(callback, timeout=30, allow_redirects=False)
+        assert replay.status_code == 403, replay.text
+    finally:
+        for name, sid in opened.items():
+            requests.delete(
+                f"{gateway.url}/v1/sessions/{sid}",
+                headers={"Authorization": f"token {tokens[name]}"},
+                timeout=60,
+            )
 
 
 def test_a_hub_that_does_not_answer_is_not_a_refused_token(tmp_path: Path) -> None:
