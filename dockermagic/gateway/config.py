@@ -38,7 +38,9 @@ kept ``cache_seconds`` (60 by default).
 A service the Hub starts (``command`` in ``c.JupyterHub.services``) finds
 ``JUPYTERHUB_API_URL`` and ``JUPYTERHUB_SERVICE_URL`` in its environment;
 without ``host`` and ``port`` in the file it listens where the latter says.
-Only tokens of Hub users are accepted (not those of services).
+Only tokens of Hub users are accepted (not those of services). Such a
+service is also the Hub's OAuth client: its status page for browsers
+(:mod:`dockermagic.gateway.oauth`) needs no key here either.
 
 The ceiling is the most a student may ask for: every numeric field of
 :class:`~dockermagic.policy.SandboxPolicy` (``timeout``, ``memory``, ``cpus``,

@@ -14,7 +14,9 @@ must not become a flood on the Hub.
 
 aiohttp's client (the server's own library), not ``HubAuth``: the latter is
 built on tornado's and traitlets' machinery and would pull JupyterHub itself
-into the gateway.
+into every token check. Browsers sign in through the Hub's OAuth instead
+(:mod:`dockermagic.gateway.oauth`, which does use JupyterHub's ``HubOAuth``);
+the token their cookie holds is checked here like any other.
 """
 
 from __future__ import annotations
