@@ -50,8 +50,8 @@ from typing import Any
 from aiohttp import web
 
 from dockermagic.gateway.config import User
-from dockermagic.gateway.hub import HubIdentity
-from dockermagic.gateway.page import message_page
+from dockermagic.gateway.hub import HubIdentity, HubUnavailableError
+from dockermagic.gateway.page import PAGE_HEADERS, message_page
 
 __all__ = ["BrowserLogin", "CookieSigner", "oauth_missing"]
 
@@ -121,15 +121,6 @@ def _html(status: int, title: str, text: str, link: str) -> web.Response:
         content_type="text/html",
         headers=PAGE_HEADERS,
     )
-
-
-#: Every page's headers: nothing cached, no scripts, no framing, no referrer.
-PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-}
 
 
 class BrowserLogin:
@@ -247,7 +238,8 @@ class BrowserLogin:
 
         Returns:
             A redirect to the page the sign-in started from, or a page saying
-            why the sign-in is refused (403) or failed (502).
+            why the sign-in is refused (403) or failed (502; 503 when the Hub
+            does not answer).
         """
         again = self.prefix
         state = request.query.get("state", "")
@@ -258,16 +250,14 @@ class BrowserLogin:
         verifier = self.oauth.get_code_verifier(state) if state else None
         if not (state and cookie_state is not None and hmac.compare_digest(cookie_state, state)):
             logger.warning("a sign-in's state does not match its browser's cookie")
-            return self._refused(
-                request, name, "The sign-in's state does not match this browser's."
-            )
+            return self._refused(name, "The sign-in's state does not match this browser's.")
         if verifier is None:
-            return self._refused(request, name, "This sign-in is too old or was already used.")
+            return self._refused(name, "This sign-in is too old or was already used.")
         next_url: str = self.oauth.get_next_url(state)
         # One use only, whatever happens next.
         self.oauth.clear_oauth_state(state)
         if request.query.get("error") or not code:
-            return self._refused(request, name, "The Hub did not grant the sign-in.")
+            return self._refused(name, "The Hub did not grant the sign-in.")
         try:
             token: str = await self.oauth.token_for_code(code, code_verifier=verifier, sync=False)
         except Exception as exc:  # HubOAuth raises tornado's HTTPError, or the client's
@@ -275,8 +265,14 @@ class BrowserLogin:
             response = _html(502, "Sign-in failed", "The Hub did not complete the sign-in.", again)
             response.del_cookie(name, path=self.prefix)
             return response
-        if await self.identity.user_for_token(token) is None:
-            return self._refused(request, name, "The Hub does not name a user for this sign-in.")
+        try:
+            user = await self.identity.user_for_token(token)
+        except HubUnavailableError as exc:
+            response = _html(503, "The Hub does not answer", str(exc), again)
+            response.del_cookie(name, path=self.prefix)
+            return response
+        if user is None:
+            return self._refused(name, "The Hub does not name a user for this sign-in.")
         if not next_url.startswith(self.prefix):
             next_url = self.prefix
         response = web.Response(status=302, headers={"Location": next_url})
@@ -292,7 +288,7 @@ class BrowserLogin:
         if JupyterHubHTTPClient.initialized():
             await JupyterHubHTTPClient.loop_instance().close()
 
-    def _refused(self, request: web.Request, state_cookie: str, why: str) -> web.Response:
+    def _refused(self, state_cookie: str, why: str) -> web.Response:
         response = _html(403, "Sign-in refused", f"{why} Sign in again.", self.prefix)
         response.del_cookie(state_cookie, path=self.prefix)
         return response

@@ -18,10 +18,18 @@ from typing import Any
 
 from dockermagic.gateway.config import User
 
-__all__ = ["message_page", "status_page", "visible_status"]
+__all__ = ["PAGE_HEADERS", "message_page", "status_page", "visible_status"]
 
 #: Seconds between the page's reloads.
 REFRESH = 10
+#: Every page's HTTP headers: nothing cached, no script, no framing, no referrer
+#: (the callback's URL carries the Hub's code).
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }

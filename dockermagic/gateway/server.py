@@ -77,8 +77,8 @@ from dockermagic.errors import (
 from dockermagic.gateway.audit import AuditLog
 from dockermagic.gateway.config import GatewayConfig, User
 from dockermagic.gateway.hub import HubIdentity, HubUnavailableError
-from dockermagic.gateway.oauth import PAGE_HEADERS, BrowserLogin, oauth_missing
-from dockermagic.gateway.page import message_page, status_page
+from dockermagic.gateway.oauth import BrowserLogin, oauth_missing
+from dockermagic.gateway.page import PAGE_HEADERS, message_page, status_page
 from dockermagic.gateway.scheduler import FairScheduler
 from dockermagic.gateway.wire import (
     API,
@@ -978,6 +978,10 @@ async def _page(request: web.Request) -> web.Response:
     )
 
 
+async def _to_prefix(request: web.Request) -> web.Response:
+    return web.Response(status=302, headers={"Location": request.app[LOGIN_KEY].prefix})
+
+
 def _add_browser_login(app: web.Application, environ: Mapping[str, str]) -> None:
     """The status page behind the Hub's login, when the Hub made the gateway its OAuth client."""
     hub = app[GATEWAY_KEY].hub
@@ -992,6 +996,9 @@ def _add_browser_login(app: web.Application, environ: Mapping[str, str]) -> None
     app[LOGIN_KEY] = login
     app.on_cleanup.append(lambda _: login.close())
     app.router.add_get(login.prefix, _page)
+    if login.prefix.rstrip("/"):
+        # The Hub's proxy forwards the prefix without its slash here too.
+        app.router.add_get(login.prefix.rstrip("/"), _to_prefix)
     app.router.add_get(login.callback_path, login.callback)
     logger.info("status page for the Hub's users at %s", login.prefix)
 

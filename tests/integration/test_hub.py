@@ -764,6 +764,7 @@ def test_the_status_page_behind_the_hubs_login(classroom: tuple[Hub, ManagedGate
         hops = [urllib.parse.urlsplit(r.headers["Location"]).path for r in page.history]
         assert hops == ["/hub/api/oauth2/authorize", f"{PREFIX}oauth_callback", PREFIX], hops
         assert page.headers["Content-Type"].startswith("text/html")
+        assert page.headers["Content-Security-Policy"].startswith("default-src 'none'")
         assert f'<strong id="user">{TEACHER}</strong> (teacher' in page.text
         for name in STUDENTS:
             assert _session_row(name, "status-page") in page.text, page.text
@@ -776,6 +777,9 @@ def test_the_status_page_behind_the_hubs_login(classroom: tuple[Hub, ManagedGate
         cookie = teacher.cookies.get(f"service-{SERVICE}", path=PREFIX)
         assert cookie
         assert TEACHER not in cookie
+        # The prefix without its slash leads to the page.
+        bare = teacher.get(service.rstrip("/"), timeout=30, allow_redirects=False)
+        assert (bare.status_code, bare.headers.get("Location")) == (302, PREFIX)
         # Signed in now: the page again without a hop to the Hub.
         again = teacher.get(service, timeout=30, allow_redirects=False)
         assert again.status_code == 200
