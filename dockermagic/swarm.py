@@ -1031,6 +1031,39 @@ class SwarmRunner:
         files = {entry: read_host_file(script, root=folder, budget=budget)}
         for item in include:
             files.update(read_tree(item, budget=budget))
+        return self.run_files(files, entry, timeout=limit, on_output=on_output, cancel=cancel)
+
+    def run_files(
+        self,
+        files: Mapping[str, bytes],
+        entry: str,
+        *,
+        timeout: float | None = None,
+        on_output: OutputCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> RunResult:
+        """Run a program whose files are already read as a one-off task and wait for it.
+
+        What :meth:`run_file` does once it has read the host's files (a
+        gateway's runs arrive as bytes): the caller has checked the names
+        (relative, inside ``/code``) and the copy budget.
+
+        Args:
+            files: Path under ``/code`` -> content, the program's included.
+            entry: The program's path under ``/code``.
+            timeout: Wall-clock seconds from the task's start; the policy's when None.
+            on_output: Receives ``(stream, text)`` chunks as the node logs them.
+            cancel: Setting it removes the service (reported ``cancelled``).
+
+        Returns:
+            The result, with :attr:`~dockermagic.result.RunResult.node`.
+
+        Raises:
+            SwarmError: See :meth:`run_file`.
+            InvalidArgumentError: A file is too large for a config.
+            EngineUnavailableError: No engine answers.
+        """
+        limit = check_timeout(timeout, self.policy.timeout)
         spec = self.task_spec(files, entry, limit)
         collector = OutputCollector(self.policy.output_limit, on_output)
         task = SwarmTask.create(self.client, spec)

@@ -42,6 +42,18 @@ Only tokens of Hub users are accepted (not those of services). Such a
 service is also the Hub's OAuth client: its status page for browsers
 (:mod:`dockermagic.gateway.oauth`) needs no key here either.
 
+In front of a Docker Swarm (the gateway's ``DOCKER_HOST`` names a manager),
+a ``"swarm"`` object makes every one-shot run (and so every script of a
+client's batch) a one-off task on any node of the cluster
+(:mod:`dockermagic.gateway.swarm`); sessions stay containers on the
+manager's own engine (a warm interpreter needs an attach)::
+
+    "swarm": {"start_timeout": 60}
+
+``start_timeout`` is how long a task may take to be placed and started (60 s
+by default); ``"swarm": true`` takes the defaults. ``capacity`` then counts
+the cluster's tasks: set it to about the ready nodes' CPUs.
+
 The ceiling is the most a student may ask for: every numeric field of
 :class:`~dockermagic.policy.SandboxPolicy` (``timeout``, ``memory``, ``cpus``,
 ``pids_limit``, ``output_limit``, ``copy_limit``, ``display_limit``, the tmpfs
@@ -81,6 +93,7 @@ __all__ = [
     "GatewayConfig",
     "HubSettings",
     "Quotas",
+    "SwarmSettings",
     "User",
     "hash_token",
 ]
@@ -191,6 +204,17 @@ class HubSettings:
 
 
 @dataclass(frozen=True)
+class SwarmSettings:
+    """How a gateway in front of a Swarm runs its one-shot runs.
+
+    Attributes:
+        start_timeout: Seconds a task may take to be placed and started.
+    """
+
+    start_timeout: float = 60.0
+
+
+@dataclass(frozen=True)
 class Quotas:
     """What one user may use at once, and per hour.
 
@@ -260,6 +284,8 @@ class GatewayConfig:
         tls_cert: The server certificate (PEM) for HTTPS, or None for plain HTTP.
         tls_key: Its private key (PEM).
         hub: How to ask a JupyterHub about tokens, or None (only ``users``).
+        swarm: One-shot runs are Swarm tasks (the engine must be a manager),
+            or None: containers on the gateway's engine.
     """
 
     users: Mapping[str, User]
@@ -275,6 +301,7 @@ class GatewayConfig:
     tls_cert: str | None = None
     tls_key: str | None = None
     hub: HubSettings | None = None
+    swarm: SwarmSettings | None = None
 
     def __post_init__(self) -> None:
         if not self.max_request_bytes:
@@ -337,6 +364,7 @@ class GatewayConfig:
             "pool_size",
             "tls",
             "hub",
+            "swarm",
         }
         unknown = set(data) - known
         if unknown:
@@ -381,6 +409,7 @@ class GatewayConfig:
             tls_cert=cert,
             tls_key=key,
             hub=hub,
+            swarm=_swarm(data.get("swarm")),
         )
 
     def user_for_token(self, token: str) -> User | None:
@@ -614,6 +643,21 @@ def _hub(raw: Any, env: Mapping[str, str]) -> HubSettings:
         network=_names(raw.get("network", []), "network"),
         cache_seconds=float(_number(raw, "cache_seconds", 60.0, low=0)),
     )
+
+
+def _swarm(raw: Any) -> SwarmSettings | None:
+    if raw is None or raw is False:
+        return None
+    if raw is True:
+        return SwarmSettings()
+    if not isinstance(raw, dict):
+        raise InvalidArgumentError("swarm", raw, 'expected true or {"start_timeout": SECONDS}')
+    unknown = set(raw) - {f.name for f in dataclasses.fields(SwarmSettings)}
+    if unknown:
+        raise InvalidArgumentError("swarm", sorted(unknown), "unknown keys")
+    key = "swarm.start_timeout"
+    timeout = _number({key: raw.get("start_timeout", 60.0)}, key, 60.0, low=1)
+    return SwarmSettings(start_timeout=float(timeout))
 
 
 def _ceiling(raw: Any) -> Ceiling:

@@ -37,7 +37,10 @@ every session's container removed (and a gateway that was killed has its
 containers removed by :func:`~dockermagic.cleanup.cleanup` at its next start).
 
 Runs execute in worker threads through the same runners and sessions as on
-a laptop; the event loop only moves bytes.
+a laptop; the event loop only moves bytes. In front of a Docker Swarm
+(``"swarm"`` in the configuration) one-shot runs are one-off tasks on the
+cluster's nodes instead (:mod:`dockermagic.gateway.swarm`); sessions stay on
+the manager's own engine.
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ from dockermagic.gateway.hub import HubIdentity, HubUnavailableError
 from dockermagic.gateway.oauth import BrowserLogin, oauth_missing
 from dockermagic.gateway.page import PAGE_HEADERS, message_page, status_page
 from dockermagic.gateway.scheduler import FairScheduler
+from dockermagic.gateway.swarm import SwarmRuns
 from dockermagic.gateway.wire import (
     API,
     RUN_HEADER,
@@ -174,11 +178,28 @@ class Gateway:
         self.stopping = False
         #: Asks the JupyterHub about tokens the configuration does not list.
         self.hub = HubIdentity(config.hub) if config.hub is not None else None
+        #: One-shot runs as Swarm tasks (``"swarm"`` in the configuration), set at start.
+        self.swarm: SwarmRuns | None = None
+
+    @property
+    def backend(self) -> str:
+        """Where one-shot runs go: ``"swarm"`` or ``"local"`` (the gateway's engine)."""
+        return "swarm" if self.config.swarm is not None else "local"
 
     # -- life -------------------------------------------------------------------------------
 
     async def start(self, app: web.Application) -> None:
-        """Remove containers of gateways that died, start the idle-session reaper."""
+        """Remove containers of gateways that died, start the idle-session reaper.
+
+        Raises:
+            InvalidArgumentError: The configuration asks for a Swarm and the
+                engine is no Swarm manager.
+        """
+        if self.config.swarm is not None:
+            self.swarm = await self._in_thread(
+                SwarmRuns.open, self.config.swarm, self.config.capacity
+            )
+        # Also the Swarm services of gateways that died (their owner labels).
         removed = await self._in_thread(lambda: cleanup(default_client()))
         if removed:
             logger.info("removed %d containers of gone owners", len(removed))
@@ -201,6 +222,8 @@ class Gateway:
         deadline = time.monotonic() + 10
         while any(p.running for p in self.programs.values()) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+        if self.swarm is not None:
+            await self._in_thread(self.swarm.close)
         await self._in_thread(close_pools)
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.audit.close()
@@ -337,6 +360,7 @@ class Gateway:
             row["cpu_seconds_last_hour"] = round(self._cpu_used(name), 3)
         return {
             "version": __version__,
+            "backend": self.backend,
             "capacity": self.config.capacity,
             "running": self.scheduler.total,
             "waiting": self.scheduler.waiting(),
@@ -537,6 +561,11 @@ class Gateway:
                 peak_memory_bytes=result.peak_memory_bytes,
                 container=result.container_name,
             )
+            if result.node:
+                # The Swarm node that ran it (a run on the gateway's engine has none).
+                record["node"] = result.node
+                if self.swarm is not None:
+                    record["node_name"] = self.swarm.node_name(result.node)
         else:
             record.update(status="error", error=error)
         self.audit.write(record)
@@ -720,6 +749,7 @@ async def _info(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "version": __version__,
+            "backend": gateway.backend,
             "user": user.name,
             "teacher": user.teacher,
             "network": user.network,
@@ -748,8 +778,13 @@ async def _run(request: web.Request) -> web.StreamResponse:
     packages = gateway.config.packages_for(language, data.get("requirements"))
     gateway.check_cpu(user)
     job = parse_job(data.get("job"), policy.copy_limit)
-    pooled = not _limits(data) and not job.work
-    runner = gateway.runner(language, image, policy, pooled=pooled, packages=packages)
+    swarm = gateway.swarm
+    if swarm is not None:
+        swarm.check_job(job, policy, packages)
+        runner = swarm.runner(language, image, policy)
+    else:
+        pooled = not _limits(data) and not job.work
+        runner = gateway.runner(language, image, policy, pooled=pooled, packages=packages)
     program = _Program(
         id=secrets.token_hex(8),
         user=user.name,
@@ -759,6 +794,12 @@ async def _run(request: web.Request) -> web.StreamResponse:
     )
 
     def work(emit: Callable[[dict[str, Any]], None], cancel: threading.Event) -> RunResult:
+        if swarm is not None:
+
+            def on_output(stream: str, text: str) -> None:
+                emit({"t": "out", "s": stream, "x": text})
+
+            return swarm.run(runner, job, on_output, cancel, user.name)
         return _call(runner, job, emit, cancel, None, {GATEWAY_USER: user.name})
 
     def audit(result: RunResult | None, error: str) -> None:
@@ -952,7 +993,11 @@ async def _status(request: web.Request) -> web.Response:
     gateway, user = request.app[GATEWAY_KEY], request[_USER]
     if not user.teacher:
         raise AccessDeniedError("Only a teacher sees the gateway's status")
-    return web.json_response(gateway.status())
+    view = gateway.status()
+    if gateway.swarm is not None:
+        with contextlib.suppress(DockermagicError):
+            view["nodes"] = await gateway._in_thread(gateway.swarm.nodes)
+    return web.json_response(view)
 
 
 #: Where the application keeps its :class:`~dockermagic.gateway.oauth.BrowserLogin`.

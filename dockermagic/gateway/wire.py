@@ -151,6 +151,7 @@ def decode_result(data: Any) -> RunResult:
     ):
         raise InvalidArgumentError("result", "files_skipped", "expected pairs of text")
     cpu, memory = data.get("cpu_seconds"), data.get("peak_memory_bytes")
+    node = data.get("node")
     return RunResult(
         **fields,
         displays=tuple(displays),
@@ -158,6 +159,8 @@ def decode_result(data: Any) -> RunResult:
         files_skipped=tuple((a, b) for a, b in skipped),
         cpu_seconds=float(cpu) if isinstance(cpu, (int, float)) else None,
         peak_memory_bytes=int(memory) if isinstance(memory, int) else None,
+        # The Swarm node of a gateway in front of a Swarm ('' otherwise, or from older ones).
+        node=node[:128] if isinstance(node, str) else "",
     )
 
 

@@ -20,7 +20,7 @@ from dockermagic.errors import (
     SandboxError,
 )
 from dockermagic.gateway.audit import AuditLog, read_audit
-from dockermagic.gateway.config import GatewayConfig, hash_token
+from dockermagic.gateway.config import GatewayConfig, SwarmSettings, hash_token
 from dockermagic.gateway.scheduler import FairScheduler
 from dockermagic.gateway.wire import (
     decode_error,
@@ -72,11 +72,21 @@ def test_tokens_map_to_users() -> None:
         ({"ceiling": {"privileged": True}}, "no such limit"),
         ({"quotas": {"runs_at_once": 0}}, "runs_at_once"),
         ({"portt": 1}, "unknown keys"),
+        ({"swarm": "yes"}, "swarm"),
+        ({"swarm": {"limit": 4}}, "unknown keys"),
+        ({"swarm": {"start_timeout": 0}}, "swarm.start_timeout"),
     ],
 )
 def test_bad_configurations_are_refused(changes: dict[str, Any], problem: str) -> None:
     with pytest.raises(InvalidArgumentError, match=problem):
         config(**changes)
+
+
+def test_a_swarm_is_asked_for_with_true_or_its_settings() -> None:
+    assert config().swarm is None
+    assert config(swarm=False).swarm is None
+    assert config(swarm=True).swarm == SwarmSettings(start_timeout=60.0)
+    assert config(swarm={"start_timeout": 5}).swarm == SwarmSettings(start_timeout=5.0)
 
 
 def test_a_request_gets_the_defaults_lowered_to_the_ceiling() -> None:
@@ -287,6 +297,7 @@ def test_results_cross_the_wire_unchanged() -> None:
         cpu_seconds=0.5,
         peak_memory_bytes=1024,
         timed_out=True,
+        node="node-id-1",
     )
     again = decode_result(json.loads(json.dumps(encode_result(result))))
     assert again == result
