@@ -96,7 +96,7 @@ _test-tls: venv
 # (tests/engines.py SwarmCluster), made and removed by the tests: about 2.5 min.
 _test-swarm: venv
 	@echo "[test-swarm] batches on a throw-away two-node Docker Swarm"
-	@$(BIN)/pytest -m swarm -p no:cacheprovider tests/integration/test_swarm.py
+	@$(BIN)/pytest -m swarm -p no:cacheprovider tests/integration/test_swarm.py tests/integration/test_gateway_swarm.py
 
 test-gateway: setup hub-proxy
 	@$(MAKE) --no-print-directory _test-gateway

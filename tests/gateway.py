@@ -1,6 +1,7 @@
 """A real gateway for tests: ``dockermagic gateway serve`` as a subprocess on 127.0.0.1.
 
-It holds the engine the test process would use (the main one), listens on a
+It holds the engine the test process would use (the main one, unless its
+``environment`` names another: a Swarm manager), listens on a
 port the system picks, and inherits ``DOCKERMAGIC_TAG``, so the leftover
 check of tests/conftest.py sees its containers. Its warm pool is off: idle
 containers of another process would look like leftovers.
@@ -47,6 +48,8 @@ class GatewayProcess:
         folder: Where its configuration and audit log go.
         ceiling: The policy ceiling.
         quotas: Per-user quotas.
+        environment: Variables set for it on top of the test process's (a
+            ``DOCKER_HOST``: the engine it holds).
         extra: Further configuration keys (``capacity``, ``idle_timeout``...).
     """
 
@@ -56,9 +59,11 @@ class GatewayProcess:
         *,
         ceiling: Mapping[str, Any] | None = None,
         quotas: Mapping[str, Any] | None = None,
+        environment: Mapping[str, str] | None = None,
         **extra: Any,
     ) -> None:
         self.folder = folder
+        self.environment = dict(environment or {})
         self.audit_dir = folder / "audit"
         self.config_path = folder / "gateway.json"
         config = {
@@ -93,6 +98,7 @@ class GatewayProcess:
         # The gateway holds the engine; it must not be a client of a gateway.
         for key in ("DOCKERMAGIC_GATEWAY", "DOCKERMAGIC_TOKEN", "JUPYTERHUB_API_TOKEN"):
             env.pop(key, None)
+        env.update(self.environment)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         self.process = subprocess.Popen(
             [

@@ -1,7 +1,8 @@
 """Batches on a real two-node Docker Swarm made on this machine (tests/engines.py).
 
-The module's fixture starts a manager and a worker, each a ``dockerd`` in a
-network namespace of its own (joined by a veth pair and a bridge), with its
+The fixture ``cluster`` (tests/integration/conftest.py, one per pytest run)
+starts a manager and a worker, each a ``dockerd`` in a network namespace of
+its own (joined by a veth pair and a bridge), with its
 own data root, ``--bridge=none --no-new-privileges`` and
 ``DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1`` (the README's node set-up), copies
 the offline images into both with the SDK, forms the swarm, and removes all
@@ -21,7 +22,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -31,7 +31,7 @@ from dockermagic import BatchEvent, run_scripts
 from dockermagic.cleanup import cleanup
 from dockermagic.engine import reset_default_client
 from dockermagic.errors import InvalidArgumentError
-from dockermagic.labels import BATCH, LABEL, container_labels
+from dockermagic.labels import BATCH, container_labels
 from dockermagic.panel import ScriptsPanel
 from dockermagic.policy import SandboxPolicy
 from dockermagic.swarm import CONFIG_LIMIT, NODE_SETUP, SwarmTask, TaskSpec, list_services
@@ -43,99 +43,19 @@ from tests.engines import (
     missing_prerequisites,
     reclaim_stale_clusters,
 )
+from tests.swarm import (
+    IMAGES,
+    MIXED,
+    MIXED_EXPECTED,
+    MIXED_TIMEOUT,
+    NODE_IMAGE,
+    PYTHON_IMAGE,
+    write_folder,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.engines, pytest.mark.swarm]
 
-PYTHON_IMAGE = "dockermagic/python:offline"
-NODE_IMAGE = "dockermagic/node:offline"
-IMAGES = {"python": PYTHON_IMAGE, "javascript": NODE_IMAGE}
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[SwarmCluster]:
-    """The two-node swarm; removed at the end, also when the run is stopped.
-
-    SIGTERM and SIGHUP (a killed make, a closed terminal) become a
-    KeyboardInterrupt while it lives, as Ctrl-C is: pytest then runs the
-    teardowns and the cluster stops. A SIGKILLed run leaves it to the next
-    cluster's start (``reclaim_stale_clusters``).
-    """
-    missing = missing_prerequisites()
-    if missing:
-        pytest.skip(f"a throw-away Swarm needs {', '.join(missing)}")
-
-    stopping = False
-
-    def interrupt(signum: int, _frame: object) -> None:
-        # Once the cluster stops, let it finish (its stop is bounded): an
-        # interrupted stop would leave it to the next run's reclaim.
-        if not stopping:
-            raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
-
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        with SwarmCluster(images=(PYTHON_IMAGE, NODE_IMAGE)) as made:
-            print(f"\nswarm {made.token}: {made.timings}", file=sys.stderr)
-            try:
-                yield made
-            finally:
-                stopping = True
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
-
-
-@pytest.fixture(scope="module")
-def manager(cluster: SwarmCluster) -> Iterator[docker.DockerClient]:
-    client = cluster.manager.client(timeout=30)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def on_swarm(
-    cluster: SwarmCluster, manager: docker.DockerClient, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[dict[str, str]]:
-    """DOCKER_HOST names the manager for the test; afterwards nothing of it is left."""
-    monkeypatch.setenv("DOCKER_HOST", cluster.manager.base_url)
-    reset_default_client()
-    try:
-        yield cluster.node_ids()
-    finally:
-        reset_default_client()
-    _assert_nothing_left(cluster, manager)
-
-
-def _assert_nothing_left(cluster: SwarmCluster, manager: docker.DockerClient) -> None:
-    t0 = time.monotonic()
-    deadline = t0 + 20
-    while True:
-        services = manager.api.services(filters={"label": LABEL})
-        configs = manager.api.configs(filters={"label": LABEL})
-        tasks = manager.api.tasks()
-        containers = []
-        for node in cluster.nodes:
-            client = node.client(timeout=10)
-            try:
-                containers += client.api.containers(all=True, filters={"label": LABEL})
-            finally:
-                client.close()
-        left = (services, configs, tasks, containers)
-        if not any(left) or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert left == ([], [], [], []), f"left behind: {left}"
-    print(f"nothing left after {time.monotonic() - t0:.2f} s", file=sys.stderr)
-
-
-def _folder(root: Path, scripts: dict[str, str]) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    for name, code in scripts.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(code)
-    return root
 
 
 # -- spreading, and the same report as a local batch -------------------------------------
@@ -145,7 +65,7 @@ def test_a_batch_spreads_over_both_nodes_with_the_same_report(
     on_swarm: dict[str, str], tmp_path: Path
 ) -> None:
     names = [f"s{i}.py" for i in range(8)]
-    folder = _folder(
+    folder = write_folder(
         tmp_path / "scripts",
         {name: f"import time\nprint('hello from {name}')\ntime.sleep(1.5)\n" for name in names},
     )
@@ -187,32 +107,11 @@ def test_a_batch_spreads_over_both_nodes_with_the_same_report(
     assert all(node[:12] in done.stdout for node in {r["node"] for r in results.values()})
 
 
-MIXED = {
-    "a_ok.py": (
-        "import os, sys\n"
-        "from pathlib import Path\n"
-        "text = (Path(__file__).parent / 'data' / 'input.txt').read_text()\n"
-        "Path('out.txt').write_text(text)\n"
-        "print('data says', Path('out.txt').read_text().strip())\n"
-        "print('to stderr', file=sys.stderr)\n"
-    ),
-    "b_fail.py": "print('about to fail')\nraise ValueError('bad value')\n",
-    "c_exit.py": "import sys\nsys.exit(3)\n",
-    "d_slow.py": "import time\nprint('sleeping', flush=True)\ntime.sleep(60)\n",
-    "e_hog.py": "hog = bytearray(600 * 2**20)\nprint('survived')\n",
-    "f_flood.py": "while True:\n    print('flood ' * 20)\n",
-    "g_hello.js": "console.log('hello from node'); process.exitCode = 2;\n",
-    "data/input.txt": "forty-two\n",
-}
-
-
 def test_statuses_exit_codes_and_output_match_a_local_batch(
     on_swarm: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    folder = _folder(tmp_path / "scripts", MIXED)
-    # Long enough that a loaded machine's slow task start and log delivery still
-    # see the flood reach the output cap before the deadline (4 s did not, once).
-    timeout = 8
+    folder = write_folder(tmp_path / "scripts", MIXED)
+    timeout = MIXED_TIMEOUT
     swarm = run_scripts(
         folder,
         mode="parallel",
@@ -234,17 +133,8 @@ def test_statuses_exit_codes_and_output_match_a_local_batch(
     )
     assert swarm.backend == "swarm"
     assert local.backend == "local"
-    expected = {
-        "a_ok.py": ("ok", 0),
-        "b_fail.py": ("failed", 1),
-        "c_exit.py": ("failed", 3),
-        "d_slow.py": ("timed_out", 137),
-        "e_hog.py": ("oom", 137),
-        "f_flood.py": ("failed", 137),
-        "g_hello.js": ("failed", 2),
-    }
     for report in (swarm, local):
-        assert {r.name: (r.status, r.exit_code) for r in report.results} == expected, report
+        assert {r.name: (r.status, r.exit_code) for r in report.results} == MIXED_EXPECTED, report
     by_name, local_by_name = swarm.by_name(), local.by_name()
     for name in ("a_ok.py", "b_fail.py", "c_exit.py", "d_slow.py", "g_hello.js"):
         # Between stdout and stderr, a task's order is the node's reading order.
@@ -277,7 +167,7 @@ def test_statuses_exit_codes_and_output_match_a_local_batch(
 def test_a_file_too_large_for_a_config_is_an_error_and_the_rest_run(
     on_swarm: dict[str, str], tmp_path: Path
 ) -> None:
-    folder = _folder(
+    folder = write_folder(
         tmp_path / "scripts",
         {"a.py": "print('small')\n", "b.py": "x = 1\n#" + "x" * CONFIG_LIMIT + "\n"},
     )
@@ -291,7 +181,7 @@ def test_a_file_too_large_for_a_config_is_an_error_and_the_rest_run(
 def test_sequential_with_fail_fast_starts_nothing_more(
     on_swarm: dict[str, str], tmp_path: Path
 ) -> None:
-    folder = _folder(
+    folder = write_folder(
         tmp_path / "scripts",
         {"a.py": "print('a')\n", "b.py": "raise SystemExit(4)\n", "c.py": "print('c')\n"},
     )
@@ -308,7 +198,7 @@ def test_sequential_with_fail_fast_starts_nothing_more(
 def test_the_panel_offers_the_swarm_on_a_manager_and_runs_there(
     on_swarm: dict[str, str], tmp_path: Path
 ) -> None:
-    folder = _folder(
+    folder = write_folder(
         tmp_path / "scripts",
         {"a_ok.py": "print('alpha')\n", "b_fail.js": "console.error('bad'); process.exit(2);\n"},
     )
@@ -376,7 +266,7 @@ print(json.dumps({
 def test_the_hardening_read_back_from_inside_tasks_on_both_nodes(
     on_swarm: dict[str, str], tmp_path: Path
 ) -> None:
-    folder = _folder(tmp_path / "scripts", {f"probe{i}.py": PROBE for i in range(6)})
+    folder = write_folder(tmp_path / "scripts", {f"probe{i}.py": PROBE for i in range(6)})
     report = run_scripts(
         folder, mode="parallel", workers=6, backend="swarm", images=IMAGES, timeout=20
     )
@@ -429,7 +319,7 @@ def test_a_node_that_is_not_set_up_runs_nothing(
         for node in good:  # the bad node is the only one that takes tasks
             spec = node.attrs["Spec"]
             node.update({**spec, "Availability": "drain"})
-        folder = _folder(
+        folder = write_folder(
             tmp_path / "scripts",
             {"leak.js": "console.log('RAN');\n", "missing.py": "print('RAN')\n"},
         )
@@ -457,7 +347,7 @@ def test_a_node_that_is_not_set_up_runs_nothing(
 
 
 def test_cancel_removes_the_running_tasks(on_swarm: dict[str, str], tmp_path: Path) -> None:
-    folder = _folder(
+    folder = write_folder(
         tmp_path / "scripts",
         {
             f"s{i}.py": "import time\nprint('started', flush=True)\ntime.sleep(60)\n"
@@ -499,7 +389,7 @@ def test_cancel_removes_the_running_tasks(on_swarm: dict[str, str], tmp_path: Pa
 def test_a_task_whose_owner_is_killed_ends_at_its_deadline_and_cleanup_removes_it(
     cluster: SwarmCluster, on_swarm: dict[str, str], manager: docker.DockerClient, tmp_path: Path
 ) -> None:
-    folder = _folder(tmp_path / "scripts", {"forever.py": "import time\ntime.sleep(3600)\n"})
+    folder = write_folder(tmp_path / "scripts", {"forever.py": "import time\ntime.sleep(3600)\n"})
     code = (
         "from dockermagic import run_scripts\n"
         f"run_scripts({str(folder)!r}, backend='swarm', timeout=3, images={IMAGES!r})\n"
