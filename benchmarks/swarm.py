@@ -4,6 +4,7 @@ Usage::
 
     .venv/bin/python benchmarks/swarm.py                        # 24 and 100 scripts
     .venv/bin/python benchmarks/swarm.py --counts 24 --limits 4  # quicker
+    .venv/bin/python benchmarks/swarm.py --gateway-only --counts 100 --limits 8
 
 Needs root, ``dockerd`` and ``ip``: a throw-away two-node swarm is made on this
 machine (tests/engines.py ``SwarmCluster``: a manager and a worker ``dockerd``,
@@ -18,6 +19,15 @@ parallel mode:
   workers), without and with a container pool of 2 (the CLI's default);
 * ``swarm``: ``backend="swarm"`` through the manager, with several limits of
   tasks at once (the default limit is the CPUs of the ready nodes: 4 here).
+
+With ``--gateway`` (or ``--gateway-only``), the same folders also go through
+two ``dockermagic gateway serve`` subprocesses (tests/gateway.py), as a
+student's batch does (``DOCKERMAGIC_GATEWAY``): a plain gateway holding the
+main engine (its warm pool of 2, a teacher's default) and a gateway in front
+of the swarm (``"swarm"`` in its configuration, ``DOCKER_HOST`` the
+manager), each with ``runs_at_once`` and ``capacity`` the limit; and the
+latency of a one-shot ``print(1)`` run through each, one after another
+(``--runs`` of them, after 3 for warm-up).
 
 Printed: wall time, jobs per second, and each job's latency (from its
 ``start`` event to its ``finish`` event, as the caller sees them: for a task,
@@ -40,9 +50,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dockermagic import BatchEvent, BatchReport, run_scripts
+from dockermagic import BatchEvent, BatchReport, PythonDockerRunner, run_scripts
 from dockermagic.engine import reset_default_client
+from dockermagic.gateway.client import GatewayBackend
 from tests.engines import SwarmCluster, missing_prerequisites
+from tests.gateway import GatewayProcess
 
 IMAGE = "dockermagic/python:offline"
 TINY = "print(1)\n"
@@ -66,11 +78,72 @@ def timed_batch(folder: Path, **kwargs: Any) -> tuple[BatchReport, list[float]]:
         elif event.kind == "finish" and event.script in started:
             latencies.append(time.perf_counter() - started[event.script])
 
-    report = run_scripts(
-        folder, mode="parallel", timeout=60, images={"python": IMAGE}, on_event=on_event, **kwargs
-    )
+    if not os.environ.get("DOCKERMAGIC_GATEWAY"):
+        kwargs.setdefault("images", {"python": IMAGE})  # a gateway's ceiling names it
+    report = run_scripts(folder, mode="parallel", timeout=60, on_event=on_event, **kwargs)
     assert report.ok, [(r.name, r.status, r.message) for r in report.results if r.status != "ok"]
     return report, latencies
+
+
+def gateway_process(folder: Path, limit: int, manager: str | None) -> GatewayProcess:
+    """A gateway (not started): in front of the swarm when ``manager`` names its manager."""
+    swarm: dict[str, Any] = {"swarm": True, "environment": {"DOCKER_HOST": manager}}
+    return GatewayProcess(
+        folder,
+        ceiling={"timeout": 60, "images": {"python": [IMAGE]}},
+        quotas={"runs_at_once": limit, "queued": 1000, "sessions": 2},
+        capacity=limit,
+        pool_size=0 if manager else 2,
+        **(swarm if manager else {}),
+    )
+
+
+def one_shot_latencies(process: GatewayProcess, runs: int) -> list[float]:
+    """Seconds of ``print(1)`` runs through the gateway, one after another."""
+    runner = PythonDockerRunner(gateway=GatewayBackend(process.url, process.token("alice")))
+    samples = []
+    for index in range(runs + 3):
+        started = time.perf_counter()
+        result = runner.run("print(1)")
+        assert result.ok, result
+        if index >= 3:  # warm-up: connections, image metadata, the pool
+            samples.append(time.perf_counter() - started)
+    return samples
+
+
+def gateway_rows(
+    tmp: str, cluster: SwarmCluster, folders: dict[int, Path], limits: list[int], runs: int
+) -> None:
+    """Batches and one-shot runs through a plain gateway and a gateway in front of the swarm."""
+    latency_rows = []
+    for limit in limits:
+        for label, manager in (
+            ("gateway, main engine", None),
+            ("gateway, swarm", cluster.manager.base_url),
+        ):
+            folder = Path(tmp, f"gateway-{limit}-{'swarm' if manager else 'local'}")
+            with gateway_process(folder, limit, manager) as process:
+                saved = {k: os.environ.get(k) for k in ("DOCKERMAGIC_GATEWAY", "DOCKERMAGIC_TOKEN")}
+                os.environ.update(process.env("alice"))
+                try:
+                    for count, scripts in folders.items():
+                        report, latencies = timed_batch(scripts)
+                        row(label, count, report, latencies)
+                    if limit == limits[0]:
+                        latency_rows.append((label, one_shot_latencies(process, runs)))
+                finally:
+                    for key, value in saved.items():
+                        if value is None:
+                            os.environ.pop(key, None)
+                        else:
+                            os.environ[key] = value
+    print()
+    print("| one-shot print(1) through | runs | median s | p95 s |")
+    print("| --- | ---: | ---: | ---: |")
+    for label, samples in latency_rows:
+        print(
+            f"| {label} | {len(samples)} | {statistics.median(samples):.2f} | {p95(samples):.2f} |"
+        )
 
 
 def p95(values: list[float]) -> float:
@@ -100,6 +173,11 @@ def main() -> None:
         help="swarm tasks at once (0: the backend's default, the CPUs of the ready nodes)",
     )
     parser.add_argument("--pools", type=int, nargs="+", default=[0, 2])
+    parser.add_argument(
+        "--gateway", action="store_true", help="also through a plain and a swarm gateway"
+    )
+    parser.add_argument("--gateway-only", action="store_true", help="only the gateway rows")
+    parser.add_argument("--runs", type=int, default=20, help="one-shot runs through a gateway")
     args = parser.parse_args()
     missing = missing_prerequisites()
     if missing:
@@ -114,8 +192,10 @@ def main() -> None:
             "| scripts | backend | at once | wall s | jobs/s | latency median s | p95 s | ran on |"
         )
         print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |")
-        for count in args.counts:
-            folder = make_folder(Path(tmp, f"n{count}"), count)
+        folders = {count: make_folder(Path(tmp, f"n{count}"), count) for count in args.counts}
+        for count, folder in folders.items():
+            if args.gateway_only:
+                break
             os.environ.pop("DOCKER_HOST", None)
             reset_default_client()
             for pool in args.pools:
@@ -130,6 +210,9 @@ def main() -> None:
             finally:
                 os.environ.pop("DOCKER_HOST", None)
                 reset_default_client()
+        if args.gateway or args.gateway_only:
+            limits = [limit or 4 for limit in args.limits]
+            gateway_rows(tmp, cluster, folders, limits, args.runs)
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -64,10 +64,17 @@ def cmd_gateway_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status, indent=2))
         return 0
+    # An older gateway does not say its backend: its runs are containers.
+    on = " on a Swarm" if status.get("backend") == "swarm" else ""
     print(
-        f"gateway {url}: {status['running']} running, {status['waiting']} waiting, "
+        f"gateway {url}{on}: {status['running']} running, {status['waiting']} waiting, "
         f"capacity {status['capacity']}"
     )
+    nodes = status.get("nodes") or []
+    if nodes:
+        ready = [n for n in nodes if n.get("ready")]
+        names = ", ".join(str(n.get("hostname") or n.get("id", "?"))[:32] for n in ready)
+        print(f"nodes: {len(ready)} of {len(nodes)} ready ({names})")
     print(f"{'user':<16} {'running':>7} {'waiting':>7} {'sessions':>8} {'cpu s/h':>8}")
     for name, row in sorted(status["users"].items()):
         print(
@@ -99,6 +106,8 @@ def cmd_gateway_audit(args: argparse.Namespace) -> int:
 
 def _audit_line(record: dict[str, Any]) -> str:
     where = f"session {record['session']}" if record.get("session") else "run"
+    if record.get("node"):
+        where += f" on {record.get('node_name') or str(record['node'])[:12]}"
     status = record.get("status", "?")
     if status == "error":
         status = f"error: {record.get('error', '')}"

@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -40,7 +43,7 @@ from dockermagic.runners import PythonDockerRunner
 from dockermagic.sessions import Session
 from dockermagic.swarm import ServiceSummary, list_services
 from tests.engines import SwarmCluster
-from tests.gateway import GatewayProcess, wait_for
+from tests.gateway import ROOT, GatewayProcess, wait_for
 from tests.swarm import IMAGES, MIXED, MIXED_EXPECTED, MIXED_TIMEOUT, write_folder
 
 pytestmark = [pytest.mark.docker, pytest.mark.engines, pytest.mark.swarm]
@@ -130,6 +133,17 @@ def test_the_ceiling_holds_and_what_a_task_cannot_have_is_refused(
     status = GatewayBackend(gateway.url, gateway.token("teacher")).json("GET", "/status")
     assert status["backend"] == "swarm"
     assert {n["id"] for n in status["nodes"] if n["ready"]} == set(on_swarm)
+    shown = subprocess.run(
+        [sys.executable, "-m", "dockermagic", "gateway", "status"],
+        env={**os.environ, **gateway.env("teacher")},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        cwd=ROOT,
+    ).stdout
+    assert f"gateway {gateway.url} on a Swarm:" in shown
+    assert "nodes: 2 of 2 ready" in shown
     loose = runner(gateway, "alice", policy=SandboxPolicy.default().replace(memory="2g"))
     with pytest.raises(LimitExceededError, match="limit on memory"):
         loose.run("print(1)")
