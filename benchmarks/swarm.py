@@ -21,10 +21,10 @@ parallel mode:
   tasks at once (the default limit is the CPUs of the ready nodes: 4 here).
 
 With ``--gateway`` (or ``--gateway-only``), the same folders also go through
-two ``dockermagic gateway serve`` subprocesses (tests/gateway.py), as a
-student's batch does (``DOCKERMAGIC_GATEWAY``): a plain gateway holding the
-main engine (its warm pool of 2, a teacher's default) and a gateway in front
-of the swarm (``"swarm"`` in its configuration, ``DOCKER_HOST`` the
+``dockermagic gateway serve`` subprocesses (tests/gateway.py), as a student's
+batch does (``DOCKERMAGIC_GATEWAY``): a plain gateway holding the main engine
+(with its warm pool of 2, a teacher's default, and without) and a gateway in
+front of the swarm (``"swarm"`` in its configuration, ``DOCKER_HOST`` the
 manager), each with ``runs_at_once`` and ``capacity`` the limit; and the
 latency of a one-shot ``print(1)`` run through each, one after another
 (``--runs`` of them, after 3 for warm-up).
@@ -85,7 +85,7 @@ def timed_batch(folder: Path, **kwargs: Any) -> tuple[BatchReport, list[float]]:
     return report, latencies
 
 
-def gateway_process(folder: Path, limit: int, manager: str | None) -> GatewayProcess:
+def gateway_process(folder: Path, limit: int, manager: str | None, pool: int) -> GatewayProcess:
     """A gateway (not started): in front of the swarm when ``manager`` names its manager."""
     swarm: dict[str, Any] = {"swarm": True, "environment": {"DOCKER_HOST": manager}}
     return GatewayProcess(
@@ -93,7 +93,7 @@ def gateway_process(folder: Path, limit: int, manager: str | None) -> GatewayPro
         ceiling={"timeout": 60, "images": {"python": [IMAGE]}},
         quotas={"runs_at_once": limit, "queued": 1000, "sessions": 2},
         capacity=limit,
-        pool_size=0 if manager else 2,
+        pool_size=pool,
         **(swarm if manager else {}),
     )
 
@@ -117,12 +117,13 @@ def gateway_rows(
     """Batches and one-shot runs through a plain gateway and a gateway in front of the swarm."""
     latency_rows = []
     for limit in limits:
-        for label, manager in (
-            ("gateway, main engine", None),
-            ("gateway, swarm", cluster.manager.base_url),
+        for label, manager, pool in (
+            ("gateway, main engine, pool=2", None, 2),
+            ("gateway, main engine, pool=0", None, 0),
+            ("gateway, swarm", cluster.manager.base_url, 0),
         ):
-            folder = Path(tmp, f"gateway-{limit}-{'swarm' if manager else 'local'}")
-            with gateway_process(folder, limit, manager) as process:
+            folder = Path(tmp, f"gateway-{limit}-{'swarm' if manager else 'local'}-{pool}")
+            with gateway_process(folder, limit, manager, pool) as process:
                 saved = {k: os.environ.get(k) for k in ("DOCKERMAGIC_GATEWAY", "DOCKERMAGIC_TOKEN")}
                 os.environ.update(process.env("alice"))
                 try:
