@@ -67,6 +67,8 @@ class Diagnosis:
         policy: The sandbox limits in force.
         gateway: The gateway runs go through ('' when they use an engine here).
         gateway_user: Who the gateway says we are ('' when it does not answer).
+        gateway_backend: Where the gateway runs one-shot programs: ``local``
+            (its engine) or ``swarm`` ('' when it does not say).
     """
 
     address: str
@@ -80,6 +82,7 @@ class Diagnosis:
     policy: SandboxPolicy
     gateway: str = ""
     gateway_user: str = ""
+    gateway_backend: str = ""
 
     def engine_rows(self) -> list[tuple[str, str]]:
         """The engine in words, as ``(label, text)`` rows that every front end prints.
@@ -91,8 +94,13 @@ class Diagnosis:
         if self.gateway:
             if self.engine_error:
                 return [("backend", f"gateway {self.gateway}: {self.engine_error}")]
+            where = (
+                "; one-shot runs on a Swarm, sessions on its manager"
+                if self.gateway_backend == "swarm"
+                else ""
+            )
             return [
-                ("backend", f"gateway {self.gateway} (no Docker engine needed here)"),
+                ("backend", f"gateway {self.gateway} (no Docker engine needed here{where})"),
                 ("user", self.gateway_user),
             ]
         if self.version is None:
@@ -204,7 +212,7 @@ def _through_gateway(
     policy: SandboxPolicy | None,
 ) -> Diagnosis:
     """The diagnosis when runs go through a gateway: it holds the engine and the images."""
-    url, user, problem = current_settings().gateway or "", "", ""
+    url, user, problem, runs_on = current_settings().gateway or "", "", "", ""
     images: dict[str, Any] = {}
     try:
         backend = configured_backend()
@@ -212,6 +220,7 @@ def _through_gateway(
         url = backend.address
         info = backend.info() if isinstance(backend, GatewayBackend) else {}
         user = str(info.get("user", ""))
+        runs_on = str(info.get("backend", ""))
         images = info.get("images", {}) if isinstance(info.get("images"), dict) else {}
     except DockermagicError as exc:
         problem = str(exc)
@@ -233,6 +242,7 @@ def _through_gateway(
         policy=policy if policy is not None else SandboxPolicy.default(),
         gateway=url,
         gateway_user=user,
+        gateway_backend=runs_on,
     )
 
 

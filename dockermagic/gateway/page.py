@@ -140,7 +140,8 @@ def status_page(status: Mapping[str, Any], user: User) -> str:
         f'<span class="muted">Version {html.escape(str(shown.get("version", "")))}.</span></p>'
         f"<p>Programs running: {_number(shown.get('running'))} of "
         f"{_number(shown.get('capacity'))} at once; waiting: {_number(shown.get('waiting'))}.</p>"
-        "<h2>Users</h2>"
+        + _where(shown)
+        + "<h2>Users</h2>"
         + _table(
             ["user", "running", "waiting", "sessions", "CPU seconds, last hour"],
             user_rows,
@@ -160,6 +161,16 @@ def status_page(status: Mapping[str, Any], user: User) -> str:
         )
     )
     return _document("dockermagic gateway", body, refresh=True)
+
+
+def _where(status: Mapping[str, Any]) -> str:
+    """Where one-shot runs go, when that is a Swarm: its nodes, ready or not."""
+    if status.get("backend") != "swarm":
+        return ""
+    nodes = [n for n in status.get("nodes", []) if isinstance(n, Mapping)]
+    ready = sum(1 for n in nodes if n.get("ready"))
+    counted = f" ({ready} of {len(nodes)} nodes ready)" if nodes else ""
+    return f"<p>One-shot runs go to a Docker Swarm{counted}; sessions run on its manager.</p>"
 
 
 def _number(value: Any) -> str:

@@ -993,11 +993,16 @@ async def _status(request: web.Request) -> web.Response:
     gateway, user = request.app[GATEWAY_KEY], request[_USER]
     if not user.teacher:
         raise AccessDeniedError("Only a teacher sees the gateway's status")
+    return web.json_response(await _status_view(gateway))
+
+
+async def _status_view(gateway: Gateway) -> dict[str, Any]:
+    """The whole status (the API's and the page's), with a Swarm's nodes when there is one."""
     view = gateway.status()
     if gateway.swarm is not None:
         with contextlib.suppress(DockermagicError):
             view["nodes"] = await gateway._in_thread(gateway.swarm.nodes)
-    return web.json_response(view)
+    return view
 
 
 #: Where the application keeps its :class:`~dockermagic.gateway.oauth.BrowserLogin`.
@@ -1019,7 +1024,9 @@ async def _page(request: web.Request) -> web.Response:
     if user is None:
         return login.sign_in(request)
     return web.Response(
-        text=status_page(gateway.status(), user), content_type="text/html", headers=PAGE_HEADERS
+        text=status_page(await _status_view(gateway), user),
+        content_type="text/html",
+        headers=PAGE_HEADERS,
     )
 
 

@@ -144,6 +144,17 @@ def test_the_ceiling_holds_and_what_a_task_cannot_have_is_refused(
     ).stdout
     assert f"gateway {gateway.url} on a Swarm:" in shown
     assert "nodes: 2 of 2 ready" in shown
+    # A student's doctor says where runs go (it asks the gateway, no engine here).
+    doctor = subprocess.run(
+        [sys.executable, "-m", "dockermagic", "doctor", "--logs", str(gateway.folder / "logs")],
+        env={**os.environ, **gateway.env("alice"), "DOCKER_HOST": "unix:///nonexistent.sock"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        cwd=ROOT,
+    ).stdout
+    assert "one-shot runs on a Swarm, sessions on its manager" in doctor
     loose = runner(gateway, "alice", policy=SandboxPolicy.default().replace(memory="2g"))
     with pytest.raises(LimitExceededError, match="limit on memory"):
         loose.run("print(1)")

@@ -98,3 +98,13 @@ def test_oauth_needs_the_hubs_variables() -> None:
         "JUPYTERHUB_SERVICE_PREFIX": "/services/dockermagic/",
     }
     assert oauth_missing(env) == ""
+
+
+def test_a_swarm_gateway_says_where_runs_go() -> None:
+    assert "Swarm" not in status_page(status(), TEACHER)
+    swarm = status() | {
+        "backend": "swarm",
+        "nodes": [{"id": "n1", "ready": True}, {"id": "n2", "ready": False}],
+    }
+    page = status_page(swarm, ALICE)
+    assert "One-shot runs go to a Docker Swarm (1 of 2 nodes ready)" in page
