@@ -125,6 +125,19 @@ def test_a_batch_through_the_gateway_runs_on_both_nodes_as_a_local_batch_would(
     assert all(r["container"].startswith("dockermagic-") for r in records)
 
 
+def _cli(args: list[str], env: dict[str, str]) -> str:
+    """What ``dockermagic ARGS`` prints, run as a client with ``env`` added."""
+    return subprocess.run(
+        [sys.executable, "-m", "dockermagic", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        cwd=ROOT,
+    ).stdout
+
+
 def test_the_ceiling_holds_and_what_a_task_cannot_have_is_refused(
     gateway: GatewayProcess, on_swarm: dict[str, str]
 ) -> None:
@@ -133,27 +146,14 @@ def test_the_ceiling_holds_and_what_a_task_cannot_have_is_refused(
     status = GatewayBackend(gateway.url, gateway.token("teacher")).json("GET", "/status")
     assert status["backend"] == "swarm"
     assert {n["id"] for n in status["nodes"] if n["ready"]} == set(on_swarm)
-    shown = subprocess.run(
-        [sys.executable, "-m", "dockermagic", "gateway", "status"],
-        env={**os.environ, **gateway.env("teacher")},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-        cwd=ROOT,
-    ).stdout
+    shown = _cli(["gateway", "status"], gateway.env("teacher"))
     assert f"gateway {gateway.url} on a Swarm:" in shown
     assert "nodes: 2 of 2 ready" in shown
     # A student's doctor says where runs go (it asks the gateway, no engine here).
-    doctor = subprocess.run(
-        [sys.executable, "-m", "dockermagic", "doctor", "--logs", str(gateway.folder / "logs")],
-        env={**os.environ, **gateway.env("alice"), "DOCKER_HOST": "unix:///nonexistent.sock"},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-        cwd=ROOT,
-    ).stdout
+    doctor = _cli(
+        ["doctor", "--logs", str(gateway.folder / "logs")],
+        {**gateway.env("alice"), "DOCKER_HOST": "unix:///nonexistent.sock"},
+    )
     assert "one-shot runs on a Swarm, sessions on its manager" in doctor
     loose = runner(gateway, "alice", policy=SandboxPolicy.default().replace(memory="2g"))
     with pytest.raises(LimitExceededError, match="limit on memory"):
