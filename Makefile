@@ -118,9 +118,9 @@ test-podman: setup system-test
 	@$(MAKE) --no-print-directory _test-podman
 
 PODMAN_TESTS := tests/integration/test_runners.py tests/integration/test_sessions.py \
-	tests/integration/test_batch*.py tests/integration/test_cli.py
+	tests/integration/test_batch*.py tests/integration/test_cli.py tests/integration/test_gateway_engines.py
 _test-podman: venv
-	@echo "[test-podman] runner, session, batch and CLI tests against a throw-away Podman service"
+	@echo "[test-podman] runner, session, batch, CLI and gateway-engine tests against a throw-away Podman service"
 	@$(BIN)/pytest --engine=podman -p no:cacheprovider $(PODMAN_TESTS)
 
 unit: venv

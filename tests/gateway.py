@@ -21,6 +21,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import docker
+
+from dockermagic.cleanup import list_containers
+from dockermagic.labels import GATEWAY_USER
+
 ROOT = Path(__file__).resolve().parents[1]
 
 #: Users of the test gateway: name -> (token, role, network).
@@ -192,3 +197,15 @@ def wait_for(predicate: Any, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.05)
     return bool(predicate())
+
+
+def gateway_containers(client: docker.DockerClient, user: str | None = None) -> list[str]:
+    """The names of the containers a gateway made on this engine (for ``user``, if given)."""
+    # Imported here: tests/conftest.py imports this module's users.
+    from tests.conftest import TAG
+
+    return [
+        c.name
+        for c in list_containers(client, tag=TAG)
+        if GATEWAY_USER in c.labels and (user is None or c.labels[GATEWAY_USER] == user)
+    ]

@@ -24,7 +24,6 @@ import docker
 import pytest
 import requests
 
-from dockermagic.cleanup import list_containers
 from dockermagic.errors import (
     AccessDeniedError,
     GatewayUnavailableError,
@@ -33,13 +32,11 @@ from dockermagic.errors import (
 )
 from dockermagic.gateway.audit import read_audit
 from dockermagic.gateway.client import GatewayBackend, NotFoundError
-from dockermagic.labels import GATEWAY_USER
 from dockermagic.policy import SandboxPolicy
 from dockermagic.runners import PythonDockerRunner
 from dockermagic.sessions import Session, SessionRestartedWarning
-from tests.conftest import TAG
 from tests.engines import make_certificates
-from tests.gateway import ROOT, GatewayProcess, wait_for
+from tests.gateway import ROOT, GatewayProcess, gateway_containers, wait_for
 
 pytestmark = pytest.mark.gateway_server
 
@@ -74,14 +71,6 @@ def api(gateway: GatewayProcess, user: str | None, method: str, path: str, **kw:
     with requests.Session() as http:
         http.trust_env = False
         return http.request(method, f"{gateway.url}/v1{path}", headers=headers, timeout=30, **kw)
-
-
-def gateway_containers(client: docker.DockerClient, user: str | None = None) -> list[str]:
-    return [
-        c.name
-        for c in list_containers(client, tag=TAG)
-        if GATEWAY_USER in c.labels and (user is None or c.labels[GATEWAY_USER] == user)
-    ]
 
 
 # -- who may do what ----------------------------------------------------------------------
