@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+from dockermagic.swarm.cluster import (
+    ServiceSummary,
+    cluster_nodes,
+    is_manager,
+    list_configs,
+    list_services,
+    remove_configs,
+    remove_services,
+    task_count,
+)
 from dockermagic.swarm.lifecycle import (
     CONFIG_LIMIT,
     MARKER,
@@ -10,20 +20,12 @@ from dockermagic.swarm.lifecycle import (
     WORKDIR,
     WRAPPER,
     LogLine,
-    ServiceSummary,
     SwarmRunner,
     SwarmTask,
     TaskProgram,
     TaskSpec,
     TaskState,
-    cluster_nodes,
-    is_manager,
-    list_configs,
-    list_services,
-    remove_configs,
-    remove_services,
     service_spec,
-    task_count,
 )
 
 __all__ = [

@@ -62,7 +62,6 @@ and a batch removes all of its own at its end (:func:`remove_services`).
 
 from __future__ import annotations
 
-import calendar
 import contextlib
 import dataclasses
 import functools
@@ -76,7 +75,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Any
 
 import docker
 import docker.errors
@@ -85,7 +84,7 @@ from docker.types import CancellableStream
 from dockermagic.container import CALL_TIMEOUT, DEADLINE_GRACE, engine_call
 from dockermagic.engine import engine_address
 from dockermagic.errors import DockermagicError, InvalidArgumentError, SwarmError
-from dockermagic.labels import DEADLINE, LABEL, container_labels, new_container_name
+from dockermagic.labels import DEADLINE, container_labels, new_container_name
 from dockermagic.policy import CODE_DIR, SandboxPolicy, size_text
 from dockermagic.result import RunResult
 from dockermagic.runners import AbstractDockerCodeRunner
@@ -105,6 +104,7 @@ from dockermagic.supervisor import (
     check_timeout,
     supervise,
 )
+from dockermagic.swarm.cluster import api_error, remove_configs, remove_services
 from dockermagic.transfer import CopyBudget, read_host_file, read_tree, safe_relative
 
 __all__ = [
@@ -116,21 +116,12 @@ __all__ = [
     "WORKDIR",
     "WRAPPER",
     "LogLine",
-    "ServiceSummary",
-    "SwarmNode",
     "SwarmRunner",
     "SwarmTask",
     "TaskProgram",
     "TaskSpec",
     "TaskState",
-    "cluster_nodes",
-    "is_manager",
-    "list_configs",
-    "list_services",
-    "remove_configs",
-    "remove_services",
     "service_spec",
-    "task_count",
 ]
 
 logger = logging.getLogger(__name__)
@@ -194,80 +185,6 @@ exit $code
 FINAL_STATES = frozenset({"complete", "failed", "rejected", "shutdown", "orphaned", "remove"})
 
 _TIMESTAMP = re.compile(rb"^(\d{4}-\d\d-\d\dT[0-9:.]+Z) ")
-
-
-# -- the cluster ---------------------------------------------------------------------
-
-
-def _api_error(what: str, exc: docker.errors.APIError, *, node: str = "") -> SwarmError:
-    reason = str(exc.explanation or exc).strip().splitlines()[0] if str(exc) else "refused"
-    return SwarmError(f"The Swarm manager refused to {what}: {reason}", node=node)
-
-
-def is_manager(client: docker.DockerClient) -> bool:
-    """Whether the client's engine is a Swarm manager (it can run services).
-
-    Args:
-        client: The client.
-
-    Returns:
-        True for an active manager.
-
-    Raises:
-        EngineUnavailableError: No engine answers.
-    """
-    info = engine_call("info", client.info)
-    swarm = info.get("Swarm") or {}
-    return bool(swarm.get("ControlAvailable")) and swarm.get("LocalNodeState") == "active"
-
-
-@dataclass(frozen=True)
-class SwarmNode:
-    """One node of the cluster, as its manager sees it.
-
-    Attributes:
-        id: The node's id.
-        hostname: Its host name.
-        role: ``"manager"`` or ``"worker"``.
-        cpus: Its CPUs.
-        ready: It is up and takes tasks (ready and active).
-    """
-
-    id: str
-    hostname: str
-    role: str
-    cpus: float
-    ready: bool
-
-
-def cluster_nodes(client: docker.DockerClient) -> list[SwarmNode]:
-    """The cluster's nodes.
-
-    Args:
-        client: A client of a manager.
-
-    Returns:
-        One entry per node.
-
-    Raises:
-        SwarmError: The engine is not a manager.
-    """
-    try:
-        rows = engine_call("list nodes", client.api.nodes)
-    except docker.errors.APIError as exc:
-        raise _api_error("list its nodes", exc) from exc
-    return [
-        SwarmNode(
-            id=row["ID"],
-            hostname=str((row.get("Description") or {}).get("Hostname", "")),
-            role=str((row.get("Spec") or {}).get("Role", "")),
-            cpus=float(((row.get("Description") or {}).get("Resources") or {}).get("NanoCPUs", 0))
-            / 1e9,
-            ready=(row.get("Status") or {}).get("State") == "ready"
-            and (row.get("Spec") or {}).get("Availability") == "active",
-        )
-        for row in rows
-    ]
 
 
 # -- what a task is made of ----------------------------------------------------------
@@ -641,7 +558,7 @@ class SwarmTask:
             )
         except docker.errors.APIError as exc:
             remove_configs(client, config_ids)
-            raise _api_error("create a service", exc) from exc
+            raise api_error("create a service", exc) from exc
         except BaseException:
             remove_configs(client, config_ids)
             raise
@@ -665,7 +582,7 @@ class SwarmTask:
         except docker.errors.NotFound as exc:
             raise SwarmError(f"the service {self.name} was removed while it ran") from exc
         except docker.errors.APIError as exc:
-            raise _api_error("list a service's tasks", exc) from exc
+            raise api_error("list a service's tasks", exc) from exc
         if not tasks:
             return TaskState("pending")
         # One replica, restart none: one task (the newest, should there be more).
@@ -750,7 +667,7 @@ class SwarmTask:
         except docker.errors.NotFound as exc:
             raise SwarmError(f"the service {self.name} was removed while it ran") from exc
         except docker.errors.APIError as exc:
-            raise _api_error("read a service's log", exc) from exc
+            raise api_error("read a service's log", exc) from exc
 
     def remove(self) -> None:
         """Remove the service (its task is killed) and its configs; safe twice, never raises."""
@@ -1122,166 +1039,3 @@ class SwarmRunner:
             "%s on node %s: %s (%.3f s)", spec.name, state.node, result.status, result.duration
         )
         return result
-
-
-# -- listing and removing (batches' ends, cleanup) ---------------------------------------
-
-
-@dataclass(frozen=True)
-class ServiceSummary:
-    """A dockermagic service or config, as the manager lists it.
-
-    Attributes:
-        id: Its id.
-        name: Its name (``dockermagic-...``).
-        labels: Its labels (owner, batch, deadline).
-        created: When it was made (Unix seconds; 0 when unknown).
-    """
-
-    id: str
-    name: str
-    labels: dict[str, str]
-    created: float = 0.0
-
-
-def _created(text: object) -> float:
-    # "2026-11-26T09:54:30.178077414Z": seconds are enough for staleness.
-    try:
-        return float(calendar.timegm(time.strptime(str(text)[:19], "%Y-%m-%dT%H:%M:%S")))
-    except ValueError:
-        return 0.0
-
-
-def _summaries(rows: Iterable[Mapping[str, Any]]) -> list[ServiceSummary]:
-    return [
-        ServiceSummary(
-            id=str(row["ID"]),
-            name=str((row.get("Spec") or {}).get("Name", "")),
-            labels=dict((row.get("Spec") or {}).get("Labels") or {}),
-            created=_created(row.get("CreatedAt")),
-        )
-        for row in rows
-    ]
-
-
-def list_services(
-    client: docker.DockerClient, label_filters: Sequence[str] = (LABEL,)
-) -> list[ServiceSummary]:
-    """The dockermagic services with these labels.
-
-    Args:
-        client: A client of a manager.
-        label_filters: ``"key"`` or ``"key=value"``, all required.
-
-    Returns:
-        One summary per service.
-    """
-    return _list(client, "services", label_filters)
-
-
-def list_configs(
-    client: docker.DockerClient, label_filters: Sequence[str] = (LABEL,)
-) -> list[ServiceSummary]:
-    """The dockermagic configs with these labels.
-
-    Args:
-        client: A client of a manager.
-        label_filters: ``"key"`` or ``"key=value"``, all required.
-
-    Returns:
-        One summary per config.
-    """
-    return _list(client, "configs", label_filters)
-
-
-def _list(
-    client: docker.DockerClient, kind: Literal["services", "configs"], label_filters: Sequence[str]
-) -> list[ServiceSummary]:
-    filters = {"label": list(label_filters)}
-    what = f"list {kind}"
-    # Both listings answer rows of the same shape (ID, Spec.Name, Spec.Labels, CreatedAt).
-    listing = client.api.services if kind == "services" else client.api.configs
-    try:
-        rows = engine_call(what, lambda: listing(filters=filters))  # type: ignore[no-untyped-call]
-    except docker.errors.APIError as exc:
-        raise _api_error(what, exc) from exc
-    return _summaries(rows)
-
-
-def remove_services(client: docker.DockerClient, ids: Iterable[str]) -> list[str]:
-    """Remove services now (their tasks are killed); never raises.
-
-    Args:
-        client: A client of a manager.
-        ids: Service ids.
-
-    Returns:
-        The ids this call removed.
-    """
-    removed = []
-
-    def remove(service_id: str) -> None:
-        client.api.remove_service(service_id)  # type: ignore[no-untyped-call]
-
-    for service_id in ids:
-        try:
-            engine_call("remove service", functools.partial(remove, service_id))
-            removed.append(service_id)
-        except docker.errors.NotFound:
-            pass
-        except DockermagicError as exc:  # cleanup finds it later
-            logger.warning("could not remove service %s: %s", service_id[:12], exc)
-        except docker.errors.APIError as exc:
-            logger.warning("could not remove service %s: %s", service_id[:12], exc.explanation)
-    return removed
-
-
-def remove_configs(client: docker.DockerClient, ids: Iterable[str]) -> list[str]:
-    """Remove configs no service uses any more; never raises.
-
-    Args:
-        client: A client of a manager.
-        ids: Config ids.
-
-    Returns:
-        The ids this call removed (the manager keeps a config a service uses).
-    """
-    removed = []
-
-    def remove(config_id: str) -> None:
-        client.api.remove_config(config_id)  # type: ignore[no-untyped-call]
-
-    for config_id in ids:
-        try:
-            engine_call("remove config", functools.partial(remove, config_id))
-            removed.append(config_id)
-        except docker.errors.NotFound:
-            pass
-        except DockermagicError as exc:
-            logger.warning("could not remove config %s: %s", config_id[:12], exc)
-        except docker.errors.APIError as exc:
-            logger.debug("config %s kept: %s", config_id[:12], exc.explanation)
-    return removed
-
-
-def task_count(client: docker.DockerClient, service_ids: Iterable[str]) -> int:
-    """How many tasks of these services the manager still knows (removed or not).
-
-    A removed service's task stays listed until its node has removed its
-    container, so 0 means no container of them is left on any node.
-
-    Args:
-        client: A client of a manager.
-        service_ids: The services.
-
-    Returns:
-        The number of their tasks.
-    """
-    wanted = set(service_ids)
-    if not wanted:
-        return 0
-    try:
-        tasks = engine_call("list tasks", client.api.tasks)
-    except docker.errors.APIError as exc:
-        raise _api_error("list tasks", exc) from exc
-    return sum(1 for task in tasks if task.get("ServiceID") in wanted)

@@ -137,7 +137,7 @@ SWARM_CALLS = {
 #: owns every container call; images.py and packages.py image calls (pull,
 #: build offline, build derived); engine.py the client; the swarm package's
 #: SWARM_LAYER every service, task, config and node call.
-SWARM_LAYER = {"swarm/lifecycle.py"}
+SWARM_LAYER = {"swarm/cluster.py", "swarm/lifecycle.py"}
 ENGINE_LAYER = {"container.py", "images.py", "packages.py", "engine.py", *SWARM_LAYER}
 #: The client's collections of Swarm objects: SWARM_LAYER's alone.
 SWARM_COLLECTIONS = {"services", "configs", "nodes", "swarm", "secrets"}
