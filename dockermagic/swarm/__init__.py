@@ -12,7 +12,8 @@ from dockermagic.swarm.cluster import (
     remove_services,
     task_count,
 )
-from dockermagic.swarm.lifecycle import (
+from dockermagic.swarm.lifecycle import SwarmRunner, SwarmTask, TaskProgram
+from dockermagic.swarm.task import (
     CONFIG_LIMIT,
     MARKER,
     NODE_SETUP,
@@ -20,9 +21,6 @@ from dockermagic.swarm.lifecycle import (
     WORKDIR,
     WRAPPER,
     LogLine,
-    SwarmRunner,
-    SwarmTask,
-    TaskProgram,
     TaskSpec,
     TaskState,
     service_spec,
