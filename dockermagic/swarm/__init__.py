@@ -12,7 +12,8 @@ from dockermagic.swarm.cluster import (
     remove_services,
     task_count,
 )
-from dockermagic.swarm.lifecycle import SwarmRunner, SwarmTask, TaskProgram
+from dockermagic.swarm.lifecycle import SwarmTask, TaskProgram
+from dockermagic.swarm.runner import SwarmRunner
 from dockermagic.swarm.task import (
     CONFIG_LIMIT,
     MARKER,

@@ -192,8 +192,10 @@ def test_raw_docker_api_calls_live_in_the_engine_layer_only() -> None:
         ("container.py", "client.nodes.list()", True),
         ("container.py", "client.api.create_container(x)", False),
         ("swarm/lifecycle.py", "client.api.create_service(**spec)", False),
-        ("swarm/lifecycle.py", "client.api.tasks(filters={})", False),
-        ("swarm.py", "client.api.tasks(filters={})", True),
+        ("swarm/cluster.py", "client.api.tasks(filters={})", False),
+        ("swarm/runner.py", "client.api.create_service(**spec)", True),
+        ("swarm/task.py", "client.api.get(url)", True),
+        ("swarm/task.py", "client.services.list()", True),
         ("batch/run.py", "sweep_batch(client, run_id)", False),
     ],
 )
