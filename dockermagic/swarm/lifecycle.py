@@ -1,27 +1,13 @@
-"""Docker Swarm: one script as a one-off task on any node of a cluster.
+"""One task's life: its configs and service made, its start awaited, its run watched, removed.
 
-The one module that owns Swarm services and configs: every service, task,
-config and node call (``client.api``) of dockermagic is here, as every
-container call is in :mod:`dockermagic.container`. The batch's Swarm backend
-(:mod:`dockermagic.batch.swarm`) and :func:`dockermagic.cleanup.cleanup` are
-its clients.
-
-A script's life as a task::
-
-    SwarmTask.create(client, spec)   a config per file (/code/<file>), then a service:
-                                     mode replicated, 1 replica, restart-condition none
-      .wait_started()                pending ... running (or already over)
-      TaskProgram(task)              what the supervisor watches: the live log
-                                     (stdout and stderr), the task's state
-      .remove()                      the service (this kills a running task), its configs
-
-:class:`SwarmRunner` does all of it for one file and returns the same
-:class:`~dockermagic.result.RunResult` a local run does.
-
-Services and configs carry dockermagic's owner labels
-(:mod:`dockermagic.labels`), a deadline label and the batch's id, so
-:func:`dockermagic.cleanup.cleanup` removes what dead owners left on a swarm,
-and a batch removes all of its own at its end (:func:`remove_services`).
+:class:`SwarmTask` makes a config per file and then the one-replica service
+of :func:`~dockermagic.swarm.task.service_spec` (the manager schedules its
+task at once), polls the task's state until its container runs, reads the
+service's log (live, through :class:`LogStream`, or whole) and removes the
+service (which kills a running task) and its configs. :class:`TaskProgram`
+is the running task as :func:`~dockermagic.supervisor.supervise` sees it:
+output from the live log, completed from the whole log when the task is
+over, the wrapper's marker lines kept apart.
 """
 
 from __future__ import annotations
@@ -220,7 +206,8 @@ class SwarmTask:
             The task.
 
         Raises:
-            InvalidArgumentError: A file is larger than :data:`CONFIG_LIMIT`.
+            InvalidArgumentError: A file is larger than
+                :data:`~dockermagic.swarm.task.CONFIG_LIMIT`.
             SwarmError: The manager refused (nothing is left behind).
             EngineUnavailableError: No engine answers.
         """

@@ -44,10 +44,11 @@ class SwarmRunner:
     """Runs script files as one-off Swarm tasks, with the run contract of a local runner.
 
     The language's command, environment and support files come from its
-    local runner (``HOME`` becomes :data:`WORKDIR`). What a local run has and
-    a task has not: no stdin, no displays or files out (those need the
-    agent, which reads from stdin), no container pool. CPU seconds and peak
-    memory come from the task's wrapper (:data:`WRAPPER`).
+    local runner (``HOME`` becomes :data:`~dockermagic.swarm.task.WORKDIR`).
+    What a local run has and a task has not: no stdin, no displays or files
+    out (those need the agent, which reads from stdin), no container pool.
+    CPU seconds and peak memory come from the task's wrapper
+    (:data:`~dockermagic.swarm.task.WRAPPER`).
 
     Args:
         runner: The language's local runner (never asked to run anything).
@@ -122,7 +123,8 @@ class SwarmRunner:
         """Run a script file as a one-off task on any node and wait for it.
 
         Host files are read by the rules of :mod:`dockermagic.transfer`, as
-        for a local run, and each must fit a config (:data:`CONFIG_LIMIT`).
+        for a local run, and each must fit a config
+        (:data:`~dockermagic.swarm.task.CONFIG_LIMIT`).
 
         Args:
             path: The script on the host.
@@ -137,7 +139,8 @@ class SwarmRunner:
 
         Raises:
             SwarmError: No node ran it, its node is not set up
-                (:data:`NODE_SETUP`), the task vanished, the manager refused.
+                (:data:`~dockermagic.swarm.task.NODE_SETUP`), the task vanished,
+                the manager refused.
             InvalidArgumentError: A file cannot be copied in (see
                 :mod:`dockermagic.transfer`) or is too large for a config.
             EngineUnavailableError: No engine answers.
