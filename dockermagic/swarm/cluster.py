@@ -2,12 +2,13 @@
 
 Whether an engine is a Swarm manager (:func:`is_manager`), its nodes
 (:func:`cluster_nodes`), and the listing and removal of dockermagic's services
-and configs: a batch removes all of its own at its end
-(:func:`remove_services`, :func:`remove_configs`, then :func:`task_count` until
-the nodes have removed the containers), and :func:`dockermagic.cleanup.cleanup`
-removes what dead owners left on a swarm, by the owner labels
-(:mod:`dockermagic.labels`), deadline label and batch id that services and
-configs carry. Removals never raise: what is left, cleanup finds later.
+and configs. A batch removes all of its own at its end
+(:func:`remove_services`; :func:`task_count` says when the nodes have removed
+the tasks' containers; then :func:`remove_configs`), and
+:func:`dockermagic.cleanup.cleanup` removes what dead owners left on a swarm,
+by the owner labels (:mod:`dockermagic.labels`), the deadline label and the
+batch's id that services and configs carry. Removals never raise: what is
+left, cleanup finds later.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+# -- the manager and its nodes ---------------------------------------------------------
 
 
 def api_error(what: str, exc: docker.errors.APIError, *, node: str = "") -> SwarmError:

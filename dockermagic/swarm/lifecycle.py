@@ -53,6 +53,9 @@ POLL_FIRST = 0.05
 POLL_MAX = 0.25
 
 
+# -- the task's log --------------------------------------------------------------------
+
+
 class LogStream:
     """A task's log as it is written (a ``follow`` request read by a thread).
 
