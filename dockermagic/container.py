@@ -73,7 +73,7 @@ from dockermagic.engine import engine_errors, engine_profile
 from dockermagic.errors import EngineUnavailableError, SandboxError
 from dockermagic.images import ensure_image, forget_image
 from dockermagic.labels import DEADLINE, container_labels, new_container_name
-from dockermagic.policy import CODE_DIR, SandboxPolicy
+from dockermagic.policy import CODE_DIR, SandboxPolicy, under_deadline
 from dockermagic.profiles import DOCKER, EngineProfile
 from dockermagic.transfer import tar_files
 
@@ -152,16 +152,7 @@ class ContainerSpec:
         """
         if self.deadline is None:
             return list(self.command)
-        # --preserve-status: a program killed at the deadline exits 137, as it
-        # does when the host kills it.
-        return [
-            "timeout",
-            "--preserve-status",
-            "-s",
-            "KILL",
-            f"{self.deadline:.3f}s",
-            *self.command,
-        ]
+        return under_deadline(self.deadline, self.command)
 
 
 @dataclass(frozen=True)

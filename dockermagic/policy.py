@@ -16,6 +16,7 @@ import dataclasses
 import math
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,13 +26,33 @@ from dockermagic.errors import InvalidArgumentError
 from dockermagic.profiles import DOCKER, EngineProfile
 from dockermagic.settings import current_settings
 
-__all__ = ["CODE_DIR", "SandboxPolicy", "parse_bytes", "parse_user", "size_text"]
+__all__ = ["CODE_DIR", "SandboxPolicy", "parse_bytes", "parse_user", "size_text", "under_deadline"]
 
 #: Where the program and its files are copied (a per-container volume, read-only
 #: for the sandbox user). Docker refuses ``put_archive`` into a read-only root
 #: filesystem except inside a volume, and a copy into a tmpfs is hidden by the
 #: mount, so the code lives in a volume and the writable work dir is a tmpfs.
 CODE_DIR = "/code"
+
+
+def under_deadline(seconds: float, command: Sequence[str]) -> list[str]:
+    """``command`` under coreutils' ``timeout``, the deadline keeper inside a sandbox.
+
+    As the container's (or task's) PID 1 it cannot be stopped by the program
+    (the kernel ignores SIGKILL to a namespace's init from inside), so the
+    deadline holds even when the process that started the container is gone.
+
+    Args:
+        seconds: When to SIGKILL the program, from the container's start.
+        command: The program's argv.
+
+    Returns:
+        The argv to run.
+    """
+    # --preserve-status: a program killed at the deadline exits 137, as it
+    # does when the host kills it.
+    return ["timeout", "--preserve-status", "-s", "KILL", f"{seconds:.3f}s", *command]
+
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}

@@ -54,7 +54,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from dockermagic.labels import new_container_name
-from dockermagic.policy import CODE_DIR, SandboxPolicy
+from dockermagic.policy import CODE_DIR, SandboxPolicy, under_deadline
 
 __all__ = [
     "CONFIG_LIMIT",
@@ -157,18 +157,9 @@ class TaskSpec:
         Returns:
             The argv.
         """
-        return [
-            "timeout",
-            "--preserve-status",
-            "-s",
-            "KILL",
-            f"{self.deadline:.3f}s",
-            "sh",
-            "-c",
-            WRAPPER,
-            "dockermagic-swarm",
-            *self.command,
-        ]
+        return under_deadline(
+            self.deadline, ["sh", "-c", WRAPPER, "dockermagic-swarm", *self.command]
+        )
 
 
 def service_spec(spec: TaskSpec, config_ids: Sequence[str]) -> dict[str, Any]:
