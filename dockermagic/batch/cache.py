@@ -23,6 +23,7 @@ from dockermagic.batch.script import Task
 from dockermagic.engine import default_client
 from dockermagic.errors import DockermagicError
 from dockermagic.labels import BATCH
+from dockermagic.memo import Memo
 from dockermagic.policy import SandboxPolicy
 from dockermagic.runners import AbstractDockerCodeRunner, get_runner
 
@@ -59,7 +60,7 @@ class RunnerCache:
         self.run_id = run_id
         self.pool = pool
         self._client = client
-        self._runners: dict[tuple[str, str], AbstractDockerCodeRunner] = {}
+        self._runners: Memo[tuple[str, str], AbstractDockerCodeRunner] = Memo()
 
     def runner_for(self, task: Task) -> AbstractDockerCodeRunner:
         """The runner for a script.
@@ -76,23 +77,21 @@ class RunnerCache:
         """
         if task.problem:
             raise DockermagicError(task.problem)
-        key = (task.language, task.image)
-        runner = self._runners.get(key)
-        if runner is None:
-            if self._client is None:
-                self._client = default_client()
-            # The image is final: packages were built into it before the
-            # batch started, so the runner gets no requirements of its own.
-            runner = get_runner(
-                task.language,
-                image=task.image,
-                policy=self.policy,
-                client=self._client,
-                labels={BATCH: self.run_id},
-                pool=self.pool,
-            )
-            self._runners[key] = runner
-        return runner
+        return self._runners.get((task.language, task.image), lambda: self._make(task))
+
+    def _make(self, task: Task) -> AbstractDockerCodeRunner:
+        if self._client is None:
+            self._client = default_client()
+        # The image is final: packages were built into it before the batch
+        # started, so the runner gets no requirements of its own.
+        return get_runner(
+            task.language,
+            image=task.image,
+            policy=self.policy,
+            client=self._client,
+            labels={BATCH: self.run_id},
+            pool=self.pool,
+        )
 
     def close(self) -> None:
         """Remove the idle containers of this batch's pools (safe to call twice).

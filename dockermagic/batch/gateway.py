@@ -22,13 +22,13 @@ decides whether they are allowed.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from typing import Any
 
 from dockermagic.batch.backend import ScriptRunner
 from dockermagic.batch.script import Task
 from dockermagic.errors import DockermagicError, InvalidArgumentError
+from dockermagic.memo import Memo
 from dockermagic.policy import SandboxPolicy
 from dockermagic.runners import AbstractDockerCodeRunner, configured_backend, get_runner
 
@@ -93,8 +93,8 @@ class GatewayScripts:
     def __init__(self, policy: SandboxPolicy, packages: Mapping[str, tuple[str, ...]]) -> None:
         self.policy = policy
         self.packages = dict(packages)
-        self._runners: dict[tuple[str, str], AbstractDockerCodeRunner] = {}
-        self._lock = threading.Lock()  # threads ask for runners at once
+        # Threads ask for runners at once: the memo makes each once.
+        self._runners: Memo[tuple[str, str], AbstractDockerCodeRunner] = Memo()
 
     def runner_for(self, task: Task) -> ScriptRunner:
         """The runner for a script.
@@ -110,18 +110,15 @@ class GatewayScripts:
         """
         if task.problem:
             raise DockermagicError(task.problem)
-        key = (task.language, task.image)
-        with self._lock:
-            runner = self._runners.get(key)
-            if runner is None:
-                runner = get_runner(
-                    task.language,
-                    image=task.image or None,
-                    policy=self.policy,
-                    requirements=self.packages.get(task.language, ()),
-                )
-                self._runners[key] = runner
-        return runner
+        return self._runners.get(
+            (task.language, task.image),
+            lambda: get_runner(
+                task.language,
+                image=task.image or None,
+                policy=self.policy,
+                requirements=self.packages.get(task.language, ()),
+            ),
+        )
 
     def close(self) -> None:
         """Nothing to release: the gateway ends its own containers; never raises."""

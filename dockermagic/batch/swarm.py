@@ -31,6 +31,7 @@ from dockermagic.engine import MAX_POOL_SIZE, connect, default_client, engine_ad
 from dockermagic.errors import DockermagicError, InvalidArgumentError
 from dockermagic.images import image_present, runner_image
 from dockermagic.labels import BATCH
+from dockermagic.memo import Memo
 from dockermagic.policy import SandboxPolicy
 from dockermagic.runners import get_runner, runner_class_for
 from dockermagic.settings import current_settings
@@ -191,7 +192,7 @@ class SwarmBackend:
         # A running task holds a followed log and polls its state: a client
         # of its own, with room for every thread.
         self.client = connect(environment, max_pool_size=max(MAX_POOL_SIZE, 3 * limit + 8))
-        self._runners: dict[tuple[str, str], SwarmRunner] = {}
+        self._runners: Memo[tuple[str, str], SwarmRunner] = Memo()
 
     def runner_for(self, task: Task) -> ScriptRunner:
         """The runner for a script.
@@ -207,15 +208,14 @@ class SwarmBackend:
         """
         if task.problem:
             raise DockermagicError(task.problem)
-        key = (task.language, task.image)
-        runner = self._runners.get(key)
-        if runner is None:
-            local = get_runner(
-                task.language, image=task.image, policy=self.policy, client=self.client
-            )
-            runner = SwarmRunner(local, self.client, labels={BATCH: self.run_id})
-            self._runners[key] = runner
-        return runner
+        return self._runners.get(
+            (task.language, task.image),
+            lambda: SwarmRunner(
+                get_runner(task.language, image=task.image, policy=self.policy, client=self.client),
+                self.client,
+                labels={BATCH: self.run_id},
+            ),
+        )
 
     def close(self, *, wait: float = SWEEP_WAIT) -> None:
         """Remove what is left of the batch's services and configs; never raises.

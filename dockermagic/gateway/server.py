@@ -94,6 +94,7 @@ from dockermagic.gateway.wire import (
 )
 from dockermagic.images import image_digest
 from dockermagic.labels import GATEWAY_USER
+from dockermagic.memo import Memo
 from dockermagic.policy import SandboxPolicy
 from dockermagic.pool import close_pools
 from dockermagic.result import RunResult
@@ -169,9 +170,7 @@ class Gateway:
         self.programs: dict[str, _Program] = {}
         self.sessions: dict[str, _SessionEntry] = {}
         self._session_ids: dict[tuple[str, str, str], str] = {}
-        self._runners: collections.OrderedDict[tuple[Any, ...], AbstractDockerCodeRunner] = (
-            collections.OrderedDict()
-        )
+        self._runners: Memo[tuple[Any, ...], AbstractDockerCodeRunner] = Memo(MAX_RUNNERS)
         self._cpu: dict[str, collections.deque[tuple[float, float]]] = {}
         self._reaper: asyncio.Task[None] | None = None
         self._images: dict[str, list[str]] | None = None
@@ -281,22 +280,17 @@ class Gateway:
         from the base with them installed: built on the gateway's host at the
         first run that needs it (in that run's thread), looked up after.
         """
-        key = (language, image, policy, pooled, packages)
-        runner = self._runners.get(key)
-        if runner is None:
-            runner = get_runner(
+        return self._runners.get(
+            (language, image, policy, pooled, packages),
+            lambda: get_runner(
                 language,
                 image=image,
                 policy=policy,
                 pool=self.config.pool_size if pooled else 0,
                 gateway=False,
                 requirements=packages,
-            )
-            self._runners[key] = runner
-            while len(self._runners) > MAX_RUNNERS:
-                self._runners.popitem(last=False)
-        self._runners.move_to_end(key)
-        return runner
+            ),
+        )
 
     async def default_images(self) -> dict[str, list[str]]:
         """Per language, the images a request may name, the default first (asked once)."""

@@ -35,7 +35,6 @@ its next start.
 
 from __future__ import annotations
 
-import collections
 import logging
 import threading
 import time
@@ -50,6 +49,7 @@ from dockermagic.errors import DockermagicError, InvalidArgumentError
 from dockermagic.gateway.config import SwarmSettings
 from dockermagic.gateway.wire import JobRequest
 from dockermagic.labels import GATEWAY_USER, LABEL, this_owner
+from dockermagic.memo import Memo
 from dockermagic.policy import SandboxPolicy
 from dockermagic.result import RunResult
 from dockermagic.runners import AbstractDockerCodeRunner, get_runner
@@ -85,10 +85,8 @@ class SwarmRuns:
     def __init__(self, settings: SwarmSettings, client: docker.DockerClient) -> None:
         self.settings = settings
         self.client = client
-        self._runners: collections.OrderedDict[tuple[Any, ...], AbstractDockerCodeRunner] = (
-            collections.OrderedDict()
-        )
-        self._lock = threading.Lock()  # runs ask for runners from worker threads
+        # Runs ask for runners from worker threads: the memo makes each once.
+        self._runners: Memo[tuple[Any, ...], AbstractDockerCodeRunner] = Memo(MAX_RUNNERS)
         self._hostnames: dict[str, str] = {}
 
     @classmethod
@@ -173,18 +171,12 @@ class SwarmRuns:
         Returns:
             The runner, kept for the next run like it.
         """
-        key = (language, image, policy)
-        with self._lock:
-            runner = self._runners.get(key)
-            if runner is None:
-                runner = get_runner(
-                    language, image=image, policy=policy, pool=0, gateway=False, client=self.client
-                )
-                self._runners[key] = runner
-                while len(self._runners) > MAX_RUNNERS:
-                    self._runners.popitem(last=False)
-            self._runners.move_to_end(key)
-        return runner
+        return self._runners.get(
+            (language, image, policy),
+            lambda: get_runner(
+                language, image=image, policy=policy, pool=0, gateway=False, client=self.client
+            ),
+        )
 
     def run(
         self,
