@@ -46,7 +46,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -345,17 +345,30 @@ def _copy_image(
 class _APIProcess:
     """A throw-away process serving the Docker API (``dockerd``, Podman's service).
 
-    What both share: the log's tail, the wait for the first answer and the
-    images copied in. A subclass sets ``program`` and the attributes read here.
+    What both share: the log's tail, the wait for the first answer, the
+    images copied in, and the steps of the clean-up (each one logged and
+    skipped when it fails, so that the next still runs). A subclass sets
+    ``program`` and ``label`` and the attributes read here.
     """
 
     #: The program's name in error messages.
     program = "dockerd"
+    #: What log lines call it.
+    label = "engine"
+    dir: Path
     _proc: subprocess.Popen[bytes] | None
+    _stopped: bool
+    _api_version: str | None
+    _clients: list[docker.DockerClient]
     images: tuple[str, ...]
     source: docker.DockerClient | None
     ready_timeout: float
     timings: dict[str, float]
+
+    @property
+    def running(self) -> bool:
+        """Whether the process this object started is still alive."""
+        return self._proc is not None and self._proc.poll() is None
 
     @property
     def base_url(self) -> str:
@@ -414,6 +427,85 @@ class _APIProcess:
             if self.source is None:
                 source.close()
         self.timings["images"] = time.monotonic() - t0
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def _start_once(self) -> None:
+        """Start, wait for the first answer, copy the images; on any failure remove it all."""
+        if self._proc is not None or self._stopped:
+            raise EngineError(f"a {type(self).__name__} starts only once")
+        atexit.register(self.stop)
+        try:
+            self._start()
+            self._copy_images()
+        except BaseException:
+            self.stop()
+            raise
+
+    # -- the clean-up's steps ------------------------------------------------------------
+
+    def _run_steps(self, steps: Sequence[Callable[[], None]], what: str = "clean-up") -> None:
+        for step in steps:
+            try:
+                step()
+            except Exception:
+                logger.exception(
+                    "%s %s: %s step %s failed", self.label, self.dir, what, step.__name__
+                )
+
+    def _remove_containers(self) -> None:
+        if not self.running or self._api_version is None:
+            return
+        # Over the unix socket, with a client of its own: the user's may be closed.
+        client = docker.DockerClient(base_url=self.base_url, version=self._api_version, timeout=30)
+        try:
+            for container in client.api.containers(all=True):
+                with contextlib.suppress(docker.errors.NotFound):
+                    client.api.remove_container(container["Id"], force=True, v=True)
+        except UNREACHABLE as exc:
+            logger.warning("%s %s: could not remove its containers: %s", self.label, self.dir, exc)
+        finally:
+            client.close()
+
+    def _close_clients(self) -> None:
+        for client in self._clients:
+            client.close()
+        self._clients.clear()
+
+    def _terminate(self) -> None:
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGCONT)  # a stopped process cannot handle SIGTERM
+        proc.terminate()
+        try:
+            proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            logger.warning(
+                "%s %s ignored SIGTERM for %.0f s: SIGKILL", self.label, self.dir, STOP_TIMEOUT
+            )
+            proc.kill()
+            proc.wait(STOP_TIMEOUT)
+
+    def _unmount_all(self) -> None:
+        # Stacked mounts (Podman's graph root is bind-mounted onto itself, with
+        # containers' root filesystems under it): unmounting one can reveal
+        # another, so deepest first, a few passes.
+        for _ in range(5):
+            points = _mounts_under(self.dir)
+            if not points:
+                return
+            for point in points:
+                logger.info("%s %s: unmounting leftover %s", self.label, self.dir, point)
+                _unmount(point)
+
+    def _remove_dir(self) -> None:
+        if self.dir.exists():
+            shutil.rmtree(self.dir)
 
 
 class ExtraEngine(_APIProcess):
@@ -501,11 +593,6 @@ class ExtraEngine(_APIProcess):
             raise EngineError("the engine is not started")
         return self._proc.pid
 
-    @property
-    def running(self) -> bool:
-        """Whether the started ``dockerd`` is still alive."""
-        return self._proc is not None and self._proc.poll() is None
-
     def tls_env(self) -> dict[str, str]:
         """``DOCKER_HOST``, ``DOCKER_TLS_VERIFY`` and ``DOCKER_CERT_PATH`` for this engine."""
         return {
@@ -570,15 +657,7 @@ class ExtraEngine(_APIProcess):
             EngineError: When the engine does not come up (with its log's tail)
                 or an image cannot be copied. Everything made so far is removed.
         """
-        if self._proc is not None or self._stopped:
-            raise EngineError("an ExtraEngine starts only once")
-        atexit.register(self.stop)
-        try:
-            self._start()
-            self._copy_images()
-        except BaseException:
-            self.stop()
-            raise
+        self._start_once()
         return self
 
     def _start(self) -> None:
@@ -687,11 +766,7 @@ class ExtraEngine(_APIProcess):
             self._remove_cgroups,
             self._remove_dir,
         )
-        for step in steps:
-            try:
-                step()
-            except Exception:
-                logger.exception("engine %s: clean-up step %s failed", self.dir, step.__name__)
+        self._run_steps(steps)
         if self.subnet is not None:
             _claimed_subnets.discard(self.subnet)
         logger.info("engine %s removed in %.2f s", self.dir, time.monotonic() - t0)
@@ -699,34 +774,7 @@ class ExtraEngine(_APIProcess):
     def _remove_containers(self) -> None:
         if self._frozen:
             self.thaw()
-        if not self.running or self._api_version is None:
-            return
-        client = self._new_client(10, tls=False, version=self._api_version)
-        try:
-            for container in client.api.containers(all=True):
-                client.api.remove_container(container["Id"], force=True, v=True)
-        except UNREACHABLE as exc:
-            logger.warning("engine %s: could not remove its containers: %s", self.dir, exc)
-        finally:
-            client.close()
-
-    def _close_clients(self) -> None:
-        for client in self._clients:
-            client.close()
-        self._clients.clear()
-
-    def _terminate(self) -> None:
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGCONT)  # a stopped process cannot handle SIGTERM
-        proc.terminate()
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            logger.warning("engine %s ignored SIGTERM for %.0f s: SIGKILL", self.dir, STOP_TIMEOUT)
-            proc.kill()
-            proc.wait(STOP_TIMEOUT)
+        super()._remove_containers()
 
     def _kill_leftover_processes(self) -> None:
         """Kill what a killed dockerd left: its containerd, shims and container processes.
@@ -801,26 +849,15 @@ class ExtraEngine(_APIProcess):
             if time.monotonic() > deadline:
                 break
             time.sleep(0.1)
-        for step in (
-            engine._kill_leftover_processes,
-            engine._unmount_all,
-            engine._remove_cgroups,
-            engine._remove_dir,
-        ):
-            try:
-                step()
-            except Exception:
-                logger.exception("engine %s: reclaim step %s failed", directory, step.__name__)
-
-    def _unmount_all(self) -> None:
-        # Stacked mounts: unmounting one can reveal another; a few passes.
-        for _ in range(5):
-            points = _mounts_under(self.dir)
-            if not points:
-                return
-            for point in points:
-                logger.info("engine %s: unmounting leftover %s", self.dir, point)
-                _unmount(point)
+        engine._run_steps(
+            (
+                engine._kill_leftover_processes,
+                engine._unmount_all,
+                engine._remove_cgroups,
+                engine._remove_dir,
+            ),
+            "reclaim",
+        )
 
     def _remove_bridge(self) -> None:
         if self._bridge_made and Path("/sys/class/net", self.bridge).exists():
@@ -837,10 +874,6 @@ class ExtraEngine(_APIProcess):
             for path, _dirs, _files in os.walk(root, topdown=False):
                 with contextlib.suppress(FileNotFoundError):
                     os.rmdir(path)
-
-    def _remove_dir(self) -> None:
-        if self.dir.exists():
-            shutil.rmtree(self.dir)
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -1534,6 +1567,7 @@ class PodmanService(_APIProcess):
     """
 
     program = "podman"
+    label = "podman"
     #: Files and folders Podman 4.3 creates outside its configured roots.
     OUTSIDE = (Path("/dev/shm/libpod_lock"), Path("/var/lib/containers"))
 
@@ -1571,11 +1605,6 @@ class PodmanService(_APIProcess):
     def log_path(self) -> Path:
         """The service's combined stdout/stderr."""
         return self.dir / "service.log"
-
-    @property
-    def running(self) -> bool:
-        """Whether the started service is still alive."""
-        return self._proc is not None and self._proc.poll() is None
 
     def environment(self) -> dict[str, str]:
         """The variables that make Podman commands use this service's storage."""
@@ -1615,15 +1644,7 @@ class PodmanService(_APIProcess):
             EngineError: When it does not come up (with its log's tail) or an
                 image cannot be copied. Everything made so far is removed.
         """
-        if self._proc is not None or self._stopped:
-            raise EngineError("a PodmanService starts only once")
-        atexit.register(self.stop)
-        try:
-            self._start()
-            self._copy_images()
-        except BaseException:
-            self.stop()
-            raise
+        self._start_once()
         return self
 
     def _start(self) -> None:
@@ -1682,41 +1703,7 @@ class PodmanService(_APIProcess):
             self._remove_outside,
             self._remove_dir,
         )
-        for step in steps:
-            try:
-                step()
-            except Exception:
-                logger.exception("podman %s: clean-up step %s failed", self.dir, step.__name__)
-
-    def _remove_containers(self) -> None:
-        if not self.running or self._api_version is None:
-            return
-        client = docker.DockerClient(base_url=self.base_url, version=self._api_version, timeout=30)
-        try:
-            for container in client.api.containers(all=True):
-                with contextlib.suppress(docker.errors.NotFound):
-                    client.api.remove_container(container["Id"], force=True, v=True)
-        except UNREACHABLE as exc:
-            logger.warning("podman %s: could not remove its containers: %s", self.dir, exc)
-        finally:
-            client.close()
-
-    def _close_clients(self) -> None:
-        for client in self._clients:
-            client.close()
-        self._clients.clear()
-
-    def _terminate(self) -> None:
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            logger.warning("podman %s ignored SIGTERM for %.0f s: SIGKILL", self.dir, STOP_TIMEOUT)
-            proc.kill()
-            proc.wait(STOP_TIMEOUT)
+        self._run_steps(steps)
 
     def _kill_leftover_processes(self) -> None:
         """Kill what outlives the service: ``conmon`` monitors and their containers.
@@ -1752,17 +1739,6 @@ class PodmanService(_APIProcess):
             pids = {pid for pid in pids if Path(f"/proc/{pid}").exists()}
             time.sleep(0.05)
 
-    def _unmount_all(self) -> None:
-        # The overlay graph root is bind-mounted onto itself; container root
-        # filesystems and shm mounts sit under it. Deepest first, a few passes.
-        for _ in range(5):
-            points = _mounts_under(self.dir)
-            if not points:
-                return
-            for point in points:
-                logger.info("podman %s: unmounting %s", self.dir, point)
-                _unmount(point)
-
     def _remove_outside(self) -> None:
         """Podman's traces outside its directory, if they were not there before it started."""
         if _other_podman_running():
@@ -1782,10 +1758,6 @@ class PodmanService(_APIProcess):
             for path, _dirs, _files in os.walk(root, topdown=False):
                 with contextlib.suppress(OSError):
                     os.rmdir(path)
-
-    def _remove_dir(self) -> None:
-        if self.dir.exists():
-            shutil.rmtree(self.dir)
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"

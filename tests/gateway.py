@@ -28,6 +28,12 @@ from dockermagic.labels import GATEWAY_USER
 
 ROOT = Path(__file__).resolve().parents[1]
 
+
+def serve_command(config_path: Path) -> list[str]:
+    """``dockermagic gateway serve --config PATH`` with this test run's Python."""
+    return [sys.executable, "-m", "dockermagic", "gateway", "serve", "--config", str(config_path)]
+
+
 #: Users of the test gateway: name -> (token, role, network).
 USERS = {
     "teacher": ("teacher-token-0123456789abcdef", "teacher", False),
@@ -106,15 +112,7 @@ class GatewayProcess:
         env.update(self.environment)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "dockermagic",
-                "gateway",
-                "serve",
-                "--config",
-                str(self.config_path),
-            ],
+            serve_command(self.config_path),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

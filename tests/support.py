@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,27 @@ def make_result(**changes: object) -> RunResult:
     }
     fields.update(changes)
     return RunResult(**fields)  # type: ignore[arg-type]
+
+
+def started_in_thread(
+    run: Callable[..., RunResult], code: str
+) -> tuple[threading.Thread, list[RunResult]]:
+    """``run(code, on_output=...)`` in a thread, returned once the program printed.
+
+    So that what the test does next (interrupt, cancel, list) finds it running.
+
+    Returns:
+        The thread, and the list its result is appended to when it ends.
+    """
+    started = threading.Event()
+    results: list[RunResult] = []
+    thread = threading.Thread(
+        target=lambda: results.append(run(code, on_output=lambda s, t: started.set())),
+        daemon=True,
+    )
+    thread.start()
+    assert started.wait(20), "the program printed nothing within 20 s"
+    return thread, results
 
 
 @contextlib.contextmanager

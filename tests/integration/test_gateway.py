@@ -37,6 +37,7 @@ from dockermagic.runners import PythonDockerRunner
 from dockermagic.sessions import Session, SessionRestartedWarning
 from tests.engines import make_certificates
 from tests.gateway import ROOT, GatewayProcess, gateway_containers, wait_for
+from tests.support import started_in_thread
 
 pytestmark = pytest.mark.gateway_server
 
@@ -122,18 +123,9 @@ def test_the_owner_interrupts_a_cell_and_the_session_stays(gateway: GatewayProce
     try:
         session.run("kept = 'yes'")
         session_id = session._remote.id  # type: ignore[union-attr]
-        started = threading.Event()
-        results: list[Any] = []
-        cell = threading.Thread(
-            target=lambda: results.append(
-                session.run(
-                    "import time\nprint('busy', flush=True)\ntime.sleep(30)",
-                    on_output=lambda s, t: started.set(),
-                )
-            )
+        cell, results = started_in_thread(
+            session.run, "import time\nprint('busy', flush=True)\ntime.sleep(30)"
         )
-        cell.start()
-        assert started.wait(20)
         answer = api(gateway, "alice", "POST", f"/sessions/{session_id}/interrupt")
         assert answer.json() == {"interrupted": True}
         cell.join(20)
@@ -144,20 +136,10 @@ def test_the_owner_interrupts_a_cell_and_the_session_stays(gateway: GatewayProce
 
 
 def test_a_student_cannot_cancel_another_students_run(gateway: GatewayProcess) -> None:
-    started = threading.Event()
-    result: list[Any] = []
-
-    def run() -> None:
-        result.append(
-            runner(gateway, "alice").run(
-                "import time\nprint('go', flush=True)\ntime.sleep(2)\nprint('done')",
-                on_output=lambda s, t: started.set(),
-            )
-        )
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    assert started.wait(20)
+    thread, result = started_in_thread(
+        runner(gateway, "alice").run,
+        "import time\nprint('go', flush=True)\ntime.sleep(2)\nprint('done')",
+    )
     assert api(gateway, "bob", "GET", "/runs").json() == []
     runs = api(gateway, "alice", "GET", "/runs").json()
     assert len(runs) == 1

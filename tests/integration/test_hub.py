@@ -55,7 +55,7 @@ import websocket
 
 from dockermagic.gateway.audit import read_audit
 from dockermagic.labels import GATEWAY_USER, TAG
-from tests.gateway import ROOT, GatewayProcess
+from tests.gateway import ROOT, GatewayProcess, serve_command
 
 pytestmark = [pytest.mark.hub, pytest.mark.gateway_server, pytest.mark.timeout(420)]
 
@@ -321,15 +321,7 @@ class ManagedGateway:
 
     def command(self) -> list[str]:
         """What the Hub runs (as itself: the Hub's user may open the socket)."""
-        return [
-            sys.executable,
-            "-m",
-            "dockermagic",
-            "gateway",
-            "serve",
-            "--config",
-            str(self.config_path),
-        ]
+        return serve_command(self.config_path)
 
     def environment(self) -> dict[str, str]:
         """What the gateway needs beyond the few variables the Hub passes on.

@@ -696,21 +696,7 @@ def test_a_runner_without_an_agent_gets_its_input_ended() -> None:
     # Input written once and then ended: over TLS a half-close of the attach
     # socket dropped the TLS layer and lost the output (pitfall 25); a
     # stdin-only attach closed whole ends it on every transport.
-    class CatDockerRunner(AbstractDockerCodeRunner):
-        language = "cat-test"
-        suffixes = (".cat",)
-        default_image = PythonDockerRunner.default_image
-        image_env_var = "DOCKERMAGIC_CAT_TEST_IMAGE"
-        filename = "main.sh"
-        offline_image = PythonDockerRunner.offline_image
-
-        def command(self, path: str) -> list[str]:
-            return ["sh", path]
-
-        def environment(self) -> dict[str, str]:
-            return {"HOME": self.policy.workdir}
-
-    runner = CatDockerRunner()
+    runner = _ShellRunner()
     data = "".join(f"line {i}\n" for i in range(100_000))  # ~1 MB, many TLS records
     for _ in range(5):
         result = runner.run('wc -l; echo "after end of input"', stdin=data, timeout=20)

@@ -18,9 +18,8 @@ from dockermagic.cleanup import list_containers
 from dockermagic.engine import engine_profile
 from dockermagic.labels import SESSION as LABEL_SESSION
 from dockermagic.magics import CellFailedError, CellInterrupted
-from dockermagic.result import RunResult
 from dockermagic.sessions import SessionManager, SessionRestartedWarning
-from tests.support import loaded_shell
+from tests.support import loaded_shell, started_in_thread
 
 
 @pytest.fixture
@@ -115,18 +114,9 @@ def test_interrupt_from_another_thread_keeps_the_session(manager: SessionManager
     session = manager.get("interrupted", "python")
     assert not session.interrupt()  # nothing runs yet
     session.run("kept = 'yes'")
-    started = threading.Event()
-    results: list[RunResult] = []
-    cell = threading.Thread(
-        target=lambda: results.append(
-            session.run(
-                "import time\nprint('busy', flush=True)\ntime.sleep(30)",
-                on_output=lambda stream, text: started.set(),
-            )
-        )
+    cell, results = started_in_thread(
+        session.run, "import time\nprint('busy', flush=True)\ntime.sleep(30)"
     )
-    cell.start()
-    assert started.wait(20)
     assert session.interrupt()
     cell.join(20)
     assert not cell.is_alive()
